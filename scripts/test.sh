@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command (see README.md). Installs what it needs, then runs:
+#   1. unit tests of the rules and #[pg_test] tests of the hook (cargo pgrx test, pg15);
+#   2. integration tests over real connections against throwaway clusters:
+#      A: shared_preload_libraries = 'pg_stat_statements,pg_migration_guard', 1M-row data set
+#      B: shared_preload_libraries = 'pg_migration_guard,pg_stat_statements'
+#      C: not preloaded (CREATE EXTENSION must refuse)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+source scripts/common.sh
+
+./scripts/setup.sh
+
+echo "== unit tests and #[pg_test] tests (cargo pgrx test pg15)"
+PGRX_PGDATA=/tmp/pgrx-pgdata
+install -d -o postgres "$PGRX_PGDATA"
+cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_PGDATA"
+
+echo "== integration tests over real connections"
+install_extension
+WORK=/tmp/pgmg-test
+install -d "$WORK"
+cleanup() { for c in a b c; do stop_cluster "$WORK/$c"; done; }
+trap cleanup EXIT
+start_cluster "$WORK/a" 55433 'pg_stat_statements,pg_migration_guard'
+start_cluster "$WORK/b" 55434 'pg_migration_guard,pg_stat_statements'
+start_cluster "$WORK/c" 55435 ''
+psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p 55433 -U postgres -d postgres -f examples/seed.sql >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p 55433 -U postgres -d postgres -c 'CREATE EXTENSION pg_migration_guard' >/dev/null
+
+export PGMG_PORT_A=55433 PGMG_PORT_B=55434 PGMG_PORT_C=55435 PGMG_LOG_A="$WORK/a/server.log"
+(cd tests/integration && cargo test --release -- --test-threads=1)
+echo "== all tests passed"

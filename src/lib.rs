@@ -1,0 +1,61 @@
+//! pg_migration_guard: a ProcessUtility hook that judges every DDL statement against the
+//! live catalog before it runs, and rejects or warns on the ones that would take dangerous
+//! locks, rewrite or scan big tables.
+//!
+//! Flow (one direction, one module per stage):
+//! `hook` (unsafe glue) → `facts` (parse node + catalog → [`model`] values)
+//! → `rules` (pure) → `decision` (mode) → `hook::act` (ereport) → `audit`.
+
+use pgrx::prelude::*;
+
+pub mod decision;
+pub mod model;
+pub mod rules;
+pub mod sqltext;
+
+mod audit;
+mod facts;
+mod guc;
+mod hook;
+
+::pgrx::pg_module_magic!(name, version);
+
+/// Set in `_PG_init` when the library is loaded through `shared_preload_libraries`.
+static mut PRELOADED: bool = false;
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+    unsafe {
+        if pg_sys::process_shared_preload_libraries_in_progress {
+            PRELOADED = true;
+            hook::install();
+        }
+    }
+}
+
+/// `pg_migration_guard.is_preloaded() → boolean`: whether this server loaded the library
+/// through `shared_preload_libraries`, the only way the hook is active in every backend
+/// (PostgreSQL documentation: "Shared Library Preloading"). CREATE EXTENSION refuses to
+/// install when it returns false.
+#[pg_extern(stable, parallel_safe)]
+fn is_preloaded() -> bool {
+    unsafe { PRELOADED }
+}
+
+extension_sql_file!("../sql/audit_log.sql", name = "audit_log", requires = [is_preloaded]);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// This module is required by `cargo pgrx test` invocations.
+/// It must be visible at the root of your extension crate.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_migration_guard'"]
+    }
+}

@@ -1,0 +1,309 @@
+//! Small, pure helpers over SQL text, used to show the safe SQL for the statement the user
+//! actually wrote. They understand just enough of PostgreSQL's lexical rules (comments,
+//! quoted identifiers, string and dollar-quoted literals, parentheses) to find token
+//! boundaries; they never need to understand the statement itself, the parser already did.
+
+/// Byte ranges of the statement's top-level tokens are found by this scanner.
+struct Scanner<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(s: &'a str, pos: usize) -> Self {
+        Scanner { s: s.as_bytes(), pos }
+    }
+
+    /// Skips whitespace, `-- line` comments and nested `/* block */` comments.
+    fn skip_trivia(&mut self) {
+        loop {
+            while self.pos < self.s.len() && self.s[self.pos].is_ascii_whitespace() {
+                self.pos += 1;
+            }
+            if self.s[self.pos..].starts_with(b"--") {
+                while self.pos < self.s.len() && self.s[self.pos] != b'\n' {
+                    self.pos += 1;
+                }
+            } else if self.s[self.pos..].starts_with(b"/*") {
+                let mut depth = 0;
+                while self.pos < self.s.len() {
+                    if self.s[self.pos..].starts_with(b"/*") {
+                        depth += 1;
+                        self.pos += 2;
+                    } else if self.s[self.pos..].starts_with(b"*/") {
+                        depth -= 1;
+                        self.pos += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        self.pos += 1;
+                    }
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Consumes `word` (case-insensitive) when it is the next token.
+    fn keyword(&mut self, word: &str) -> bool {
+        self.skip_trivia();
+        let end = self.pos + word.len();
+        if end <= self.s.len()
+            && self.s[self.pos..end].eq_ignore_ascii_case(word.as_bytes())
+            && (end == self.s.len() || !is_ident_char(self.s[end]))
+        {
+            self.pos = end;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consumes one identifier (plain or double-quoted). Returns false if none is next.
+    fn identifier(&mut self) -> bool {
+        self.skip_trivia();
+        if self.pos >= self.s.len() {
+            return false;
+        }
+        if self.s[self.pos] == b'"' {
+            self.skip_quoted(b'"');
+            true
+        } else if is_ident_start(self.s[self.pos]) {
+            while self.pos < self.s.len() && is_ident_char(self.s[self.pos]) {
+                self.pos += 1;
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Skips a literal delimited by `q`, where a doubled `q` stands for itself.
+    fn skip_quoted(&mut self, q: u8) {
+        self.pos += 1;
+        while self.pos < self.s.len() {
+            if self.s[self.pos] == q {
+                if self.pos + 1 < self.s.len() && self.s[self.pos + 1] == q {
+                    self.pos += 2;
+                    continue;
+                }
+                self.pos += 1;
+                return;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// Skips `$tag$ ... $tag$` if one starts here; returns whether it did.
+    fn skip_dollar_quoted(&mut self) -> bool {
+        let start = self.pos;
+        let mut end = start + 1;
+        while end < self.s.len() && (is_ident_char(self.s[end]) && self.s[end] != b'$') {
+            end += 1;
+        }
+        if end >= self.s.len() || self.s[end] != b'$' {
+            return false;
+        }
+        let tag = &self.s[start..=end];
+        let mut p = end + 1;
+        while p + tag.len() <= self.s.len() {
+            if &self.s[p..p + tag.len()] == tag {
+                self.pos = p + tag.len();
+                return true;
+            }
+            p += 1;
+        }
+        self.pos = self.s.len();
+        true
+    }
+
+    /// Advances to the next top-level `,` or `;` (or the end) and returns its position.
+    fn find_clause_end(&mut self) -> usize {
+        let mut depth = 0usize;
+        while self.pos < self.s.len() {
+            self.skip_trivia();
+            if self.pos >= self.s.len() {
+                break;
+            }
+            match self.s[self.pos] {
+                b'\'' => self.skip_quoted(b'\''),
+                b'"' => self.skip_quoted(b'"'),
+                b'$' => {
+                    if !self.skip_dollar_quoted() {
+                        self.pos += 1;
+                    }
+                }
+                b'(' => {
+                    depth += 1;
+                    self.pos += 1;
+                }
+                b')' => {
+                    depth = depth.saturating_sub(1);
+                    self.pos += 1;
+                }
+                b',' | b';' if depth == 0 => return self.pos,
+                _ => self.pos += 1,
+            }
+        }
+        self.s.len()
+    }
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The bounds `[start, end)` of one statement inside a query string, as PostgreSQL's
+/// `CleanQuerytext` computes them (src/backend/utils/misc/queryjumble.c): `location < 0`
+/// means "unknown, use the whole string", `len <= 0` means "to the end of the string";
+/// leading and trailing whitespace is dropped.
+pub fn clean_query_bounds(query: &[u8], location: i32, len: i32) -> (usize, usize) {
+    let (mut start, mut end) = match usize::try_from(location) {
+        Ok(loc) if loc <= query.len() => {
+            let end = match usize::try_from(len) {
+                Ok(l) if l > 0 => (loc + l).min(query.len()),
+                _ => query.len(),
+            };
+            (loc, end)
+        }
+        _ => (0, query.len()),
+    };
+    // scanner_isspace: space, tab, newline, carriage return, form feed
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+    while start < end && is_space(query[start]) {
+        start += 1;
+    }
+    while end > start && is_space(query[end - 1]) {
+        end -= 1;
+    }
+    (start, end)
+}
+
+/// Removes trailing whitespace and semicolons.
+pub fn trim_statement(stmt: &str) -> &str {
+    stmt.trim_end_matches(|c: char| c.is_whitespace() || c == ';').trim_start()
+}
+
+/// `CREATE [UNIQUE] INDEX ...` → `CREATE [UNIQUE] INDEX CONCURRENTLY ...`, keeping the rest of
+/// the text (names, columns, WHERE, WITH) exactly as written. `None` when the text does not
+/// start that way (the caller then shows a generic hint).
+pub fn add_concurrently(stmt: &str) -> Option<String> {
+    let stmt = trim_statement(stmt);
+    let mut sc = Scanner::new(stmt, 0);
+    if !sc.keyword("create") {
+        return None;
+    }
+    sc.keyword("unique");
+    if !sc.keyword("index") {
+        return None;
+    }
+    let at = sc.pos;
+    if sc.keyword("concurrently") {
+        return Some(stmt.to_string());
+    }
+    // Keep any leading comment out of the suggestion: start at the CREATE keyword.
+    let mut head = Scanner::new(stmt, 0);
+    head.skip_trivia();
+    Some(format!("{} CONCURRENTLY{}", &stmt[head.pos..at], &stmt[at..]))
+}
+
+/// The text of a table constraint written in an ALTER TABLE, starting at `start` (the
+/// parse node's `location`, which points at `CONSTRAINT` or at the constraint keyword)
+/// and ending before the next top-level comma or semicolon.
+/// Returns `(name_as_written, definition)`; the definition excludes `CONSTRAINT name`.
+pub fn constraint_clause(stmt: &str, start: usize) -> Option<(Option<String>, String)> {
+    if start >= stmt.len() || !stmt.is_char_boundary(start) {
+        return None;
+    }
+    let mut sc = Scanner::new(stmt, start);
+    let mut name = None;
+    if sc.keyword("constraint") {
+        sc.skip_trivia();
+        let name_start = sc.pos;
+        if !sc.identifier() {
+            return None;
+        }
+        name = Some(stmt[name_start..sc.pos].to_string());
+    }
+    sc.skip_trivia();
+    let def_start = sc.pos;
+    let end = sc.find_clause_end();
+    let def = stmt[def_start..end].trim();
+    if def.is_empty() {
+        return None;
+    }
+    Some((name, def.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_query_bounds_isolates_one_statement() {
+        let q = b"BEGIN; CREATE INDEX i ON t (a);\n  SELECT 1;";
+        let (s, e) = clean_query_bounds(q, 6, 24);
+        assert_eq!(&q[s..e], b"CREATE INDEX i ON t (a)");
+        let (s, e) = clean_query_bounds(q, 31, 0);
+        assert_eq!(&q[s..e], b"SELECT 1;");
+        let (s, e) = clean_query_bounds(b"  DROP INDEX i ", -1, 7);
+        assert_eq!((s, e), (2, 14));
+        assert_eq!(clean_query_bounds(b"abc", 10, 2), (0, 3));
+    }
+
+    #[test]
+    fn concurrently_is_inserted_after_index() {
+        assert_eq!(
+            add_concurrently("CREATE INDEX orders_c_idx ON orders (c);").unwrap(),
+            "CREATE INDEX CONCURRENTLY orders_c_idx ON orders (c)"
+        );
+        assert_eq!(
+            add_concurrently("create unique index on t using btree (lower(email)) where x > 0").unwrap(),
+            "create unique index CONCURRENTLY on t using btree (lower(email)) where x > 0"
+        );
+        assert_eq!(
+            add_concurrently("/* django */ -- x\n  CREATE\n INDEX \"My Idx\" ON \"T\" (a)").unwrap(),
+            "CREATE\n INDEX CONCURRENTLY \"My Idx\" ON \"T\" (a)"
+        );
+    }
+
+    #[test]
+    fn concurrently_text_that_is_not_create_index_is_refused() {
+        assert_eq!(add_concurrently("CREATE TABLE t (a int)"), None);
+        assert_eq!(add_concurrently("CREATE INDEXES"), None);
+        assert_eq!(add_concurrently(""), None);
+    }
+
+    #[test]
+    fn constraint_clause_finds_named_and_unnamed_definitions() {
+        let s = "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (a, b) REFERENCES c (x, y) ON DELETE CASCADE, ADD CHECK (a > ',')";
+        let start = s.find("CONSTRAINT").unwrap();
+        let (name, def) = constraint_clause(s, start).unwrap();
+        assert_eq!(name.as_deref(), Some("fk"));
+        assert_eq!(def, "FOREIGN KEY (a, b) REFERENCES c (x, y) ON DELETE CASCADE");
+        let start = s.find("CHECK").unwrap();
+        let (name, def) = constraint_clause(s, start).unwrap();
+        assert_eq!(name, None);
+        assert_eq!(def, "CHECK (a > ',')");
+    }
+
+    #[test]
+    fn constraint_clause_handles_quotes_comments_and_dollar_strings() {
+        let s = "alter table t add constraint \"Weird, Name\" check (a <> $x$;,$x$ /* , */ and b <> 'it''s') ; ";
+        let (name, def) = constraint_clause(s, s.find("constraint").unwrap()).unwrap();
+        assert_eq!(name.as_deref(), Some("\"Weird, Name\""));
+        assert_eq!(def, "check (a <> $x$;,$x$ /* , */ and b <> 'it''s')");
+    }
+
+    #[test]
+    fn constraint_clause_rejects_bad_offsets() {
+        assert_eq!(constraint_clause("abc", 10), None);
+        assert_eq!(constraint_clause("ALTER TABLE t ADD CONSTRAINT", 18), None);
+    }
+}
