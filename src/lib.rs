@@ -34,20 +34,40 @@ pub extern "C-unwind" fn _PG_init() {
     }
 }
 
-/// `pg_migration_guard.is_preloaded() → boolean`: whether this server loaded the library
-/// through `shared_preload_libraries`, the only way the hook is active in every backend
-/// (PostgreSQL documentation: "Shared Library Preloading"). CREATE EXTENSION refuses to
-/// install when it returns false.
-#[pg_extern(stable, parallel_safe)]
-fn is_preloaded() -> bool {
-    unsafe { PRELOADED }
+// Schema names starting with "pg_" are reserved for system schemas: CREATE SCHEMA refuses
+// them unless allow_system_table_mods (PGC_SUSET since PostgreSQL 12) is on. The extension
+// is superuser-only; the setting is on for the extension script only: RESET at its end,
+// and CREATE EXTENSION undoes every SET of a script when it finishes in any case
+// (execute_extension_script's GUC nest level).
+extension_sql!("SET allow_system_table_mods = on;", name = "allow_reserved_schema_name", bootstrap);
+extension_sql!(
+    "RESET allow_system_table_mods;\nCOMMENT ON SCHEMA pg_migration_guard IS 'pg_migration_guard: audit log and functions';",
+    name = "end_reserved_schema_name",
+    finalize
+);
+
+#[pg_schema]
+mod pg_migration_guard {
+    use pgrx::prelude::*;
+
+    /// `pg_migration_guard.is_preloaded() → boolean`: whether this server loaded the library
+    /// through `shared_preload_libraries`, the only way the hook is active in every backend
+    /// (PostgreSQL documentation: "Shared Library Preloading"). CREATE EXTENSION refuses to
+    /// install when it returns false.
+    #[pg_extern(stable, parallel_safe)]
+    fn is_preloaded() -> bool {
+        unsafe { super::PRELOADED }
+    }
 }
 
 extension_sql_file!("../sql/audit_log.sql", name = "audit_log", requires = [is_preloaded]);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
-mod tests;
+mod tests {
+    // The `#[pg_test]` tests live in their own file; #[pg_schema] needs an inline module.
+    include!("pg_tests.rs");
+}
 
 /// This module is required by `cargo pgrx test` invocations.
 /// It must be visible at the root of your extension crate.

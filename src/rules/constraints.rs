@@ -84,7 +84,7 @@ mod tests {
                 named,
                 definition: Some("FOREIGN KEY (customer_id) REFERENCES customers (id)".into()),
             },
-            referenced: Some(table("public.customers", 5)),
+            referenced: Some(table("public.customers", 50)),
             validates,
         }
     }
@@ -106,7 +106,7 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
         assert!(f[0].detail.contains("SHARE ROW EXCLUSIVE lock on public.orders (68 MB"), "{}", f[0].detail);
-        assert!(f[0].detail.contains("public.customers (5 MB"));
+        assert!(f[0].detail.contains("public.customers (50 MB"));
         assert!(f[0].hint.contains(
             "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;"
         ));

@@ -84,7 +84,6 @@ pub fn check_drop_index(di: &DropIndex, out: &mut Vec<Finding>) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::model::*;
     use crate::rules::testutil::*;
     use crate::rules::{check, REQUIRE_CONCURRENT_INDEX_CREATION};

@@ -1,9 +1,9 @@
-//! `#[pg_test]` tests of the hook inside a real backend (`cargo pgrx test`).
-//!
-//! Each test runs in one transaction that is rolled back, so the tables they judge must
-//! exist before it: the fixture below is created with the extension (a transaction of its
-//! own), which makes `guard_fixture.orders` an existing, non-empty table like any other.
-//! Statements that must cross transactions are in tests/integration.
+// `#[pg_test]` tests of the hook inside a real backend (`cargo pgrx test`).
+//
+// Each test runs in one transaction that is rolled back, so the tables they judge must
+// exist before it: the fixture below is created with the extension (a transaction of its
+// own), which makes `guard_fixture.orders` an existing, non-empty table like any other.
+// Statements that must cross transactions are in tests/integration.
 
 use pgrx::prelude::*;
 
