@@ -1,5 +1,6 @@
 -- A realistic data set for the demo and the integration tests: the tables a Django
 -- "shop" app would have after its initial migration, with 100k customers and 1M orders.
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS shop_shipment, shop_order, shop_customer CASCADE;
 
 CREATE TABLE shop_customer (
@@ -23,7 +24,7 @@ SELECT 'customer' || g || '@example.com', 'Customer ' || g, now() - g * interval
 FROM generate_series(1, 100000) AS g;
 
 INSERT INTO shop_order (customer_id, status, quantity, total, placed_at)
-SELECT 1 + (g * 7919) % 100000,
+SELECT 1 + (g::bigint * 7919) % 100000,
        (ARRAY['new', 'paid', 'shipped', 'delivered'])[1 + g % 4],
        1 + g % 9,
        round((5 + (g % 500) * 1.37)::numeric, 2),
