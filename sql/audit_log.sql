@@ -37,6 +37,10 @@ COMMENT ON COLUMN pg_migration_guard.audit_log.decision IS
 
 CREATE INDEX audit_log_logged_at_idx ON pg_migration_guard.audit_log (logged_at);
 
+-- Extension member tables are not dumped by pg_dump unless marked as configuration.
+SELECT pg_catalog.pg_extension_config_dump('pg_migration_guard.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('pg_migration_guard.audit_log', 'id')::regclass, '');
+
 -- Only the hook writes (as the bootstrap superuser); nobody else gets privileges by default.
 REVOKE ALL ON pg_migration_guard.audit_log FROM PUBLIC;
 GRANT USAGE ON SCHEMA pg_migration_guard TO PUBLIC;

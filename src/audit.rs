@@ -3,7 +3,11 @@
 //!
 //! What is recorded where (and what can be lost):
 //! - allowed and warned statements: a row inserted in the statement's own transaction, so
-//!   the row commits or rolls back with the change it describes;
+//!   the row commits or rolls back with the change it describes. The insert runs without a
+//!   subtransaction (a subtransaction that writes takes an xid, and more than 64 of them in
+//!   one transaction overflow every snapshot's subxid cache, cluster-wide); it is skipped,
+//!   with the LOG line as the only record, in read-only transactions, on a standby, and when
+//!   the audit table is locked by someone else (the guard never waits on its own table);
 //! - rejected statements: their transaction is aborted by the ERROR, which would roll back
 //!   any row written in it, so they are recorded as a LOG line in the server log (written
 //!   before the ERROR is raised); rows for them are a later addition;
@@ -14,7 +18,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::{PgLogLevel, PgSqlErrorCode, Spi};
 
-use crate::hook::{in_subtransaction, Judgement, Reentrancy};
+use crate::hook::{Judgement, Reentrancy};
 
 /// Writes the LOG line for a warning or rejection. LOG lines go to the server log only
 /// (not to the client) under the default `log_min_messages` and `client_min_messages`.
@@ -29,8 +33,7 @@ pub fn log_line(j: &Judgement) {
     .report(PgLogLevel::LOG);
 }
 
-/// Inserts the audit row. A failure here (the table was dropped, a full disk, ...) is
-/// reported as a WARNING and never fails the statement that was already executed.
+/// Inserts the audit row, when it can be written without waiting and without failing.
 ///
 /// # Safety
 /// Must be called from the ProcessUtility hook, after the statement ran.
@@ -39,61 +42,88 @@ pub unsafe fn record(j: &Judgement) {
         if !pg_sys::IsTransactionState() || pg_sys::IsAbortedTransactionBlockState() {
             return;
         }
-        if let Err(cause) = in_subtransaction(|| insert(j)) {
+        let Some(audit) = audit_table() else { return };
+        if pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() {
+            return;
+        }
+        if !pg_sys::ConditionalLockRelationOid(audit, pg_sys::RowExclusiveLock as _) {
+            log_line(j);
             pgrx::pg_sys::panic::ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_WARNING,
-                "pg_migration_guard could not record this statement in pg_migration_guard.audit_log",
+                "pg_migration_guard.audit_log is locked by another session; this decision is in the server log only",
                 "pg_migration_guard",
             )
-            .set_detail(cause)
             .report(PgLogLevel::WARNING);
+            return;
         }
+        insert(j, audit);
     }
 }
 
-/// Switches to the bootstrap superuser for the insert (SECURITY_LOCAL_USERID_CHANGE, as
-/// PostgreSQL does for its own maintenance work), so that roles with no privilege on the
-/// audit table still get their statements recorded. Restored on drop, and by PostgreSQL
-/// itself when the subtransaction aborts.
-struct AsSuperuser {
-    userid: pg_sys::Oid,
-    sec_context: i32,
+/// The audit table's oid, when the extension is installed in this database.
+unsafe fn audit_table() -> Option<pg_sys::Oid> {
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"pg_migration_guard".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let rel = pg_sys::get_relname_relid(c"audit_log".as_ptr(), nsp);
+        (rel != pg_sys::InvalidOid).then_some(rel)
+    }
 }
 
-impl AsSuperuser {
-    unsafe fn enter() -> AsSuperuser {
+/// Runs as the audit table's owner in a security-restricted operation with
+/// `search_path = pg_catalog, pg_temp` (as PostgreSQL does for maintenance commands run on
+/// a user's behalf), so every role's statements get recorded and nothing the session set
+/// up (search_path objects, role settings) runs with the owner's rights. Restored on drop,
+/// and by PostgreSQL itself when the transaction aborts.
+struct AsOwner {
+    userid: pg_sys::Oid,
+    sec_context: i32,
+    nest_level: i32,
+}
+
+impl AsOwner {
+    unsafe fn enter(table: pg_sys::Oid) -> AsOwner {
         let mut userid = pg_sys::InvalidOid;
         let mut sec_context = 0;
         unsafe {
+            let rel = pg_sys::RelationIdGetRelation(table);
+            let owner = (*(*rel).rd_rel).relowner;
+            pg_sys::RelationClose(rel);
             pg_sys::GetUserIdAndSecContext(&mut userid, &mut sec_context);
             pg_sys::SetUserIdAndSecContext(
-                pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-                sec_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+                owner,
+                sec_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
             );
+            let nest_level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                c"pg_catalog, pg_temp".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            AsOwner { userid, sec_context, nest_level }
         }
-        AsSuperuser { userid, sec_context }
     }
 }
 
-impl Drop for AsSuperuser {
+impl Drop for AsOwner {
     fn drop(&mut self) {
-        unsafe { pg_sys::SetUserIdAndSecContext(self.userid, self.sec_context) }
+        unsafe {
+            pg_sys::AtEOXact_GUC(true, self.nest_level);
+            pg_sys::SetUserIdAndSecContext(self.userid, self.sec_context);
+        }
     }
 }
 
-unsafe fn audit_table_exists() -> bool {
-    unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"pg_migration_guard".as_ptr(), true);
-        nsp != pg_sys::InvalidOid && pg_sys::get_relname_relid(c"audit_log".as_ptr(), nsp) != pg_sys::InvalidOid
-    }
-}
-
-unsafe fn insert(j: &Judgement) {
-    if !unsafe { audit_table_exists() } {
-        return;
-    }
+unsafe fn insert(j: &Judgement, table: pg_sys::Oid) {
     let _reentrancy = Reentrancy::enter();
-    let _superuser = unsafe { AsSuperuser::enter() };
+    let _owner = unsafe { AsOwner::enter(table) };
     let rules: Vec<String> = j.verdict.rules.iter().map(|r| r.to_string()).collect();
     let message: Option<String> = j.verdict.report.as_ref().map(|r| r.message.clone());
     let args: [DatumWithOid; 5] = [
@@ -108,6 +138,6 @@ unsafe fn insert(j: &Judgement) {
          VALUES ($1, $2, $3, $4, $5)",
         &args,
     ) {
-        pgrx::error!("{e}");
+        pgrx::error!("pg_migration_guard could not write its audit row: {e}");
     }
 }

@@ -1,6 +1,6 @@
 //! From findings and policy to a decision and the text the user sees. Pure Rust.
 
-use crate::rules::{Finding, Level};
+use crate::rules::{rule_by_id, Finding, Level, Rule};
 
 /// `pg_migration_guard.mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,17 +55,42 @@ pub struct Verdict {
     pub report: Option<Report>,
 }
 
-/// Level each rule runs at. Only the default levels exist so far.
-pub fn level_for(finding: &Finding) -> Level {
-    finding.rule.default_level
+/// Per-rule levels from `pg_migration_guard.rule_levels`; rules not listed keep their
+/// default level.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleLevels(Vec<(&'static Rule, Level)>);
+
+impl RuleLevels {
+    /// Parses `rule-id:level[, rule-id:level ...]` (levels: off, warning, error; whitespace
+    /// and an empty string allowed). Unknown rules and levels are errors, so a typo is
+    /// caught when the setting is made, not silently ignored.
+    pub fn parse(s: &str) -> Result<RuleLevels, String> {
+        let mut out = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let Some((id, level)) = item.split_once(':') else {
+                return Err(format!("\"{item}\" is not of the form rule-id:level"));
+            };
+            let (id, level) = (id.trim(), level.trim());
+            let rule = rule_by_id(id).ok_or_else(|| format!("unknown rule \"{id}\""))?;
+            let level = Level::parse(level).ok_or_else(|| format!("unknown level \"{level}\" for rule \"{id}\" (use off, warning or error)"))?;
+            out.retain(|(r, _): &(&Rule, Level)| r.id != rule.id);
+            out.push((rule, level));
+        }
+        Ok(RuleLevels(out))
+    }
+
+    /// The level `rule` runs at.
+    pub fn level(&self, rule: &Rule) -> Level {
+        self.0.iter().rev().find(|(r, _)| r.id == rule.id).map_or(rule.default_level, |(_, l)| *l)
+    }
 }
 
-/// Applies the mode to the findings.
-pub fn decide(mode: Mode, findings: Vec<Finding>) -> Verdict {
+/// Applies the per-rule levels and the mode to the findings.
+pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>) -> Verdict {
     let judged: Vec<Judged> = findings
         .into_iter()
         .map(|f| {
-            let level = level_for(&f);
+            let level = levels.level(f.rule);
             Judged { finding: f, level }
         })
         .filter(|j| j.level != Level::Off)
@@ -123,7 +148,7 @@ mod tests {
     #[test]
     fn no_findings_is_allowed_in_every_mode() {
         for mode in [Mode::Off, Mode::Warn, Mode::Enforce] {
-            let v = decide(mode, vec![]);
+            let v = decide(mode, &RuleLevels::default(), vec![]);
             assert_eq!(v.decision, Decision::Allowed);
             assert!(v.report.is_none());
         }
@@ -131,27 +156,52 @@ mod tests {
 
     #[test]
     fn error_finding_rejects_in_enforce_and_warns_in_warn() {
-        let v = decide(Mode::Enforce, vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
         assert_eq!(v.decision, Decision::Rejected);
         assert_eq!(v.rules, vec!["require-concurrent-index-creation"]);
         let r = v.report.unwrap();
         assert_eq!(r.message, "require-concurrent-index-creation: m");
         assert!(r.detail.ends_with("pg_migration_guard.mode is enforce."));
-        let v = decide(Mode::Warn, vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Warn, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
         assert_eq!(v.decision, Decision::Warned);
         assert_eq!(v.report.unwrap().message, "require-concurrent-index-creation: m");
     }
 
     #[test]
     fn off_mode_is_silent() {
-        let v = decide(Mode::Off, vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Off, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
         assert_eq!(v.decision, Decision::Allowed);
         assert!(v.report.is_none());
     }
 
     #[test]
+    fn rule_levels_parse_and_apply() {
+        let levels = RuleLevels::parse(" renaming-column:error , ban-drop-column:off,").unwrap();
+        assert_eq!(levels.level(&crate::rules::RENAMING_COLUMN), Level::Error);
+        assert_eq!(levels.level(&crate::rules::BAN_DROP_COLUMN), Level::Off);
+        assert_eq!(levels.level(&REQUIRE_CONCURRENT_INDEX_CREATION), Level::Error);
+        assert_eq!(RuleLevels::parse("").unwrap(), RuleLevels::default());
+        assert!(RuleLevels::parse("no-such-rule:error").unwrap_err().contains("unknown rule \"no-such-rule\""));
+        assert!(RuleLevels::parse("renaming-column:fatal").unwrap_err().contains("unknown level \"fatal\""));
+        assert!(RuleLevels::parse("renaming-column").unwrap_err().contains("rule-id:level"));
+        let v = decide(Mode::Enforce, &levels, vec![finding(&crate::rules::RENAMING_COLUMN)]);
+        assert_eq!(v.decision, Decision::Rejected);
+        let v = decide(Mode::Enforce, &levels, vec![finding(&crate::rules::BAN_DROP_COLUMN)]);
+        assert_eq!(v.decision, Decision::Allowed);
+        let lowered = RuleLevels::parse("require-concurrent-index-creation:warning").unwrap();
+        let v = decide(Mode::Enforce, &lowered, vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        assert_eq!(v.decision, Decision::Warned);
+    }
+
+    #[test]
+    fn warning_level_rules_warn_in_enforce_mode() {
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&crate::rules::RENAMING_TABLE)]);
+        assert_eq!(v.decision, Decision::Warned);
+    }
+
+    #[test]
     fn several_findings_are_all_reported() {
-        let v = decide(Mode::Enforce, vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
         assert_eq!(v.rules.len(), 2);
         let r = v.report.unwrap();
         assert!(r.message.ends_with("(and 1 more finding)"));

@@ -58,9 +58,35 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText) -> 
         if is_a(node, pg_sys::NodeTag::T_IndexStmt) {
             create_index(node.cast(), text).map_or(Statement::Other, Statement::CreateIndex)
         } else if is_a(node, pg_sys::NodeTag::T_DropStmt) {
-            drop_index(node.cast()).map_or(Statement::Other, Statement::DropIndex)
+            drop_stmt(node.cast()).unwrap_or(Statement::Other)
         } else if is_a(node, pg_sys::NodeTag::T_AlterTableStmt) {
             alter_table(node.cast(), text).map_or(Statement::Other, Statement::AlterTable)
+        } else if is_a(node, pg_sys::NodeTag::T_ReindexStmt) {
+            reindex(node.cast(), text).map_or(Statement::Other, Statement::Reindex)
+        } else if is_a(node, pg_sys::NodeTag::T_VacuumStmt) {
+            vacuum_full(node.cast())
+        } else if is_a(node, pg_sys::NodeTag::T_ClusterStmt) {
+            let rv = (*(node as *mut pg_sys::ClusterStmt)).relation;
+            if rv.is_null() {
+                Statement::Cluster { table: None }
+            } else {
+                lookup(rv).and_then(|oid| relation(oid, false)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
+            }
+        } else if is_a(node, pg_sys::NodeTag::T_RefreshMatViewStmt) {
+            refresh(node.cast())
+        } else if is_a(node, pg_sys::NodeTag::T_RenameStmt) {
+            rename(node.cast())
+        } else if is_a(node, pg_sys::NodeTag::T_TruncateStmt) {
+            let stmt = node as *mut pg_sys::TruncateStmt;
+            let tables: Vec<Relation> = PgList::<pg_sys::RangeVar>::from_pg((*stmt).relations)
+                .iter_ptr()
+                .filter_map(|rv| lookup(rv).and_then(|oid| relation(oid, (*rv).inh)))
+                .collect();
+            if (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE && !tables.is_empty() {
+                Statement::TruncateCascade { tables }
+            } else {
+                Statement::Other
+            }
         } else {
             Statement::Other
         }
@@ -138,6 +164,9 @@ impl OpenRel {
             _ => RelKind::Other,
         }
     }
+    fn temporary(&self) -> bool {
+        self.form().relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP
+    }
     fn created_in_transaction(&self) -> bool {
         // 0 is InvalidSubTransactionId
         unsafe { (*self.0).rd_createSubid != 0 }
@@ -154,6 +183,16 @@ impl OpenRel {
         }
         let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(self.0, pg_sys::ForkNumber::MAIN_FORKNUM) };
         blocks as u64 * pg_sys::BLCKSZ as u64
+    }
+    /// Main fork plus the TOAST table's main fork.
+    fn size_with_toast(&self) -> u64 {
+        let toast = self.form().reltoastrelid;
+        let toast_bytes = if toast != pg_sys::InvalidOid {
+            unsafe { OpenRel::new(toast) }.map_or(0, |t| t.size_bytes())
+        } else {
+            0
+        };
+        self.size_bytes() + toast_bytes
     }
     fn reltuples(&self) -> Option<f64> {
         let t = self.form().reltuples as f64;
@@ -174,17 +213,21 @@ unsafe fn relation(oid: pg_sys::Oid, recurse: bool) -> Option<Relation> {
     let mut out = Relation {
         name: rel.qualified_name(),
         kind: rel.kind(),
-        created_in_transaction: rel.created_in_transaction(),
-        size_bytes: rel.size_bytes(),
+        created_in_transaction: rel.created_in_transaction() || rel.temporary(),
+        size_bytes: rel.size_with_toast(),
         estimated_rows: rel.reltuples(),
     };
+    if out.kind == RelKind::PartitionedTable {
+        out.estimated_rows = None;
+    }
     if recurse && rel.form().relhassubclass {
-        let children = unsafe {
-            PgList::<c_void>::from_pg(find_all_inheritors(oid))
-        };
+        let children = unsafe { PgList::<c_void>::from_pg(find_all_inheritors(oid)) };
         for child in children.iter_oid().filter(|c| *c != oid) {
             if let Some(crel) = unsafe { OpenRel::new(child) } {
-                out.size_bytes += crel.size_bytes();
+                out.size_bytes += crel.size_with_toast();
+                // Exempt only when every relation the statement reaches is new: a partition
+                // attached from an old table is as visible as ever.
+                out.created_in_transaction &= crel.created_in_transaction() || crel.temporary();
                 if let Some(t) = crel.reltuples() {
                     *out.estimated_rows.get_or_insert(0.0) += t;
                 }
@@ -199,6 +242,10 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText) -> Op
         let rv = (*stmt).relation;
         let oid = lookup(rv)?;
         let table = relation(oid, (*rv).inh)?;
+        if table.kind == RelKind::PartitionedTable && !(*rv).inh {
+            // CREATE INDEX ... ON ONLY parent: an invalid index on the parent, nothing built.
+            return None;
+        }
         Some(CreateIndex {
             table,
             concurrent: (*stmt).concurrent,
@@ -207,8 +254,18 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText) -> Op
     }
 }
 
-unsafe fn drop_index(stmt: *mut pg_sys::DropStmt) -> Option<DropIndex> {
+unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt) -> Option<Statement> {
     unsafe {
+        if (*stmt).removeType == pg_sys::ObjectType::OBJECT_TABLE {
+            let tables: Vec<Relation> = PgList::<pg_sys::List>::from_pg((*stmt).objects)
+                .iter_ptr()
+                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, false)))
+                .collect();
+            if tables.is_empty() {
+                return None;
+            }
+            return Some(Statement::DropTable { tables, cascade: (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE });
+        }
         if (*stmt).removeType != pg_sys::ObjectType::OBJECT_INDEX {
             return None;
         }
@@ -225,16 +282,17 @@ unsafe fn drop_index(stmt: *mut pg_sys::DropStmt) -> Option<DropIndex> {
             let Some(table) = relation(table_oid, false) else { continue };
             indexes.push(DroppedIndex {
                 name: index.qualified_name(),
+                partitioned: index.form().relkind as u8 == pg_sys::RELKIND_PARTITIONED_INDEX,
                 created_in_transaction: index.created_in_transaction(),
                 table,
             });
         }
-        Some(DropIndex {
+        Some(Statement::DropIndex(DropIndex {
             concurrent: (*stmt).concurrent,
             if_exists: (*stmt).missing_ok,
             cascade: (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE,
             indexes,
-        })
+        }))
     }
 }
 
@@ -251,7 +309,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText) -
         let mut commands = Vec::new();
         if !table.created_in_transaction {
             for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
-                commands.push(alter_table_cmd(&rel, cmd, text));
+                commands.extend(alter_table_cmd(&rel, cmd, text));
             }
         }
         Some(AlterTable { table, lock, commands })
@@ -272,51 +330,291 @@ unsafe fn str_val(node: *mut pg_sys::Node) -> String {
     }
 }
 
-unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: &StatementText) -> AlterTableCmd {
+#[allow(non_upper_case_globals)]
+unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: &StatementText) -> Vec<AlterTableCmd> {
+    use pg_sys::AlterTableType::*;
     unsafe {
+        let def = (*cmd).def;
         match (*cmd).subtype {
-            pg_sys::AlterTableType::AT_AddConstraint if is_a((*cmd).def, pg_sys::NodeTag::T_Constraint) => {
-                add_constraint(rel, (*cmd).def.cast(), text)
+            AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => vec![add_constraint(rel, def.cast(), None, text)],
+            AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text),
+            AT_DropColumn => vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }],
+            AT_SetNotNull => vec![set_not_null(rel, (*cmd).name)],
+            AT_AlterColumnType if is_a(def, pg_sys::NodeTag::T_ColumnDef) => vec![alter_column_type(rel, (*cmd).name, def.cast())],
+            // Changing persistence to the one the table has already is a no-op (ATPrepChangePersistence).
+            AT_SetLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_PERMANENT => {
+                vec![AlterTableCmd::Rewrite { action: "SET LOGGED" }]
             }
-            pg_sys::AlterTableType::AT_SetNotNull => set_not_null(rel, (*cmd).name),
-            pg_sys::AlterTableType::AT_AlterColumnType if is_a((*cmd).def, pg_sys::NodeTag::T_ColumnDef) => {
-                alter_column_type(rel, (*cmd).name, (*cmd).def.cast())
+            AT_SetUnLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_UNLOGGED => {
+                vec![AlterTableCmd::Rewrite { action: "SET UNLOGGED" }]
+            }
+            // Moving to the tablespace the table is in already does nothing (ATExecSetTableSpace).
+            AT_SetTableSpace => {
+                let target = pg_sys::get_tablespace_oid((*cmd).name, true);
+                // pg_class stores the database's default tablespace as 0.
+                let current = match rel.form().reltablespace {
+                    t if t == pg_sys::InvalidOid => pg_sys::MyDatabaseTableSpace,
+                    t => t,
+                };
+                if target == current {
+                    vec![AlterTableCmd::Other]
+                } else {
+                    vec![AlterTableCmd::Rewrite { action: "SET TABLESPACE" }]
+                }
+            }
+            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+            AT_SetAccessMethod => vec![AlterTableCmd::Rewrite { action: "SET ACCESS METHOD" }],
+            _ => vec![AlterTableCmd::Other],
+        }
+    }
+}
+
+/// The parts of `ColumnDef.typeName` as written, lowercased (`serial`, or `pg_catalog.int4`).
+unsafe fn type_name_parts(tn: *mut pg_sys::TypeName) -> Vec<String> {
+    if tn.is_null() {
+        return vec![];
+    }
+    unsafe { PgList::<pg_sys::Node>::from_pg((*tn).names).iter_ptr().map(|n| str_val(n).to_ascii_lowercase()).collect() }
+}
+
+/// ADD COLUMN: decides whether ATExecAddColumn will rewrite the table (its default cannot
+/// be stored as the attribute's missing value) and collects the column's inline
+/// constraints (REFERENCES, CHECK, UNIQUE, PRIMARY KEY) as their own commands.
+unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText) -> Vec<AlterTableCmd> {
+    use pg_sys::ConstrType::*;
+    unsafe {
+        let colname = cstr((*def).colname);
+        let column = quote_ident(&colname);
+        let mut out = Vec::new();
+        let mut raw_default: *mut pg_sys::Node = (*def).raw_default;
+        let mut not_null = (*def).is_not_null;
+        let mut identity = (*def).identity != 0;
+        let mut generated = (*def).generated != 0;
+        for con in PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr() {
+            match (*con).contype {
+                CONSTR_DEFAULT => raw_default = (*con).raw_expr,
+                CONSTR_NOTNULL => not_null = true,
+                CONSTR_IDENTITY => identity = true,
+                CONSTR_GENERATED => generated = true,
+                CONSTR_FOREIGN | CONSTR_CHECK | CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION => {
+                    out.push(add_constraint(rel, con, Some(&colname), text))
+                }
+                _ => {}
+            }
+        }
+        let parts = type_name_parts((*def).typeName);
+        let serial = parts.len() == 1
+            && matches!(parts[0].as_str(), "smallserial" | "serial2" | "serial" | "serial4" | "bigserial" | "serial8");
+        let (type_name, rewrite) = if serial {
+            (
+                match parts[0].as_str() {
+                    "smallserial" | "serial2" => "smallint",
+                    "serial" | "serial4" => "integer",
+                    _ => "bigint",
+                }
+                .to_string(),
+                Some(AddColumnRewrite::Serial),
+            )
+        } else {
+            let mut typid = pg_sys::InvalidOid;
+            let mut typmod: i32 = -1;
+            pg_sys::typenameTypeIdAndMod(std::ptr::null_mut(), (*def).typeName, &mut typid, &mut typmod);
+            let type_name = cstr(pg_sys::format_type_with_typemod(typid, typmod));
+            let rewrite = if identity {
+                Some(AddColumnRewrite::Identity)
+            } else if generated {
+                Some(AddColumnRewrite::GeneratedStored)
+            } else if pg_sys::DomainHasConstraints(typid) {
+                Some(AddColumnRewrite::DomainWithConstraints)
+            } else if !raw_default.is_null() && default_is_volatile(raw_default, typid, typmod, &colname) {
+                Some(AddColumnRewrite::VolatileDefault)
+            } else {
+                None
+            };
+            (type_name, rewrite)
+        };
+        let has_default = !raw_default.is_null() || serial || identity || generated;
+        out.insert(
+            0,
+            AlterTableCmd::AddColumn { column, type_name, rewrite, not_null_without_default: not_null && !has_default },
+        );
+        out
+    }
+}
+
+/// Cooks the default the way ALTER TABLE will (cookDefault: transformExpr as a column
+/// default, coercion to the column type, collations), plans it, and asks
+/// contain_volatile_functions — ATExecAddColumn's own test for the missing-value fast path.
+unsafe fn default_is_volatile(raw: *mut pg_sys::Node, typid: pg_sys::Oid, typmod: i32, colname: &str) -> bool {
+    unsafe {
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let name = CString::new(colname).unwrap_or_default();
+        let raw = pg_sys::copyObjectImpl(raw.cast()).cast();
+        let cooked = pg_sys::cookDefault(pstate, raw, typid, typmod, name.as_ptr(), 0);
+        if cooked.is_null() {
+            return false;
+        }
+        let planned = pg_sys::expression_planner(cooked.cast());
+        pg_sys::contain_volatile_functions(planned.cast())
+    }
+}
+
+unsafe fn add_constraint(
+    rel: &OpenRel,
+    con: *mut pg_sys::Constraint,
+    inline_column: Option<&str>,
+    text: &StatementText,
+) -> AlterTableCmd {
+    use pg_sys::ConstrType::*;
+    unsafe {
+        let contype = (*con).contype;
+        let relname = rel.relname();
+        let named = !(*con).conname.is_null();
+        // Key columns as written: the constraint's own list, or the inline column.
+        let key_list = |list: *mut pg_sys::List| -> Vec<String> {
+            match inline_column {
+                Some(c) => vec![c.to_string()],
+                None => PgList::<pg_sys::Node>::from_pg(list).iter_ptr().map(|n| str_val(n)).collect(),
+            }
+        };
+        let suggested = |cols: &[String], suffix: &str| {
+            let mut parts = vec![relname.as_str()];
+            parts.extend(cols.iter().map(String::as_str));
+            make_name(&parts, suffix)
+        };
+        let name_for = |cols: &[String], suffix: &str| {
+            if named {
+                quote_ident(&cstr((*con).conname))
+            } else {
+                suggested(cols, suffix)
+            }
+        };
+        // The definition as written; an inline REFERENCES becomes a table constraint.
+        let written = text.local((*con).location).and_then(|start| sqltext::constraint_clause(text.text, start)).map(|(_, d)| d);
+        match contype {
+            CONSTR_FOREIGN => {
+                let cols = key_list((*con).fk_attrs);
+                let definition = match inline_column {
+                    Some(c) => written.map(|d| format!("FOREIGN KEY ({}) {d}", quote_ident(c))),
+                    None => written,
+                };
+                let constraint = NewConstraint { name: name_for(&cols, "fkey"), named, definition };
+                let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, false));
+                AlterTableCmd::AddForeignKey { constraint, referenced, validates: !(*con).skip_validation }
+            }
+            CONSTR_CHECK => {
+                let cols: Vec<String> = inline_column.map(|c| vec![c.to_string()]).unwrap_or_default();
+                let constraint = NewConstraint { name: name_for(&cols, "check"), named, definition: written };
+                AlterTableCmd::AddCheck { constraint, validates: !(*con).skip_validation }
+            }
+            CONSTR_PRIMARY | CONSTR_UNIQUE if (*con).indexname.is_null() => {
+                let primary = contype == CONSTR_PRIMARY;
+                let cols = key_list((*con).keys);
+                let nullable_columns = if primary {
+                    cols.iter()
+                        .filter(|c| inline_column.is_some() || attribute(rel, c).is_none_or(|a| !a.attnotnull))
+                        .map(|c| quote_ident(c))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                let columns = format!("({})", cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "));
+                let constraint = NewConstraint { name: name_for(&cols, if primary { "pkey" } else { "key" }), named, definition: written };
+                AlterTableCmd::AddUnique { constraint, primary, nullable_columns, columns }
+            }
+            CONSTR_EXCLUSION => {
+                let constraint = NewConstraint { name: name_for(&[], "excl"), named, definition: written };
+                AlterTableCmd::AddExclusion { constraint }
             }
             _ => AlterTableCmd::Other,
         }
     }
 }
 
-unsafe fn add_constraint(rel: &OpenRel, con: *mut pg_sys::Constraint, text: &StatementText) -> AlterTableCmd {
+unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText) -> Option<Reindex> {
+    use pg_sys::ReindexObjectType::*;
     unsafe {
-        let contype = (*con).contype;
-        let is_fk = contype == pg_sys::ConstrType::CONSTR_FOREIGN;
-        if !is_fk && contype != pg_sys::ConstrType::CONSTR_CHECK {
-            return AlterTableCmd::Other;
-        }
-        let relname = rel.relname();
-        let named = !(*con).conname.is_null();
-        let name = if named {
-            quote_ident(&cstr((*con).conname))
-        } else if is_fk {
-            let cols: Vec<String> = PgList::<pg_sys::Node>::from_pg((*con).fk_attrs).iter_ptr().map(|n| str_val(n)).collect();
-            let mut parts = vec![relname.as_str()];
-            parts.extend(cols.iter().map(String::as_str));
-            make_name(&parts, "fkey")
-        } else {
-            make_name(&[&relname], "check")
+        let target = match (*stmt).kind {
+            REINDEX_OBJECT_INDEX => ReindexTarget::Index,
+            REINDEX_OBJECT_TABLE => ReindexTarget::Table,
+            REINDEX_OBJECT_SCHEMA => ReindexTarget::Schema,
+            REINDEX_OBJECT_SYSTEM => ReindexTarget::System,
+            _ => ReindexTarget::Database,
         };
-        let definition = text
-            .local((*con).location)
-            .and_then(|start| sqltext::constraint_clause(text.text, start))
-            .map(|(_, def)| def);
-        let constraint = NewConstraint { name, named, definition };
-        let validates = !(*con).skip_validation;
-        if is_fk {
-            let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, false));
-            AlterTableCmd::AddForeignKey { constraint, referenced, validates }
-        } else {
-            AlterTableCmd::AddCheck { constraint, validates }
+        #[cfg(feature = "pg13")]
+        let concurrent = (*stmt).concurrent;
+        #[cfg(not(feature = "pg13"))]
+        let concurrent = PgList::<pg_sys::DefElem>::from_pg((*stmt).params)
+            .iter_ptr()
+            .any(|d| cstr((*d).defname) == "concurrently" && pg_sys::defGetBoolean(d));
+        let table = match target {
+            ReindexTarget::Index => {
+                let oid = lookup((*stmt).relation)?;
+                let table_oid = pg_sys::IndexGetRelation(oid, true);
+                (table_oid != pg_sys::InvalidOid).then(|| relation(table_oid, true)).flatten()
+            }
+            ReindexTarget::Table => lookup((*stmt).relation).and_then(|oid| relation(oid, true)),
+            _ => None,
+        };
+        Some(Reindex { target, concurrent, table, concurrent_sql: sqltext::add_reindex_concurrently(text.text) })
+    }
+}
+
+/// VACUUM with the FULL option; anything else is not judged.
+unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt) -> Statement {
+    unsafe {
+        if !vacuum_is_full(stmt) {
+            return Statement::Other;
+        }
+        let rels = PgList::<pg_sys::VacuumRelation>::from_pg((*stmt).rels);
+        if rels.is_empty() {
+            return Statement::VacuumFull { tables: vec![], whole_database: true };
+        }
+        let tables = rels
+            .iter_ptr()
+            .filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, true)))
+            .collect();
+        Statement::VacuumFull { tables, whole_database: false }
+    }
+}
+
+/// `VACUUM (FULL [true])` / `VACUUM FULL`: the parser turns both into a DefElem "full".
+///
+/// # Safety
+/// `stmt` must be a valid VacuumStmt.
+pub unsafe fn vacuum_is_full(stmt: *mut pg_sys::VacuumStmt) -> bool {
+    unsafe {
+        (*stmt).is_vacuumcmd
+            && PgList::<pg_sys::DefElem>::from_pg((*stmt).options)
+                .iter_ptr()
+                .any(|d| CStr::from_ptr((*d).defname).to_bytes() == b"full" && pg_sys::defGetBoolean(d))
+    }
+}
+
+unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt) -> Statement {
+    unsafe {
+        let Some(oid) = lookup((*stmt).relation) else { return Statement::Other };
+        let Some(rel) = OpenRel::new(oid) else { return Statement::Other };
+        let populated = rel.form().relispopulated;
+        let Some(view) = relation(oid, false) else { return Statement::Other };
+        Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData }
+    }
+}
+
+unsafe fn rename(stmt: *mut pg_sys::RenameStmt) -> Statement {
+    use pg_sys::ObjectType::*;
+    unsafe {
+        let new_name = quote_ident(&cstr((*stmt).newname));
+        match ((*stmt).renameType, (*stmt).relationType) {
+            (OBJECT_COLUMN, OBJECT_TABLE) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false)) {
+                Some(table) => Statement::RenameColumn { table, column: quote_ident(&cstr((*stmt).subname)), new_name },
+                None => Statement::Other,
+            },
+            (OBJECT_TABLE, _) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false)) {
+                Some(table) => Statement::RenameTable { table, new_name },
+                None => Statement::Other,
+            },
+            _ => Statement::Other,
         }
     }
 }
@@ -380,7 +678,19 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
                     make_column_var(att).cast()
                 } else {
                     // transformAlterTableStmt: the USING expression sees the table as range
-                    // table entry 1. Transform a copy: the parse tree may be read-only.
+                    // table entry 1. Transform a copy: the parse tree may be read-only. The
+                    // range table entry wants the relation locked; take ACCESS SHARE only if
+                    // it is free right now (never queue), inside the judging subtransaction,
+                    // whose rollback releases it.
+                    if !pg_sys::ConditionalLockRelationOid((*rel.0).rd_id, pg_sys::AccessShareLock as _) {
+                        return AlterTableCmd::AlterColumnType {
+                            column: quote_ident(&column),
+                            new_type,
+                            rewrite: None,
+                            suggested_new_column: make_name(&[&column], "new"),
+                            suggested_old_column: make_name(&[&column], "old"),
+                        };
+                    }
                     let nsitem = pg_sys::addRangeTableEntryForRelation(
                         pstate,
                         rel.0,

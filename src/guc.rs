@@ -2,9 +2,12 @@
 //! (or roles granted SET on them, PostgreSQL 15+) can change them, in postgresql.conf,
 //! ALTER SYSTEM, ALTER DATABASE/ROLE ... SET, or SET.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+use std::ffi::{c_char, c_void, CStr, CString};
 
-use crate::decision::Mode;
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+
+use crate::decision::{Mode, RuleLevels};
+use crate::rules::Context;
 
 /// `pg_migration_guard.mode`: what the guard does with a finding.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -28,6 +31,51 @@ pub fn mode() -> Mode {
     }
 }
 
+/// `pg_migration_guard.rule_levels`: per-rule level overrides, `rule-id:level, ...`.
+pub static RULE_LEVELS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// `pg_migration_guard.small_table_threshold`, in kB (GUC_UNIT_KB): default 1MB.
+pub static SMALL_TABLE_THRESHOLD_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
+/// The current per-rule levels. The value was validated when it was set.
+pub fn rule_levels() -> RuleLevels {
+    RULE_LEVELS
+        .get()
+        .and_then(|c| c.to_str().ok().and_then(|s| RuleLevels::parse(s).ok()))
+        .unwrap_or_default()
+}
+
+/// The rules' context from the current settings.
+pub fn context() -> Context {
+    Context { small_table_bytes: SMALL_TABLE_THRESHOLD_KB.get().max(0) as u64 * 1024 }
+}
+
+/// GUC check hook: rejects an unknown rule or level when the value is set (SET, ALTER
+/// SYSTEM, postgresql.conf reload), with the reason in the error's DETAIL.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_rule_levels(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        let value = CStr::from_ptr(*newval).to_string_lossy();
+        match RuleLevels::parse(&value) {
+            Ok(_) => true,
+            Err(reason) => {
+                let detail = CString::new(reason).unwrap_or_default();
+                pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+                let hint = CString::new(format!(
+                    "Rules: {}. Levels: off, warning, error.",
+                    crate::rules::RULES.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+                ))
+                .unwrap_or_default();
+                pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr());
+                false
+            }
+        }
+    }
+}
+
 pub fn register() {
     GucRegistry::define_enum_guc(
         c"pg_migration_guard.mode",
@@ -38,6 +86,33 @@ unjudged and unaudited. Only superusers can change it.",
         &MODE,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_migration_guard.rule_levels",
+            c"Per-rule levels overriding the defaults, as 'rule-id:level, ...' with levels off, warning, error.",
+            c"Example: 'renaming-column:error, ban-drop-column:off'. Rules not listed keep their default level \
+(error for lock/rewrite/scan rules, warning for breaking changes). An unknown rule or level is an error \
+when the value is set. Only superusers can change it.",
+            &RULE_LEVELS,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_rule_levels),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"pg_migration_guard.small_table_threshold",
+        c"Relations smaller than this are exempt from the rewrite, scan and index-build rules.",
+        c"Measured from the relation's actual block count (main fork and TOAST, summed over the partitions \
+the statement reaches; indexes excluded). 0 judges every relation. Lock-only rules \
+(require-concurrent-index-deletion, adding-required-field) and breaking-change rules ignore size.",
+        &SMALL_TABLE_THRESHOLD_KB,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
     );
     let prefix = c"pg_migration_guard";
     unsafe {

@@ -22,17 +22,54 @@ use crate::{audit, facts, guc, rules, sqltext};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
-/// Installs the hook, keeping the previous one to chain to. Called from `_PG_init` while
+// standard_ProcessUtility declared directly, not through pgrx's binding: pgrx wraps every
+// binding in a guard that turns a PostgreSQL ERROR into a Rust panic and re-raises it
+// with only its code, message, detail and hint, which would strip CONTEXT, cursor
+// position and object names from the errors of every utility statement (COPY line
+// numbers, PL/pgSQL context). Called from a frame with nothing to drop, an ERROR's
+// longjmp passes through untouched (a "plain old frame", Rust RFC 2945).
+unsafe extern "C-unwind" {
+    #[cfg(not(feature = "pg13"))]
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility_raw(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const std::ffi::c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+    #[cfg(feature = "pg13")]
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility_raw(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const std::ffi::c_char,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+/// Installs the hook, keeping the previous one to chain to, and the transaction callbacks
+/// that free the records of statements an ERROR interrupted. Called from `_PG_init` while
 /// shared_preload_libraries is processed, so every backend inherits it.
 pub unsafe fn install() {
     unsafe {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(guard_process_utility);
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
     }
 }
 
+/// The hook. Deliberately not `#[pg_guard]` and holding no value with a destructor across
+/// the chained call (see `standard_process_utility_raw`): the judging before and the audit
+/// after run in their own guarded functions.
 #[cfg(not(feature = "pg13"))]
-#[pgrx::pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn guard_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -44,28 +81,19 @@ unsafe extern "C-unwind" fn guard_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let chain = || unsafe {
+    unsafe {
+        let pending = before(pstmt, query_string, context);
         match PREV_PROCESS_UTILITY {
-            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)
-            }),
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
+            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            None => standard_process_utility_raw(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
         }
-    };
-    unsafe { process(pstmt, query_string, context, chain) }
+        if !pending.is_null() {
+            after(pending);
+        }
+    }
 }
 
 #[cfg(feature = "pg13")]
-#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn guard_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const std::ffi::c_char,
@@ -75,13 +103,88 @@ unsafe extern "C-unwind" fn guard_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let chain = || unsafe {
+    unsafe {
+        let pending = before(pstmt, query_string, context);
         match PREV_PROCESS_UTILITY {
-            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, context, params, query_env, dest, qc)),
-            None => pg_sys::standard_ProcessUtility(pstmt, query_string, context, params, query_env, dest, qc),
+            Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
+            None => standard_process_utility_raw(pstmt, query_string, context, params, query_env, dest, qc),
         }
-    };
-    unsafe { process(pstmt, query_string, context, chain) }
+        if !pending.is_null() {
+            after(pending);
+        }
+    }
+}
+
+/// Judgements of statements that are running: pushed by `before`, popped by `after`.
+/// An ERROR in the statement skips `after`; the (sub)transaction abort callbacks free
+/// the records that belonged to the aborted (sub)transaction.
+static mut PENDING: Vec<(pg_sys::SubTransactionId, *mut Judgement)> = Vec::new();
+
+/// Judges the statement and acts on the verdict (ERROR or WARNING). Returns the record to
+/// audit after the statement ran, or null when the statement is not judged.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn before(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+) -> *mut Judgement {
+    unsafe {
+        if !should_judge((*pstmt).utilityStmt, context) {
+            return std::ptr::null_mut();
+        }
+        let judgement = judge(pstmt, query_string);
+        act(&judgement);
+        let p = Box::into_raw(Box::new(judgement));
+        (*std::ptr::addr_of_mut!(PENDING)).push((pg_sys::GetCurrentSubTransactionId(), p));
+        p
+    }
+}
+
+/// Records the decision once the statement ran.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn after(p: *mut Judgement) {
+    unsafe {
+        let pending = &mut *std::ptr::addr_of_mut!(PENDING);
+        if let Some(i) = pending.iter().rposition(|(_, q)| *q == p) {
+            pending.remove(i);
+            let judgement = Box::from_raw(p);
+            audit::record(&judgement);
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
+        unsafe {
+            for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).drain(..) {
+                drop(Box::from_raw(p));
+            }
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        unsafe {
+            // Subtransaction ids grow within a transaction: everything pushed at or below
+            // the aborted subtransaction has an id >= its own.
+            (*std::ptr::addr_of_mut!(PENDING)).retain(|(subid, p)| {
+                if *subid >= my_subid {
+                    drop(Box::from_raw(*p));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
 }
 
 /// Set while the guard runs its own SPI (the audit insert), so nothing it does is judged.
@@ -110,23 +213,6 @@ pub struct Judgement {
     pub verdict: Verdict,
 }
 
-unsafe fn process(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    context: pg_sys::ProcessUtilityContext::Type,
-    chain: impl FnOnce(),
-) {
-    let node = unsafe { (*pstmt).utilityStmt };
-    if !unsafe { should_judge(node, context) } {
-        chain();
-        return;
-    }
-    let judgement = unsafe { judge(pstmt, query_string) };
-    act(&judgement);
-    chain();
-    unsafe { audit::record(&judgement) };
-}
-
 /// The fast path: is this a statement the guard judges at all?
 #[inline]
 unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityContext::Type) -> bool {
@@ -143,11 +229,24 @@ unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityC
             T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
             | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
             | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
-            | T_CheckPointStmt | T_LoadStmt | T_VacuumStmt | T_ConstraintsSetStmt => return false,
-            _ => {}
-        }
-        if pg_sys::GetCommandLogLevel(node) != pg_sys::LogStmtLevel::LOGSTMT_DDL {
-            return false;
+            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt => return false,
+            // Not DDL by log level, but they rewrite or rebuild: judged and audited.
+            T_VacuumStmt => {
+                if !facts::vacuum_is_full(node.cast()) {
+                    return false;
+                }
+            }
+            T_ClusterStmt | T_ReindexStmt => {}
+            T_TruncateStmt => {
+                if (*(node as *mut pg_sys::TruncateStmt)).behavior != pg_sys::DropBehavior::DROP_CASCADE {
+                    return false;
+                }
+            }
+            _ => {
+                if pg_sys::GetCommandLogLevel(node) != pg_sys::LogStmtLevel::LOGSTMT_DDL {
+                    return false;
+                }
+            }
         }
         // Never during CREATE/ALTER EXTENSION scripts, pg_upgrade, or in parallel workers;
         // never in a transaction that can no longer run anything.
@@ -169,8 +268,10 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             .to_string_lossy()
             .into_owned();
         let text = facts::StatementText { text: &statement, offset: start };
+        // Catalog lookups take no lock: read the invalidations other sessions committed.
+        pg_sys::AcceptInvalidationMessages();
         let verdict = match in_subtransaction(|| facts::statement_facts(node, &text)) {
-            Ok(stmt) => decision::decide(guc::mode(), rules::check(&stmt)),
+            Ok(stmt) => decision::decide(guc::mode(), &guc::rule_levels(), rules::check(&stmt, &guc::context())),
             Err(cause) => {
                 // The guard's own failure must not block the statement: let it run, say so.
                 pgrx::pg_sys::panic::ErrorReport::new(
@@ -214,9 +315,12 @@ fn act(j: &Judgement) {
     }
 }
 
-/// Runs `f` inside an internal subtransaction (the way PL/pgSQL runs an EXCEPTION block),
-/// so that any PostgreSQL error or Rust panic in the guard's own work is caught, rolled back
-/// cleanly (locks, buffer pins, relcache references, memory) and returned as text.
+/// Runs `f` inside an internal subtransaction (the way PL/pgSQL runs an EXCEPTION block) and
+/// always rolls it back: judging only reads, and the rollback releases anything it took
+/// (a conditional lock, buffer pins, relcache references). A PostgreSQL error or Rust panic
+/// inside is caught and returned as text, except a query cancel (statement_timeout,
+/// pg_cancel_backend), which is raised again after the rollback, as PL/pgSQL's OTHERS
+/// does not catch it either.
 pub unsafe fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     unsafe {
         let oldcxt = pg_sys::CurrentMemoryContext;
@@ -224,23 +328,24 @@ pub unsafe fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(oldcxt);
         let f = std::panic::AssertUnwindSafe(f);
-        let result = pgrx::PgTryBuilder::new(move || Ok(f()))
-            .catch_others(|e| {
-                Err(match e {
-                    pg_sys::panic::CaughtError::PostgresError(r)
-                    | pg_sys::panic::CaughtError::ErrorReport(r)
-                    | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
-                })
-            })
-            .execute();
+        let result = pgrx::PgTryBuilder::new(move || Ok(f())).catch_others(Err).execute();
         pg_sys::MemoryContextSwitchTo(oldcxt);
-        if result.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
+        pg_sys::RollbackAndReleaseCurrentSubTransaction();
         pg_sys::MemoryContextSwitchTo(oldcxt);
         pg_sys::CurrentResourceOwner = oldowner;
-        result
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let report = match &e {
+                    pg_sys::panic::CaughtError::PostgresError(r)
+                    | pg_sys::panic::CaughtError::ErrorReport(r)
+                    | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r,
+                };
+                if report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
+                    e.rethrow();
+                }
+                Err(report.message().to_string())
+            }
+        }
     }
 }

@@ -87,12 +87,13 @@ pub struct Relation {
     /// Schema-qualified name, quoted where SQL needs it (`quote_qualified_identifier`).
     pub name: String,
     pub kind: RelKind,
-    /// `RelationData.rd_createSubid` is set: created in the current transaction, so no
-    /// other session can see it yet and nothing done to it can block anyone.
+    /// Created in the current transaction (`RelationData.rd_createSubid` set, for the
+    /// relation and every partition or child the statement recurses to), or a temporary
+    /// table: no other session can see it, so nothing done to it can block anyone.
     pub created_in_transaction: bool,
-    /// Main-fork size in bytes from the relation's actual block count
-    /// (`RelationGetNumberOfBlocks` × BLCKSZ), summed over partitions and inheritance
-    /// children the statement recurses to; indexes and TOAST excluded.
+    /// Size in bytes from the actual block counts (`RelationGetNumberOfBlocks` × BLCKSZ) of
+    /// the main fork and of the TOAST table, summed over the partitions and inheritance
+    /// children the statement recurses to; indexes excluded.
     pub size_bytes: u64,
     /// `pg_class.reltuples` (summed like `size_bytes`); `None` when never analyzed.
     pub estimated_rows: Option<f64>,
@@ -134,7 +135,72 @@ pub enum Statement {
     CreateIndex(CreateIndex),
     DropIndex(DropIndex),
     AlterTable(AlterTable),
+    Reindex(Reindex),
+    /// VACUUM FULL (VacuumStmt with the FULL option): rewrites each table under ACCESS EXCLUSIVE.
+    VacuumFull { tables: Vec<Relation>, whole_database: bool },
+    /// CLUSTER (ClusterStmt): rewrites the table in index order under ACCESS EXCLUSIVE.
+    /// `table` is None for a bare CLUSTER (every previously clustered table).
+    Cluster { table: Option<Relation> },
+    /// REFRESH MATERIALIZED VIEW (RefreshMatViewStmt).
+    RefreshMatView { view: Relation, concurrent: bool, populated: bool, with_no_data: bool },
+    /// ALTER TABLE ... RENAME COLUMN (RenameStmt, OBJECT_COLUMN).
+    RenameColumn { table: Relation, column: String, new_name: String },
+    /// ALTER TABLE ... RENAME TO (RenameStmt, OBJECT_TABLE).
+    RenameTable { table: Relation, new_name: String },
+    /// DROP TABLE (DropStmt, OBJECT_TABLE).
+    DropTable { tables: Vec<Relation>, cascade: bool },
+    /// TRUNCATE ... CASCADE (TruncateStmt with DROP_CASCADE); `tables` as named.
+    TruncateCascade { tables: Vec<Relation> },
     Other,
+}
+
+/// What a REINDEX names (ReindexObjectType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReindexTarget {
+    Index,
+    Table,
+    Schema,
+    Database,
+    System,
+}
+
+/// `REINDEX [ (options) ] { INDEX | TABLE | SCHEMA | DATABASE | SYSTEM } [ CONCURRENTLY ] name`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reindex {
+    pub target: ReindexTarget,
+    pub concurrent: bool,
+    /// The table (for INDEX: the index's table), when one relation is named.
+    pub table: Option<Relation>,
+    /// The same statement with CONCURRENTLY added, when the text could be rewritten.
+    pub concurrent_sql: Option<String>,
+}
+
+/// Why PostgreSQL must rewrite the table to add a column (ATExecAddColumn: the default
+/// cannot be stored as a "missing value" in pg_attribute).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddColumnRewrite {
+    /// The default expression contains a volatile function (`contain_volatile_functions`).
+    VolatileDefault,
+    /// serial / bigserial / smallserial: a nextval() default.
+    Serial,
+    /// GENERATED ... AS IDENTITY.
+    Identity,
+    /// GENERATED ALWAYS AS (...) STORED.
+    GeneratedStored,
+    /// A domain type with constraints: each row's value must be checked.
+    DomainWithConstraints,
+}
+
+impl AddColumnRewrite {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            AddColumnRewrite::VolatileDefault => "its default is volatile, so each row gets its own value",
+            AddColumnRewrite::Serial => "a serial column's default is nextval(), which is volatile",
+            AddColumnRewrite::Identity => "an identity column takes a new sequence value for every row",
+            AddColumnRewrite::GeneratedStored => "a stored generated column is computed and written for every row",
+            AddColumnRewrite::DomainWithConstraints => "its type is a domain with constraints, checked against every row",
+        }
+    }
 }
 
 /// `CREATE [UNIQUE] INDEX [CONCURRENTLY] ... ON table ...` (IndexStmt).
@@ -159,6 +225,8 @@ pub struct DropIndex {
 pub struct DroppedIndex {
     /// Quoted, schema-qualified index name.
     pub name: String,
+    /// An index on a partitioned table: PostgreSQL cannot drop it CONCURRENTLY.
+    pub partitioned: bool,
     pub created_in_transaction: bool,
     /// The table the index belongs to.
     pub table: Relation,
@@ -224,6 +292,33 @@ pub enum AlterTableCmd {
         /// table will be rewritten; None when the guard could not decide.
         rewrite: Option<bool>,
     },
+    /// ADD [CONSTRAINT name] UNIQUE / PRIMARY KEY (...) without USING INDEX.
+    AddUnique {
+        constraint: NewConstraint,
+        primary: bool,
+        /// Key columns (quoted) that are not yet NOT NULL: a PRIMARY KEY also scans for NULLs.
+        nullable_columns: Vec<String>,
+        /// Quoted key column list as written, e.g. `(email)`, for the CREATE INDEX hint.
+        columns: String,
+    },
+    /// ADD [CONSTRAINT name] EXCLUDE ... (CONSTR_EXCLUSION).
+    AddExclusion { constraint: NewConstraint },
+    /// ADD COLUMN (AT_AddColumn).
+    AddColumn {
+        /// Quoted column name.
+        column: String,
+        /// `format_type` of the column's type as PostgreSQL will store it, when known.
+        type_name: String,
+        /// Why the table must be rewritten, if it must.
+        rewrite: Option<AddColumnRewrite>,
+        /// NOT NULL with no default: fails on a non-empty table after a scan.
+        not_null_without_default: bool,
+    },
+    /// DROP COLUMN (AT_DropColumn).
+    DropColumn { column: String },
+    /// SET LOGGED / SET UNLOGGED / SET TABLESPACE / SET ACCESS METHOD: the whole table is
+    /// copied into a new relfilenode under ACCESS EXCLUSIVE.
+    Rewrite { action: &'static str },
     /// Any other subcommand: not judged by the current rules.
     Other,
 }

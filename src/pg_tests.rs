@@ -23,8 +23,15 @@ CREATE TABLE guard_fixture.orders (
 );
 INSERT INTO guard_fixture.orders
 SELECT g, 1 + g % 2000, g % 7, 'new', 'n' || g, g / 100.0, '2026-01-01'::timestamp + g * interval '1 minute'
-FROM generate_series(1, 20000) g;
+FROM generate_series(1, 50000) g;
 CREATE INDEX orders_status_idx ON guard_fixture.orders (status);
+CREATE UNIQUE INDEX orders_note_key_idx ON guard_fixture.orders (note);
+CREATE TABLE guard_fixture.order_lines (order_id bigint REFERENCES guard_fixture.orders (id), qty int);
+CREATE MATERIALIZED VIEW guard_fixture.sales_by_status AS
+    SELECT o.status, count(*) AS n, o.id % 1000 AS bucket FROM guard_fixture.orders o, generate_series(1, 20) GROUP BY 1, 3;
+CREATE UNIQUE INDEX ON guard_fixture.sales_by_status (status, bucket);
+CREATE DOMAIN guard_fixture.positive_int AS integer CHECK (VALUE > 0);
+CREATE DOMAIN guard_fixture.plain_int AS integer;
 CREATE ROLE guard_app_user NOLOGIN;
 GRANT USAGE, CREATE ON SCHEMA guard_fixture TO guard_app_user;
 "#,
@@ -340,6 +347,156 @@ fn mode_guc_is_visible_in_pg_settings() {
     assert_eq!(values, Ok(Some(vec!["off".into(), "warn".into(), "enforce".into()])));
     let desc = Spi::get_one::<String>("SELECT short_desc FROM pg_settings WHERE name = 'pg_migration_guard.mode'");
     assert!(desc.unwrap().unwrap().contains("off, warn or enforce"));
+}
+
+#[pg_test]
+fn reindex_without_concurrently_is_rejected() {
+    let f = rejected("REINDEX TABLE guard_fixture.orders", "require-concurrent-reindex");
+    assert!(f.hint.contains("REINDEX TABLE CONCURRENTLY guard_fixture.orders;"), "{f:?}");
+    rejected("REINDEX INDEX guard_fixture.orders_status_idx", "require-concurrent-reindex");
+}
+
+#[pg_test]
+fn unique_and_primary_key_constraints_need_using_index() {
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_note_key UNIQUE (note)",
+        "disallowed-unique-constraint",
+    );
+    assert!(f.hint.contains("CREATE UNIQUE INDEX CONCURRENTLY orders_note_key ON guard_fixture.orders (note);"), "{f:?}");
+    assert!(f.hint.contains("ADD CONSTRAINT orders_note_key UNIQUE USING INDEX orders_note_key;"), "{f:?}");
+    // The safe form from the hint: attach an existing unique index.
+    allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_note_key UNIQUE USING INDEX orders_note_key_idx");
+    // order_lines is empty: judge it anyway.
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = 0");
+    let f = rejected("ALTER TABLE guard_fixture.order_lines ADD PRIMARY KEY (order_id)", "disallowed-unique-constraint");
+    assert!(f.detail.contains("NOT NULL"), "{f:?}");
+}
+
+#[pg_test]
+fn exclusion_constraint_is_rejected() {
+    rejected(
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT one_per_id EXCLUDE USING btree (id WITH =)",
+        "ban-exclusion-constraint",
+    );
+}
+
+#[pg_test]
+fn add_column_rewrites_are_decided_by_volatility_from_the_catalog() {
+    for (def, rewrites) in [
+        ("uuid DEFAULT gen_random_uuid()", true),
+        ("timestamptz DEFAULT clock_timestamp()", true),
+        ("float8 DEFAULT random()", true),
+        ("bigserial", true),
+        ("bigint GENERATED ALWAYS AS IDENTITY", true),
+        ("numeric GENERATED ALWAYS AS (amount * 2) STORED", true),
+        ("guard_fixture.positive_int", true),
+        ("guard_fixture.plain_int DEFAULT 1", false),
+        ("timestamptz DEFAULT now()", false),
+        ("timestamptz DEFAULT CURRENT_TIMESTAMP", false),
+        ("integer NOT NULL DEFAULT 0", false),
+        ("integer[] DEFAULT ARRAY[1, 2, 3]", false),
+        ("text DEFAULT lower('ABC') || 'x'", false),
+        ("jsonb DEFAULT '{}'", false),
+        ("text", false),
+    ] {
+        let sql = format!("ALTER TABLE guard_fixture.orders ADD COLUMN c_new {def}");
+        if rewrites {
+            let f = rejected(&sql, "adding-field-with-default");
+            assert!(f.detail.contains("rewrites every row"), "{def}: {f:?}");
+        } else {
+            allowed(&sql);
+            allowed("ALTER TABLE guard_fixture.orders DROP COLUMN c_new");
+        }
+    }
+}
+
+#[pg_test]
+fn required_column_without_default_is_rejected_on_a_table_with_rows() {
+    let f = rejected("ALTER TABLE guard_fixture.orders ADD COLUMN region text NOT NULL", "adding-required-field");
+    assert!(f.hint.contains("NOT NULL DEFAULT <constant>"), "{f:?}");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN region text NOT NULL DEFAULT 'eu'");
+    allowed("CREATE TABLE guard_fixture.empty_one (a int)");
+    allowed("ALTER TABLE guard_fixture.empty_one ADD COLUMN b int NOT NULL");
+}
+
+#[pg_test]
+fn table_rewrites_are_rejected() {
+    rejected("VACUUM FULL guard_fixture.orders", "table-rewrite");
+    rejected("CLUSTER guard_fixture.orders USING orders_pkey", "table-rewrite");
+    let f = rejected("ALTER TABLE guard_fixture.orders SET UNLOGGED", "table-rewrite");
+    assert!(f.hint.contains("pg_repack"), "{f:?}");
+    // Already logged / already in that tablespace: PostgreSQL does nothing.
+    allowed("ALTER TABLE guard_fixture.orders SET LOGGED");
+    allowed("ALTER TABLE guard_fixture.orders SET TABLESPACE pg_default");
+    // Plain VACUUM and VACUUM (FULL false) are not judged at all.
+    let before = Spi::get_one::<i64>("SELECT count(*) FROM pg_migration_guard.audit_log").unwrap().unwrap();
+    assert!(run("VACUUM (FULL false) guard_fixture.orders").is_err(), "VACUUM cannot run in the test transaction");
+    let after = Spi::get_one::<i64>("SELECT count(*) FROM pg_migration_guard.audit_log").unwrap().unwrap();
+    assert_eq!(before, after);
+}
+
+#[pg_test]
+fn refresh_of_populated_view_needs_concurrently() {
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = 0");
+    let f = rejected("REFRESH MATERIALIZED VIEW guard_fixture.sales_by_status", "require-concurrent-refresh");
+    assert!(f.hint.contains("REFRESH MATERIALIZED VIEW CONCURRENTLY guard_fixture.sales_by_status;"), "{f:?}");
+    allowed("REFRESH MATERIALIZED VIEW CONCURRENTLY guard_fixture.sales_by_status");
+}
+
+#[pg_test]
+fn breaking_changes_warn_and_run_unless_raised_to_error() {
+    allowed("ALTER TABLE guard_fixture.orders RENAME COLUMN note TO remark");
+    allowed("ALTER TABLE guard_fixture.orders DROP COLUMN remark");
+    allowed("ALTER TABLE guard_fixture.order_lines RENAME TO lines");
+    allowed("TRUNCATE guard_fixture.customers CASCADE");
+    // (fixture tables belong to the extension; release this one so it can be dropped)
+    allowed("ALTER EXTENSION pg_migration_guard DROP TABLE guard_fixture.lines");
+    allowed("DROP TABLE guard_fixture.lines");
+    let rules = Spi::get_one::<Vec<String>>(
+        "SELECT array_agg(r ORDER BY r) FROM pg_migration_guard.audit_log, unnest(rules) r WHERE decision = 'warned'",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(rules, vec!["ban-drop-column", "ban-drop-table", "ban-truncate-cascade", "renaming-column", "renaming-table"]);
+    allowed("SET LOCAL pg_migration_guard.rule_levels = 'renaming-column:error, ban-drop-column:off'");
+    rejected("ALTER TABLE guard_fixture.orders RENAME COLUMN status TO state", "renaming-column");
+}
+
+#[pg_test]
+fn rule_levels_are_validated_when_set() {
+    for (value, detail) in [
+        ("no-such-rule:error", "unknown rule \"no-such-rule\""),
+        ("renaming-column:fatal", "unknown level \"fatal\""),
+        ("renaming-column", "rule-id:level"),
+    ] {
+        let f = run(&format!("SET pg_migration_guard.rule_levels = '{value}'")).expect_err(value);
+        assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "{f:?}");
+        assert!(f.detail.contains(detail), "{f:?}");
+    }
+    allowed("SET LOCAL pg_migration_guard.rule_levels = 'require-concurrent-index-creation:off'");
+    allowed("CREATE INDEX ON guard_fixture.orders (quantity)");
+    allowed("SET LOCAL pg_migration_guard.rule_levels = 'require-concurrent-index-creation:warning'");
+    allowed("CREATE INDEX ON guard_fixture.orders (quantity)");
+}
+
+#[pg_test]
+fn small_table_threshold_exempts_rewrites_of_small_tables_only() {
+    // customers is a few hundred kB: under the default 1MB threshold.
+    allowed("CREATE INDEX ON guard_fixture.customers (email)");
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = 0");
+    rejected("CREATE INDEX ON guard_fixture.customers (email)", "require-concurrent-index-creation");
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = '1GB'");
+    allowed("CREATE INDEX ON guard_fixture.orders (quantity)");
+    // DROP INDEX is about the lock queue, not the size: still judged.
+    rejected("DROP INDEX guard_fixture.orders_status_idx", "require-concurrent-index-deletion");
+}
+
+#[pg_test]
+fn temporary_tables_are_never_flagged() {
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = 0");
+    allowed("CREATE TEMP TABLE tmp_orders AS SELECT * FROM guard_fixture.orders");
+    allowed("CREATE INDEX ON tmp_orders (quantity)");
+    allowed("ALTER TABLE tmp_orders ALTER COLUMN quantity TYPE bigint");
 }
 
 #[pg_test]

@@ -213,6 +213,49 @@ pub fn add_concurrently(stmt: &str) -> Option<String> {
     Some(format!("{} CONCURRENTLY{}", &stmt[head.pos..at], &stmt[at..]))
 }
 
+/// `REINDEX [ (options) ] { INDEX | TABLE | SCHEMA | DATABASE } name` →
+/// the same with CONCURRENTLY after the object kind (the grammar's `opt_concurrently`).
+pub fn add_reindex_concurrently(stmt: &str) -> Option<String> {
+    let stmt = trim_statement(stmt);
+    let mut sc = Scanner::new(stmt, 0);
+    if !sc.keyword("reindex") {
+        return None;
+    }
+    sc.skip_trivia();
+    if sc.pos < sc.s.len() && sc.s[sc.pos] == b'(' {
+        // skip the balanced option list
+        let mut depth = 0;
+        while sc.pos < sc.s.len() {
+            match sc.s[sc.pos] {
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        sc.pos += 1;
+                        break;
+                    }
+                }
+                b'\'' => {
+                    sc.skip_quoted(b'\'');
+                    continue;
+                }
+                _ => {}
+            }
+            sc.pos += 1;
+        }
+    }
+    if !["index", "table", "schema", "database"].iter().any(|k| sc.keyword(k)) {
+        return None;
+    }
+    let at = sc.pos;
+    if sc.keyword("concurrently") {
+        return Some(stmt.to_string());
+    }
+    let mut head = Scanner::new(stmt, 0);
+    head.skip_trivia();
+    Some(format!("{} CONCURRENTLY{}", &stmt[head.pos..at], &stmt[at..]))
+}
+
 /// The text of a table constraint written in an ALTER TABLE, starting at `start` (the
 /// parse node's `location`, which points at `CONSTRAINT` or at the constraint keyword)
 /// and ending before the next top-level comma or semicolon.
@@ -278,6 +321,17 @@ mod tests {
         assert_eq!(add_concurrently("CREATE TABLE t (a int)"), None);
         assert_eq!(add_concurrently("CREATE INDEXES"), None);
         assert_eq!(add_concurrently(""), None);
+    }
+
+    #[test]
+    fn reindex_gets_concurrently_after_the_object_kind() {
+        assert_eq!(add_reindex_concurrently("REINDEX TABLE orders;").unwrap(), "REINDEX TABLE CONCURRENTLY orders");
+        assert_eq!(
+            add_reindex_concurrently("reindex (verbose, tablespace 'x') index public.i").unwrap(),
+            "reindex (verbose, tablespace 'x') index CONCURRENTLY public.i"
+        );
+        assert_eq!(add_reindex_concurrently("REINDEX SYSTEM"), None);
+        assert_eq!(add_reindex_concurrently("VACUUM FULL"), None);
     }
 
     #[test]

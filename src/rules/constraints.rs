@@ -1,4 +1,5 @@
-//! Constraint rules: `constraint-missing-not-valid`.
+//! Constraint rules: `constraint-missing-not-valid`, `disallowed-unique-constraint`,
+//! `ban-exclusion-constraint`.
 //!
 //! PostgreSQL facts (documentation: ALTER TABLE, "ADD table_constraint [ NOT VALID ]" and
 //! "VALIDATE CONSTRAINT"; src/backend/commands/tablecmds.c):
@@ -8,14 +9,24 @@
 //! - With NOT VALID the existing rows are not checked; ALTER TABLE ... VALIDATE CONSTRAINT
 //!   later checks them under SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes
 //!   (and only ROW SHARE on the referenced table).
+//! - PostgreSQL 15 refuses NOT VALID foreign keys on partitioned tables: the route there is
+//!   NOT VALID + VALIDATE on each partition, then the constraint on the parent, which
+//!   attaches the validated ones.
+//! - ADD UNIQUE / PRIMARY KEY builds the index under the ALTER TABLE's ACCESS EXCLUSIVE
+//!   lock; a PRIMARY KEY on nullable columns also sets them NOT NULL, with a scan. The
+//!   online form is CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX.
+//! - ADD EXCLUDE builds its index under ACCESS EXCLUSIVE, and there is no USING INDEX form.
 
-use super::{Finding, CONSTRAINT_MISSING_NOT_VALID};
-use crate::model::{AlterTable, AlterTableCmd, NewConstraint};
+use super::{Context, Finding, BAN_EXCLUSION_CONSTRAINT, CONSTRAINT_MISSING_NOT_VALID, DISALLOWED_UNIQUE_CONSTRAINT};
+use crate::model::{AlterTable, AlterTableCmd, NewConstraint, RelKind};
 
-pub fn check_alter_table(at: &AlterTable, out: &mut Vec<Finding>) {
+pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>) {
+    let partitioned = at.table.kind == RelKind::PartitionedTable;
     for cmd in &at.commands {
         match cmd {
-            AlterTableCmd::AddForeignKey { constraint, referenced, validates: true } => {
+            AlterTableCmd::AddForeignKey { constraint, referenced, validates: true }
+                if !ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &at.table) =>
+            {
                 let both = match referenced {
                     Some(r) if r.name != at.table.name => {
                         format!("{} and on {}, blocking INSERT, UPDATE and DELETE on both,", at.table.describe(), r.describe())
@@ -32,10 +43,19 @@ pub fn check_alter_table(at: &AlterTable, out: &mut Vec<Finding>) {
                         "ALTER TABLE takes a {} lock on {both} while it checks every existing row of {} against the referenced table.",
                         at.lock, at.table.name
                     ),
-                    hint: not_valid_hint(&at.table.name, constraint),
+                    hint: if partitioned {
+                        format!(
+                            "PostgreSQL cannot add a NOT VALID foreign key to a partitioned table: add it to each \
+                             partition with NOT VALID, run VALIDATE CONSTRAINT on each, then add it to {} \
+                             (PostgreSQL attaches the validated partition constraints instead of scanning).",
+                            at.table.name
+                        )
+                    } else {
+                        not_valid_hint(&at.table.name, constraint)
+                    },
                 });
             }
-            AlterTableCmd::AddCheck { constraint, validates: true } => {
+            AlterTableCmd::AddCheck { constraint, validates: true } if !ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &at.table) => {
                 out.push(Finding {
                     rule: &CONSTRAINT_MISSING_NOT_VALID,
                     message: format!(
@@ -49,6 +69,62 @@ pub fn check_alter_table(at: &AlterTable, out: &mut Vec<Finding>) {
                         at.lock.effect()
                     ),
                     hint: not_valid_hint(&at.table.name, constraint),
+                });
+            }
+            AlterTableCmd::AddUnique { constraint, primary, nullable_columns, columns }
+                if !ctx.exempt(&DISALLOWED_UNIQUE_CONSTRAINT, &at.table) =>
+            {
+                let kind = if *primary { "PRIMARY KEY" } else { "UNIQUE" };
+                let t = &at.table.name;
+                let c = &constraint.name;
+                let mut hint = format!(
+                    "Build the index without blocking writes, then attach it as the constraint (a short ACCESS EXCLUSIVE lock, no build):\n\
+                     CREATE UNIQUE INDEX CONCURRENTLY {c} ON {t} {columns};\n\
+                     ALTER TABLE {t} ADD CONSTRAINT {c} {kind} USING INDEX {c};"
+                );
+                if *primary && !nullable_columns.is_empty() {
+                    hint.push_str(&format!(
+                        "\nBefore that, make {} NOT NULL without a scan under ACCESS EXCLUSIVE: \
+                         ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL.",
+                        nullable_columns.join(", ")
+                    ));
+                }
+                let scan = if *primary && !nullable_columns.is_empty() {
+                    format!(", and scans it to set {} NOT NULL", nullable_columns.join(", "))
+                } else {
+                    String::new()
+                };
+                out.push(Finding {
+                    rule: &DISALLOWED_UNIQUE_CONSTRAINT,
+                    message: format!("adding {kind} constraint {c} would build an index on {t} under an {} lock", at.lock),
+                    detail: format!(
+                        "ALTER TABLE takes an {} lock on {}, which {}, while it builds the constraint's unique index{scan}.",
+                        at.lock,
+                        at.table.describe(),
+                        at.lock.effect()
+                    ),
+                    hint,
+                });
+            }
+            AlterTableCmd::AddExclusion { constraint } if !ctx.exempt(&BAN_EXCLUSION_CONSTRAINT, &at.table) => {
+                out.push(Finding {
+                    rule: &BAN_EXCLUSION_CONSTRAINT,
+                    message: format!(
+                        "adding exclusion constraint {} would build an index on {} under an {} lock",
+                        constraint.name, at.table.name, at.lock
+                    ),
+                    detail: format!(
+                        "ALTER TABLE takes an {} lock on {}, which {}, while it builds the constraint's index and checks every row; \
+                         PostgreSQL has no USING INDEX or NOT VALID form for exclusion constraints.",
+                        at.lock,
+                        at.table.describe(),
+                        at.lock.effect()
+                    ),
+                    hint: format!(
+                        "There is no online way to add an exclusion constraint to an existing table. Add it in a \
+                         maintenance window, or create a new table with the constraint, copy the rows in batches, and swap the names. \
+                         If it must run now, set pg_migration_guard.rule_levels = 'ban-exclusion-constraint:warning' for this session (superuser)."
+                    ),
                 });
             }
             _ => {}
@@ -74,7 +150,6 @@ fn not_valid_hint(table: &str, c: &NewConstraint) -> String {
 #[cfg(test)]
 mod tests {
     use crate::model::*;
-    use crate::rules::check;
     use crate::rules::testutil::*;
 
     fn fk(validates: bool, named: bool) -> AlterTableCmd {
@@ -131,6 +206,56 @@ mod tests {
     fn constraints_on_table_created_in_transaction_pass() {
         let f = check(&alter(new_table("public.fresh"), LockMode::AccessExclusive, vec![fk(true, false), check_cmd(true)]));
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn constraints_on_small_tables_pass() {
+        assert!(check(&alter(table("public.tiny", 0), LockMode::AccessExclusive, vec![fk(true, false), check_cmd(true)])).is_empty());
+    }
+
+    #[test]
+    fn partitioned_table_foreign_key_hint_does_not_suggest_refused_not_valid() {
+        let mut t = table("public.events", 100);
+        t.kind = RelKind::PartitionedTable;
+        let f = check(&alter(t, LockMode::ShareRowExclusive, vec![fk(true, false)]));
+        assert!(f[0].hint.contains("cannot add a NOT VALID foreign key to a partitioned table"));
+    }
+
+    fn unique(primary: bool, nullable: Vec<String>) -> AlterTableCmd {
+        AlterTableCmd::AddUnique {
+            constraint: NewConstraint { name: "orders_email_key".into(), named: false, definition: None },
+            primary,
+            nullable_columns: nullable,
+            columns: "(email)".into(),
+        }
+    }
+
+    #[test]
+    fn unique_constraint_is_flagged_with_using_index_recipe() {
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![unique(false, vec![])]));
+        assert_eq!(f[0].rule.id, "disallowed-unique-constraint");
+        assert!(f[0].hint.contains("CREATE UNIQUE INDEX CONCURRENTLY orders_email_key ON public.orders (email);"));
+        assert!(f[0].hint.contains("ALTER TABLE public.orders ADD CONSTRAINT orders_email_key UNIQUE USING INDEX orders_email_key;"));
+        assert!(!f[0].detail.contains("NOT NULL"));
+    }
+
+    #[test]
+    fn primary_key_on_nullable_column_mentions_the_not_null_scan() {
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![unique(true, vec!["email".into()])]));
+        assert!(f[0].message.contains("PRIMARY KEY"));
+        assert!(f[0].detail.contains("scans it to set email NOT NULL"));
+        assert!(f[0].hint.contains("PRIMARY KEY USING INDEX"));
+        assert!(f[0].hint.contains("make email NOT NULL"));
+    }
+
+    #[test]
+    fn exclusion_constraint_is_flagged_unless_new_or_small() {
+        let ex = || AlterTableCmd::AddExclusion {
+            constraint: NewConstraint { name: "no_overlap".into(), named: true, definition: None },
+        };
+        let f = check(&alter(table("public.bookings", 68), LockMode::AccessExclusive, vec![ex()]));
+        assert_eq!(f[0].rule.id, "ban-exclusion-constraint");
+        assert!(check(&alter(table("public.bookings", 0), LockMode::AccessExclusive, vec![ex()])).is_empty());
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! where squawk has the rule), default level and one-line summary; the code and the
 //! documentation both come from that table.
 
+pub mod breaking;
 pub mod columns;
 pub mod constraints;
 pub mod indexes;
+pub mod rewrites;
 
-use crate::model::Statement;
+use crate::model::{Relation, Statement};
 
 /// How seriously a rule's finding is taken before the session's mode applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,55 +31,102 @@ impl Level {
             Level::Error => "error",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Some(Level::Off),
+            "warning" | "warn" => Some(Level::Warning),
+            "error" => Some(Level::Error),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of hazard a rule is about, which decides its exemptions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// A lock held during a rewrite, a scan or an index build: exempt for relations created
+    /// in this transaction and for relations below `small_table_threshold`.
+    Rewrite,
+    /// A strong lock that is short once granted (its danger is the lock queue): exempt for
+    /// relations created in this transaction only.
+    Lock,
+    /// Quick, but running code breaks or data is lost: exempt for relations created in this
+    /// transaction only; size is irrelevant.
+    Breaking,
 }
 
 /// One entry of the rule table.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
-    /// Stable identifier, e.g. `require-concurrent-index-creation`.
+    /// Stable identifier, squawk's name where squawk has the rule.
     pub id: &'static str,
     pub default_level: Level,
+    pub family: Family,
     /// One line: what the rule catches.
     pub summary: &'static str,
 }
 
-pub const REQUIRE_CONCURRENT_INDEX_CREATION: Rule = Rule {
-    id: "require-concurrent-index-creation",
-    default_level: Level::Error,
-    summary: "CREATE INDEX without CONCURRENTLY on an existing table: SHARE lock blocks writes for the whole build",
-};
+macro_rules! rule {
+    ($name:ident, $id:literal, $level:ident, $family:ident, $summary:literal) => {
+        pub const $name: Rule = Rule { id: $id, default_level: Level::$level, family: Family::$family, summary: $summary };
+    };
+}
 
-pub const REQUIRE_CONCURRENT_INDEX_DELETION: Rule = Rule {
-    id: "require-concurrent-index-deletion",
-    default_level: Level::Error,
-    summary: "DROP INDEX without CONCURRENTLY: ACCESS EXCLUSIVE lock on the table blocks reads and writes",
-};
-
-pub const CONSTRAINT_MISSING_NOT_VALID: Rule = Rule {
-    id: "constraint-missing-not-valid",
-    default_level: Level::Error,
-    summary: "ADD FOREIGN KEY or CHECK without NOT VALID: validating scan of every row while writes are blocked",
-};
-
-pub const ADDING_NOT_NULLABLE_FIELD: Rule = Rule {
-    id: "adding-not-nullable-field",
-    default_level: Level::Error,
-    summary: "SET NOT NULL without a validated CHECK (col IS NOT NULL): full scan under ACCESS EXCLUSIVE",
-};
-
-pub const CHANGING_COLUMN_TYPE: Rule = Rule {
-    id: "changing-column-type",
-    default_level: Level::Error,
-    summary: "ALTER COLUMN TYPE that PostgreSQL will implement by rewriting the table under ACCESS EXCLUSIVE",
-};
+rule!(REQUIRE_CONCURRENT_INDEX_CREATION, "require-concurrent-index-creation", Error, Rewrite,
+    "CREATE INDEX without CONCURRENTLY: a SHARE lock blocks writes for the whole build");
+rule!(REQUIRE_CONCURRENT_INDEX_DELETION, "require-concurrent-index-deletion", Error, Lock,
+    "DROP INDEX without CONCURRENTLY: an ACCESS EXCLUSIVE lock on the table blocks reads and writes");
+rule!(REQUIRE_CONCURRENT_REINDEX, "require-concurrent-reindex", Error, Rewrite,
+    "REINDEX without CONCURRENTLY: writes (and reads through the index) wait for the rebuild");
+rule!(CONSTRAINT_MISSING_NOT_VALID, "constraint-missing-not-valid", Error, Rewrite,
+    "ADD FOREIGN KEY or CHECK without NOT VALID: every row is checked while writes are blocked");
+rule!(DISALLOWED_UNIQUE_CONSTRAINT, "disallowed-unique-constraint", Error, Rewrite,
+    "ADD UNIQUE or PRIMARY KEY without USING INDEX: the index is built under ACCESS EXCLUSIVE");
+rule!(BAN_EXCLUSION_CONSTRAINT, "ban-exclusion-constraint", Error, Rewrite,
+    "ADD EXCLUDE on an existing table: index build under ACCESS EXCLUSIVE, with no online form");
+rule!(ADDING_FIELD_WITH_DEFAULT, "adding-field-with-default", Error, Rewrite,
+    "ADD COLUMN whose value must be written into every row (volatile default, serial, identity, stored generated, constrained domain)");
+rule!(ADDING_REQUIRED_FIELD, "adding-required-field", Error, Lock,
+    "ADD COLUMN NOT NULL without a default on a non-empty table: fails after a scan");
+rule!(ADDING_NOT_NULLABLE_FIELD, "adding-not-nullable-field", Error, Rewrite,
+    "SET NOT NULL without a validated CHECK (col IS NOT NULL): full scan under ACCESS EXCLUSIVE");
+rule!(CHANGING_COLUMN_TYPE, "changing-column-type", Error, Rewrite,
+    "ALTER COLUMN TYPE that PostgreSQL implements by rewriting the table under ACCESS EXCLUSIVE");
+rule!(TABLE_REWRITE, "table-rewrite", Error, Rewrite,
+    "VACUUM FULL, CLUSTER, SET LOGGED/UNLOGGED, SET TABLESPACE, SET ACCESS METHOD: the table is rewritten under ACCESS EXCLUSIVE");
+rule!(REQUIRE_CONCURRENT_REFRESH, "require-concurrent-refresh", Error, Rewrite,
+    "REFRESH MATERIALIZED VIEW without CONCURRENTLY on a populated view: reads of the view wait");
+rule!(RENAMING_COLUMN, "renaming-column", Warning, Breaking,
+    "RENAME COLUMN: running code that uses the old name fails");
+rule!(RENAMING_TABLE, "renaming-table", Warning, Breaking,
+    "RENAME TO on a table: running code that uses the old name fails");
+rule!(BAN_DROP_COLUMN, "ban-drop-column", Warning, Breaking,
+    "DROP COLUMN: running code that reads or writes it fails, and its data is gone");
+rule!(BAN_DROP_TABLE, "ban-drop-table", Warning, Breaking,
+    "DROP TABLE: running code that uses it fails, and its data is gone");
+rule!(BAN_TRUNCATE_CASCADE, "ban-truncate-cascade", Warning, Breaking,
+    "TRUNCATE ... CASCADE: also empties every table that references it, recursively");
 
 /// Every rule, in documentation order.
 pub static RULES: &[&Rule] = &[
     &REQUIRE_CONCURRENT_INDEX_CREATION,
     &REQUIRE_CONCURRENT_INDEX_DELETION,
+    &REQUIRE_CONCURRENT_REINDEX,
     &CONSTRAINT_MISSING_NOT_VALID,
+    &DISALLOWED_UNIQUE_CONSTRAINT,
+    &BAN_EXCLUSION_CONSTRAINT,
+    &ADDING_FIELD_WITH_DEFAULT,
+    &ADDING_REQUIRED_FIELD,
     &ADDING_NOT_NULLABLE_FIELD,
     &CHANGING_COLUMN_TYPE,
+    &TABLE_REWRITE,
+    &REQUIRE_CONCURRENT_REFRESH,
+    &RENAMING_COLUMN,
+    &RENAMING_TABLE,
+    &BAN_DROP_COLUMN,
+    &BAN_DROP_TABLE,
+    &BAN_TRUNCATE_CASCADE,
 ];
 
 /// Looks a rule up by id.
@@ -97,20 +146,53 @@ pub struct Finding {
     pub hint: String,
 }
 
-/// Runs every rule on one statement. Relations created in the current transaction are
-/// exempt inside each rule (nobody else can see them, so nothing can block).
-pub fn check(stmt: &Statement) -> Vec<Finding> {
+/// Server state the rules need besides the statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// `pg_migration_guard.small_table_threshold` in bytes: relations smaller than this are
+    /// exempt from the rewrite/scan/build rules.
+    pub small_table_bytes: u64,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context { small_table_bytes: 1024 * 1024 }
+    }
+}
+
+impl Context {
+    /// Whether `rule` does not apply to `rel`: created in this transaction (invisible to
+    /// every other session), or, for rewrite/scan/build rules, smaller than the threshold.
+    pub fn exempt(&self, rule: &Rule, rel: &Relation) -> bool {
+        rel.created_in_transaction || (rule.family == Family::Rewrite && rel.size_bytes < self.small_table_bytes)
+    }
+}
+
+/// Runs every rule on one statement.
+pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let out = &mut findings;
     match stmt {
-        Statement::CreateIndex(ci) => indexes::check_create_index(ci, &mut findings),
-        Statement::DropIndex(di) => indexes::check_drop_index(di, &mut findings),
+        Statement::CreateIndex(ci) => indexes::check_create_index(ci, ctx, out),
+        Statement::DropIndex(di) => indexes::check_drop_index(di, ctx, out),
+        Statement::Reindex(ri) => indexes::check_reindex(ri, ctx, out),
         Statement::AlterTable(at) => {
-            if at.table.created_in_transaction {
-                return findings;
+            if !at.table.created_in_transaction {
+                constraints::check_alter_table(at, ctx, out);
+                columns::check_alter_table(at, ctx, out);
+                rewrites::check_alter_table(at, ctx, out);
+                breaking::check_alter_table(at, ctx, out);
             }
-            constraints::check_alter_table(at, &mut findings);
-            columns::check_alter_table(at, &mut findings);
         }
+        Statement::VacuumFull { tables, whole_database } => rewrites::check_vacuum_full(tables, *whole_database, ctx, out),
+        Statement::Cluster { table } => rewrites::check_cluster(table.as_ref(), ctx, out),
+        Statement::RefreshMatView { view, concurrent, populated, with_no_data } => {
+            rewrites::check_refresh(view, *concurrent, *populated, *with_no_data, ctx, out)
+        }
+        Statement::RenameColumn { table, column, new_name } => breaking::check_rename_column(table, column, new_name, ctx, out),
+        Statement::RenameTable { table, new_name } => breaking::check_rename_table(table, new_name, ctx, out),
+        Statement::DropTable { tables, cascade } => breaking::check_drop_table(tables, *cascade, ctx, out),
+        Statement::TruncateCascade { tables } => breaking::check_truncate_cascade(tables, ctx, out),
         Statement::Other => {}
     }
     findings
@@ -137,6 +219,11 @@ pub(crate) mod testutil {
     pub fn alter(table: Relation, lock: LockMode, commands: Vec<AlterTableCmd>) -> Statement {
         Statement::AlterTable(AlterTable { table, lock, commands })
     }
+
+    /// `rules::check` with the default context (1 MB threshold).
+    pub fn check(stmt: &Statement) -> Vec<crate::rules::Finding> {
+        crate::rules::check(stmt, &crate::rules::Context::default())
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +249,26 @@ mod tests {
 
     #[test]
     fn other_statements_are_never_flagged() {
-        assert!(check(&Statement::Other).is_empty());
+        assert!(check(&Statement::Other, &Context::default()).is_empty());
+    }
+
+    #[test]
+    fn small_relations_are_exempt_from_rewrite_rules_only() {
+        let ctx = Context { small_table_bytes: 1024 * 1024 };
+        let small = testutil::table("public.t", 0);
+        let big = testutil::table("public.t", 2);
+        assert!(ctx.exempt(&CHANGING_COLUMN_TYPE, &small));
+        assert!(!ctx.exempt(&CHANGING_COLUMN_TYPE, &big));
+        assert!(!ctx.exempt(&BAN_DROP_COLUMN, &small));
+        assert!(!ctx.exempt(&REQUIRE_CONCURRENT_INDEX_DELETION, &small));
+        assert!(ctx.exempt(&BAN_DROP_COLUMN, &testutil::new_table("public.n")));
+    }
+
+    #[test]
+    fn level_names_parse() {
+        assert_eq!(Level::parse("ERROR"), Some(Level::Error));
+        assert_eq!(Level::parse("warning"), Some(Level::Warning));
+        assert_eq!(Level::parse("off"), Some(Level::Off));
+        assert_eq!(Level::parse("fatal"), None);
     }
 }
