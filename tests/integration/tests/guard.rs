@@ -227,7 +227,9 @@ fn pg_stat_statements_and_the_guard_work_in_both_preload_orders() {
         c.batch_execute("INSERT INTO pgss_probe SELECT generate_series(1, 1000)").unwrap();
         c.batch_execute("ALTER TABLE pgss_probe ADD COLUMN b int").unwrap();
         c.batch_execute("ALTER TABLE pgss_probe ADD COLUMN c int").unwrap();
-        // The guard still judges: pgss_probe now exists outside this transaction.
+        // The guard still judges: pgss_probe now exists outside this transaction (and is
+        // judged whatever its size with the threshold at 0).
+        c.batch_execute("SET pg_migration_guard.small_table_threshold = 0").unwrap();
         let e = expect_db_error(c.batch_execute("CREATE INDEX pgss_probe_idx ON pgss_probe (a)"));
         assert_eq!(e.code(), &REJECTED, "cluster {cluster}");
         // pg_stat_statements still counts utility statements.
@@ -264,4 +266,20 @@ fn create_extension_without_preload_fails_with_a_hint() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
+}
+
+#[test]
+fn errors_of_utility_statements_keep_their_context_and_position() {
+    // Every utility statement passes through the hook; its errors must reach the client
+    // exactly as PostgreSQL raised them.
+    let mut c = connect("A");
+    let e = expect_db_error(c.batch_execute("DO $$ BEGIN PERFORM 1 / 0; END $$"));
+    assert_eq!(e.code(), &SqlState::DIVISION_BY_ZERO);
+    assert!(e.where_().is_some_and(|w| w.contains("PL/pgSQL")), "CONTEXT lost: {e:?}");
+    c.batch_execute("DROP TABLE IF EXISTS ctx_probe; CREATE TABLE ctx_probe (a int CHECK (a > 0))").unwrap();
+    let e = expect_db_error(c.batch_execute("COPY ctx_probe FROM PROGRAM 'printf \"1\\n2\\n-3\\n\"'"));
+    assert_eq!(e.code(), &SqlState::CHECK_VIOLATION);
+    assert_eq!(e.constraint(), Some("ctx_probe_a_check"), "{e:?}");
+    assert!(e.where_().is_some_and(|w| w.contains("line 3")), "COPY context lost: {e:?}");
+    c.batch_execute("DROP TABLE ctx_probe").unwrap();
 }
