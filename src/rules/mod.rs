@@ -264,6 +264,40 @@ mod tests {
         assert!(ctx.exempt(&BAN_DROP_COLUMN, &testutil::new_table("public.n")));
     }
 
+    /// docs/rules.md and the rule table must not drift: same rules, same order, and each
+    /// section states the summary, default level and family the code has.
+    #[test]
+    fn docs_rules_md_matches_the_rule_table() {
+        let doc = include_str!("../../docs/rules.md");
+        let sections: Vec<(&str, &str)> = doc
+            .split("\n## ")
+            .skip(1)
+            .map(|sec| {
+                let (head, body) = sec.split_once('\n').unwrap_or((sec, ""));
+                (head.trim(), body)
+            })
+            .collect();
+        let ids: Vec<&str> = sections.iter().map(|(h, _)| *h).collect();
+        let expected: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        assert_eq!(ids, expected, "docs/rules.md sections differ from RULES");
+        for ((_, body), rule) in sections.iter().zip(RULES) {
+            assert!(body.contains(&format!("> {}", rule.summary)), "{}: summary differs", rule.id);
+            let family = match rule.family {
+                Family::Rewrite => "rewrite",
+                Family::Lock => "lock",
+                Family::Breaking => "breaking",
+            };
+            assert!(
+                body.contains(&format!("Default level: **{}** · Family: {family}", rule.default_level.name())),
+                "{}: level or family differs",
+                rule.id
+            );
+            for sub in ["### What it catches", "### Why", "### Safe migration", "### PostgreSQL versions", "### Examples", "Triggers:", "Passes:"] {
+                assert!(body.contains(sub), "{}: missing {sub}", rule.id);
+            }
+        }
+    }
+
     #[test]
     fn level_names_parse() {
         assert_eq!(Level::parse("ERROR"), Some(Level::Error));

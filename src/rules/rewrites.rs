@@ -84,7 +84,7 @@ pub fn check_refresh(view: &Relation, concurrent: bool, populated: bool, with_no
             lock.effect()
         ),
         hint: format!(
-            "Refresh without blocking reads (needs a unique index on the view that covers all rows, and runs outside a transaction block):\n\
+            "Refresh without blocking reads (needs a unique index on the view covering all rows):\n\
              REFRESH MATERIALIZED VIEW CONCURRENTLY {};",
             view.name
         ),
