@@ -70,7 +70,7 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText) -> 
             if rv.is_null() {
                 Statement::Cluster { table: None }
             } else {
-                lookup(rv).and_then(|oid| relation(oid, false)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
+                lookup(rv).and_then(|oid| relation(oid, true)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
             }
         } else if is_a(node, pg_sys::NodeTag::T_RefreshMatViewStmt) {
             refresh(node.cast())

@@ -203,14 +203,19 @@ pub fn add_concurrently(stmt: &str) -> Option<String> {
     if !sc.keyword("index") {
         return None;
     }
+    Some(insert_concurrently(stmt, sc))
+}
+
+/// `stmt` with CONCURRENTLY at the scanner's position (unless it is there already),
+/// starting at the first keyword: a leading comment is kept out of the suggestion.
+fn insert_concurrently(stmt: &str, mut sc: Scanner) -> String {
     let at = sc.pos;
-    if sc.keyword("concurrently") {
-        return Some(stmt.to_string());
-    }
-    // Keep any leading comment out of the suggestion: start at the CREATE keyword.
     let mut head = Scanner::new(stmt, 0);
     head.skip_trivia();
-    Some(format!("{} CONCURRENTLY{}", &stmt[head.pos..at], &stmt[at..]))
+    if sc.keyword("concurrently") {
+        return stmt[head.pos..].to_string();
+    }
+    format!("{} CONCURRENTLY{}", &stmt[head.pos..at], &stmt[at..])
 }
 
 /// `REINDEX [ (options) ] { INDEX | TABLE | SCHEMA | DATABASE } name` →
@@ -247,13 +252,7 @@ pub fn add_reindex_concurrently(stmt: &str) -> Option<String> {
     if !["index", "table", "schema", "database"].iter().any(|k| sc.keyword(k)) {
         return None;
     }
-    let at = sc.pos;
-    if sc.keyword("concurrently") {
-        return Some(stmt.to_string());
-    }
-    let mut head = Scanner::new(stmt, 0);
-    head.skip_trivia();
-    Some(format!("{} CONCURRENTLY{}", &stmt[head.pos..at], &stmt[at..]))
+    Some(insert_concurrently(stmt, sc))
 }
 
 /// The text of a table constraint written in an ALTER TABLE, starting at `start` (the
