@@ -268,10 +268,8 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             .to_string_lossy()
             .into_owned();
         let text = facts::StatementText { text: &statement, offset: start };
-        // Catalog lookups take no lock: read the invalidations other sessions committed.
-        pg_sys::AcceptInvalidationMessages();
-        let verdict = match in_subtransaction(|| facts::statement_facts(node, &text)) {
-            Ok(stmt) => decision::decide(guc::mode(), &guc::rule_levels(), rules::check(&stmt, &guc::context())),
+        let verdict = match verdict_for(node, &text) {
+            Ok(v) => v,
             Err(cause) => {
                 // The guard's own failure must not block the statement: let it run, say so.
                 pgrx::pg_sys::panic::ErrorReport::new(
@@ -285,6 +283,20 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             }
         };
         Judgement { statement, command_tag, verdict }
+    }
+}
+
+/// The judging path without acting on the verdict or auditing it: facts (in a rolled-back
+/// subtransaction), rules, decision. `Err` carries the guard's own failure.
+///
+/// # Safety
+/// `node` must be a valid utility parse tree; called inside a transaction.
+pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText) -> Result<Verdict, String> {
+    unsafe {
+        // Catalog lookups take no lock: read the invalidations other sessions committed.
+        pg_sys::AcceptInvalidationMessages();
+        let stmt = in_subtransaction(|| facts::statement_facts(node, text))?;
+        Ok(decision::decide(guc::mode(), &guc::rule_levels(), rules::check(&stmt, &guc::context())))
     }
 }
 

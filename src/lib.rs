@@ -14,6 +14,7 @@ pub mod rules;
 pub mod sqltext;
 
 mod audit;
+mod timing;
 mod facts;
 mod guc;
 mod hook;
@@ -41,7 +42,8 @@ pub extern "C-unwind" fn _PG_init() {
 // (execute_extension_script's GUC nest level).
 extension_sql!("SET allow_system_table_mods = on;", name = "allow_reserved_schema_name", bootstrap);
 extension_sql!(
-    "RESET allow_system_table_mods;\nCOMMENT ON SCHEMA pg_migration_guard IS 'pg_migration_guard: audit log and functions';",
+    "RESET allow_system_table_mods;\nCOMMENT ON SCHEMA pg_migration_guard IS 'pg_migration_guard: audit log and functions';\n\
+REVOKE EXECUTE ON FUNCTION pg_migration_guard.judge_timing(text, integer) FROM PUBLIC;",
     name = "end_reserved_schema_name",
     finalize
 );
@@ -57,6 +59,33 @@ mod pg_migration_guard {
     #[pg_extern(stable, parallel_safe)]
     fn is_preloaded() -> bool {
         unsafe { super::PRELOADED }
+    }
+
+    /// `pg_migration_guard.judge_timing(statement text, iterations integer DEFAULT 1000)
+    /// → TABLE(decision text, rules text[], median_us float8, p99_us float8, iterations integer)`
+    ///
+    /// Runs the guard's judging path (catalog facts in a rolled-back subtransaction, rules,
+    /// decision — no ERROR/WARNING, no audit row, the statement is not executed) on one
+    /// utility statement `iterations` times and reports the verdict and the median and 99th
+    /// percentile wall time per judgement in microseconds. For benchmarks (bench/run.sh).
+    /// Errors: 22023 when iterations < 1 or the text is not exactly one utility statement;
+    /// a syntax error as PostgreSQL reports it. EXECUTE is revoked from PUBLIC.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn judge_timing(
+        statement: &str,
+        iterations: default!(i32, 1000),
+    ) -> TableIterator<
+        'static,
+        (
+            name!(decision, String),
+            name!(rules, Vec<String>),
+            name!(median_us, f64),
+            name!(p99_us, f64),
+            name!(iterations, i32),
+        ),
+    > {
+        let row = super::timing::judge_timing(statement, iterations);
+        TableIterator::once(row)
     }
 }
 

@@ -500,6 +500,31 @@ fn temporary_tables_are_never_flagged() {
 }
 
 #[pg_test]
+fn judge_timing_reports_the_verdict_without_running_the_statement() {
+    let (decision, rules) = Spi::get_two::<String, Vec<String>>(
+        "SELECT decision, rules FROM pg_migration_guard.judge_timing('CREATE INDEX t_idx ON guard_fixture.orders (quantity)', 20)",
+    )
+    .unwrap();
+    assert_eq!(decision.as_deref(), Some("rejected"));
+    assert_eq!(rules, Some(vec!["require-concurrent-index-creation".to_string()]));
+    let median = Spi::get_one::<f64>(
+        "SELECT median_us FROM pg_migration_guard.judge_timing('ALTER TABLE guard_fixture.orders ADD COLUMN x int', 50)",
+    )
+    .unwrap()
+    .unwrap();
+    assert!(median > 0.0);
+    assert_eq!(Spi::get_one::<bool>("SELECT to_regclass('guard_fixture.t_idx') IS NULL"), Ok(Some(true)));
+    let f = run("SELECT * FROM pg_migration_guard.judge_timing('SELECT 1', 0)").expect_err("iterations 0");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "{f:?}");
+    let f = run("SELECT * FROM pg_migration_guard.judge_timing('SELECT 1', 5)").expect_err("not DDL");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "{f:?}");
+    // Not for everybody.
+    allowed("SET LOCAL ROLE guard_app_user");
+    let f = run("SELECT * FROM pg_migration_guard.judge_timing('DROP TABLE x', 1)").expect_err("no EXECUTE");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, "{f:?}");
+}
+
+#[pg_test]
 fn library_reports_it_is_preloaded() {
     assert_eq!(Spi::get_one::<bool>("SELECT pg_migration_guard.is_preloaded()"), Ok(Some(true)));
 }

@@ -1,0 +1,63 @@
+//! `pg_migration_guard.judge_timing()`: the decision latency benchmark (issue 7, row 4).
+
+use std::ffi::CString;
+use std::time::Instant;
+
+use pgrx::{pg_sys, PgList, PgSqlErrorCode};
+
+use crate::{facts, hook};
+
+fn invalid(message: String) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "judge_timing")
+        .report(pgrx::PgLogLevel::ERROR);
+    unreachable!()
+}
+
+pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f64, f64, i32) {
+    if iterations < 1 {
+        invalid(format!("iterations must be at least 1, not {iterations}"));
+    }
+    let Ok(c) = CString::new(statement) else { invalid("statement contains a NUL byte".into()) };
+    unsafe {
+        #[cfg(feature = "pg13")]
+        let parsed = pg_sys::raw_parser(c.as_ptr());
+        #[cfg(not(feature = "pg13"))]
+        let parsed = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let stmts = PgList::<pg_sys::RawStmt>::from_pg(parsed);
+        if stmts.len() != 1 {
+            invalid(format!("expected one statement, got {}", stmts.len()));
+        }
+        let raw = stmts.get_ptr(0).unwrap();
+        let node = (*raw).stmt;
+        if pg_sys::GetCommandLogLevel(node) != pg_sys::LogStmtLevel::LOGSTMT_DDL
+            && !pgrx::is_a(node, pg_sys::NodeTag::T_ReindexStmt)
+            && !pgrx::is_a(node, pg_sys::NodeTag::T_VacuumStmt)
+            && !pgrx::is_a(node, pg_sys::NodeTag::T_ClusterStmt)
+            && !pgrx::is_a(node, pg_sys::NodeTag::T_TruncateStmt)
+        {
+            invalid("the statement is not one the guard judges (DDL, REINDEX, VACUUM FULL, CLUSTER)".into());
+        }
+        let text = facts::StatementText { text: statement, offset: 0 };
+        let mut samples = Vec::with_capacity(iterations as usize);
+        let mut last = None;
+        for _ in 0..iterations {
+            let t0 = Instant::now();
+            let v = hook::verdict_for(node, &text);
+            samples.push(t0.elapsed().as_secs_f64() * 1e6);
+            last = Some(v);
+        }
+        let verdict = match last.unwrap() {
+            Ok(v) => v,
+            Err(cause) => invalid(format!("the guard could not judge the statement: {cause}")),
+        };
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+        (
+            verdict.decision.as_str().to_string(),
+            verdict.rules.iter().map(|r| r.to_string()).collect(),
+            pick(0.5),
+            pick(0.99),
+            iterations,
+        )
+    }
+}
