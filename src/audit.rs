@@ -16,7 +16,8 @@
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
-use pgrx::{PgLogLevel, PgSqlErrorCode, Spi};
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{PgBuiltInOids, PgLogLevel, PgOid, PgSqlErrorCode, Spi};
 
 use crate::hook::{Judgement, Reentrancy};
 
@@ -133,11 +134,23 @@ unsafe fn insert(j: &Judgement, table: pg_sys::Oid) {
         rules.into(),
         message.into(),
     ];
-    if let Err(e) = Spi::run_with_args(
-        "INSERT INTO pg_migration_guard.audit_log (statement, command_tag, decision, rules, message) \
-         VALUES ($1, $2, $3, $4, $5)",
-        &args,
-    ) {
+    let result = Spi::connect_mut(|client| {
+        // Parsed and planned once per backend (SPI_keepplan); the plan cache re-plans it if
+        // the table changes.
+        let plan = unsafe { &mut *std::ptr::addr_of_mut!(AUDIT_PLAN) };
+        if plan.is_none() {
+            let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+            let prepared = client.prepare_mut(INSERT_SQL, &[text, text, text, PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID), text])?;
+            *plan = Some(prepared.keep());
+        }
+        client.update(plan.as_ref().unwrap(), None, &args).map(|_| ())
+    });
+    if let Err(e) = result {
         pgrx::error!("pg_migration_guard could not write its audit row: {e}");
     }
 }
+
+const INSERT_SQL: &str = "INSERT INTO pg_migration_guard.audit_log (statement, command_tag, decision, rules, message) \
+                          VALUES ($1, $2, $3, $4, $5)";
+
+static mut AUDIT_PLAN: Option<OwnedPreparedStatement> = None;
