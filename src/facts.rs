@@ -210,6 +210,12 @@ impl Drop for OpenRel {
 /// over every partition and inheritance child the statement will also process.
 unsafe fn relation(oid: pg_sys::Oid, recurse: bool) -> Option<Relation> {
     let rel = unsafe { OpenRel::new(oid) }?;
+    Some(unsafe { relation_of(&rel, recurse) })
+}
+
+/// [`relation`] for a relation the caller has open already.
+unsafe fn relation_of(rel: &OpenRel, recurse: bool) -> Relation {
+    let oid = unsafe { (*rel.0).rd_id };
     let mut out = Relation {
         name: rel.qualified_name(),
         kind: rel.kind(),
@@ -234,7 +240,7 @@ unsafe fn relation(oid: pg_sys::Oid, recurse: bool) -> Option<Relation> {
             }
         }
     }
-    Some(out)
+    out
 }
 
 unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText) -> Option<CreateIndex> {
@@ -304,7 +310,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText) -
         let rv = (*stmt).relation;
         let oid = lookup(rv)?;
         let rel = OpenRel::new(oid)?;
-        let table = relation(oid, (*rv).inh)?;
+        let table = relation_of(&rel, (*rv).inh);
         let lock = LockMode::from_pg(pg_sys::AlterTableGetLockLevel((*stmt).cmds)).unwrap_or(LockMode::AccessExclusive);
         let mut commands = Vec::new();
         if !table.created_in_transaction {
@@ -596,7 +602,7 @@ unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt) -> Statement {
         let Some(oid) = lookup((*stmt).relation) else { return Statement::Other };
         let Some(rel) = OpenRel::new(oid) else { return Statement::Other };
         let populated = rel.form().relispopulated;
-        let Some(view) = relation(oid, false) else { return Statement::Other };
+        let view = relation_of(&rel, false);
         Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData }
     }
 }
@@ -658,10 +664,8 @@ unsafe fn set_not_null(rel: &OpenRel, colname: *mut c_char) -> AlterTableCmd {
     }
 }
 
-/// Decides whether `ALTER COLUMN col TYPE ... [USING ...]` rewrites the table by building
-/// the same transform expression PostgreSQL builds (ATPrepAlterColumnType: the USING
-/// expression or a Var of the column, coerce_to_target_type with COERCION_ASSIGNMENT,
-/// expression_planner) and running ATColumnChangeRequiresRewrite's test on it.
+/// `ALTER COLUMN col TYPE ... [USING ...]`: the new type and whether PostgreSQL rewrites the
+/// table for it ([`type_change_rewrites`]).
 unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sys::ColumnDef) -> AlterTableCmd {
     unsafe {
         let column = cstr(colname);
@@ -672,56 +676,7 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
         let new_type = cstr(pg_sys::format_type_with_typemod(typid, typmod));
 
         let rewrite = match rel.kind() {
-            RelKind::Table | RelKind::PartitionedTable => {
-                let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
-                let mut transform: *mut pg_sys::Node = if (*def).raw_default.is_null() {
-                    make_column_var(att).cast()
-                } else {
-                    // transformAlterTableStmt: the USING expression sees the table as range
-                    // table entry 1. Transform a copy: the parse tree may be read-only. The
-                    // range table entry wants the relation locked; take ACCESS SHARE only if
-                    // it is free right now (never queue), inside the judging subtransaction,
-                    // whose rollback releases it.
-                    if !pg_sys::ConditionalLockRelationOid((*rel.0).rd_id, pg_sys::AccessShareLock as _) {
-                        return AlterTableCmd::AlterColumnType {
-                            column: quote_ident(&column),
-                            new_type,
-                            rewrite: None,
-                            suggested_new_column: make_name(&[&column], "new"),
-                            suggested_old_column: make_name(&[&column], "old"),
-                        };
-                    }
-                    let nsitem = pg_sys::addRangeTableEntryForRelation(
-                        pstate,
-                        rel.0,
-                        pg_sys::AccessShareLock as _,
-                        std::ptr::null_mut(),
-                        false,
-                        true,
-                    );
-                    pg_sys::addNSItemToQuery(pstate, nsitem, false, true, true);
-                    let raw = pg_sys::copyObjectImpl((*def).raw_default.cast()).cast();
-                    pg_sys::transformExpr(pstate, raw, pg_sys::ParseExprKind::EXPR_KIND_ALTER_COL_TRANSFORM)
-                };
-                transform = pg_sys::coerce_to_target_type(
-                    pstate,
-                    transform,
-                    pg_sys::exprType(transform),
-                    typid,
-                    typmod,
-                    pg_sys::CoercionContext::COERCION_ASSIGNMENT,
-                    pg_sys::CoercionForm::COERCE_IMPLICIT_CAST,
-                    -1,
-                );
-                if transform.is_null() {
-                    // PostgreSQL will refuse the statement ("cannot be cast automatically").
-                    None
-                } else {
-                    pg_sys::assign_expr_collations(pstate, transform);
-                    let planned = pg_sys::expression_planner(transform.cast()).cast();
-                    Some(column_change_requires_rewrite(planned, att.attnum))
-                }
-            }
+            RelKind::Table | RelKind::PartitionedTable => type_change_rewrites(rel, att, (*def).raw_default, typid, typmod),
             _ => Some(false),
         };
         AlterTableCmd::AlterColumnType {
@@ -731,6 +686,61 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
             suggested_new_column: make_name(&[&column], "new"),
             suggested_old_column: make_name(&[&column], "old"),
         }
+    }
+}
+
+/// Builds the transform PostgreSQL builds (ATPrepAlterColumnType: the USING expression or
+/// a Var of the column, coerce_to_target_type with COERCION_ASSIGNMENT, expression_planner)
+/// and runs ATColumnChangeRequiresRewrite's test on it. `None` when undecided: the column
+/// cannot be cast (PostgreSQL will refuse the statement), or USING cannot be analyzed now.
+unsafe fn type_change_rewrites(
+    rel: &OpenRel,
+    att: &pg_sys::FormData_pg_attribute,
+    using: *mut pg_sys::Node,
+    typid: pg_sys::Oid,
+    typmod: i32,
+) -> Option<bool> {
+    unsafe {
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let mut transform: *mut pg_sys::Node = if using.is_null() {
+            make_column_var(att).cast()
+        } else {
+            // transformAlterTableStmt: the USING expression sees the table as range table
+            // entry 1. Transform a copy: the parse tree may be read-only. The range table
+            // entry wants the relation locked; take ACCESS SHARE only if it is free right now
+            // (never queue), inside the judging subtransaction, whose rollback releases it.
+            if !pg_sys::ConditionalLockRelationOid((*rel.0).rd_id, pg_sys::AccessShareLock as _) {
+                return None;
+            }
+            let nsitem = pg_sys::addRangeTableEntryForRelation(
+                pstate,
+                rel.0,
+                pg_sys::AccessShareLock as _,
+                std::ptr::null_mut(),
+                false,
+                true,
+            );
+            pg_sys::addNSItemToQuery(pstate, nsitem, false, true, true);
+            let raw = pg_sys::copyObjectImpl(using.cast()).cast();
+            pg_sys::transformExpr(pstate, raw, pg_sys::ParseExprKind::EXPR_KIND_ALTER_COL_TRANSFORM)
+        };
+        transform = pg_sys::coerce_to_target_type(
+            pstate,
+            transform,
+            pg_sys::exprType(transform),
+            typid,
+            typmod,
+            pg_sys::CoercionContext::COERCION_ASSIGNMENT,
+            pg_sys::CoercionForm::COERCE_IMPLICIT_CAST,
+            -1,
+        );
+        if transform.is_null() {
+            // PostgreSQL will refuse the statement ("cannot be cast automatically").
+            return None;
+        }
+        pg_sys::assign_expr_collations(pstate, transform);
+        let planned = pg_sys::expression_planner(transform.cast()).cast();
+        Some(column_change_requires_rewrite(planned, att.attnum))
     }
 }
 
