@@ -216,7 +216,6 @@ pub struct Judgement {
 /// The fast path: is this a statement the guard judges at all?
 #[inline]
 unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityContext::Type) -> bool {
-    use pg_sys::NodeTag::*;
     if guc::MODE.get() == guc::GuardMode::Off || context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
         return false;
     }
@@ -224,29 +223,8 @@ unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityC
         if IN_GUARD || node.is_null() {
             return false;
         }
-        // The statements every application sends all the time: decided by tag alone.
-        match (*node).type_ {
-            T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
-            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
-            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
-            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt => return false,
-            // Not DDL by log level, but they rewrite or rebuild: judged and audited.
-            T_VacuumStmt => {
-                if !facts::vacuum_is_full(node.cast()) {
-                    return false;
-                }
-            }
-            T_ClusterStmt | T_ReindexStmt => {}
-            T_TruncateStmt => {
-                if (*(node as *mut pg_sys::TruncateStmt)).behavior != pg_sys::DropBehavior::DROP_CASCADE {
-                    return false;
-                }
-            }
-            _ => {
-                if pg_sys::GetCommandLogLevel(node) != pg_sys::LogStmtLevel::LOGSTMT_DDL {
-                    return false;
-                }
-            }
+        if !is_judged_statement(node) {
+            return false;
         }
         // Never during CREATE/ALTER EXTENSION scripts, pg_upgrade, or in parallel workers;
         // never in a transaction that can no longer run anything.
@@ -255,6 +233,30 @@ unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityC
             || pg_sys::ParallelWorkerNumber >= 0
             || !pg_sys::IsTransactionState()
             || pg_sys::IsAbortedTransactionBlockState())
+    }
+}
+
+/// Whether `node` is a statement the guard judges at all: DDL by PostgreSQL's log level
+/// (`GetCommandLogLevel` = LOGSTMT_DDL, the class `log_statement = ddl` uses), plus
+/// VACUUM FULL, CLUSTER, REINDEX and TRUNCATE ... CASCADE, which rewrite, rebuild or reach
+/// beyond the tables named. The statements applications send all the time are decided by
+/// their tag alone.
+///
+/// # Safety
+/// `node` must be a valid, non-null utility parse tree.
+pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
+    use pg_sys::NodeTag::*;
+    unsafe {
+        match (*node).type_ {
+            T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
+            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
+            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
+            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt => false,
+            T_VacuumStmt => facts::vacuum_is_full(node.cast()),
+            T_ClusterStmt | T_ReindexStmt => true,
+            T_TruncateStmt => (*(node as *mut pg_sys::TruncateStmt)).behavior == pg_sys::DropBehavior::DROP_CASCADE,
+            _ => pg_sys::GetCommandLogLevel(node) == pg_sys::LogStmtLevel::LOGSTMT_DDL,
+        }
     }
 }
 

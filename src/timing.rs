@@ -29,13 +29,8 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
         }
         let raw = stmts.get_ptr(0).unwrap();
         let node = (*raw).stmt;
-        if pg_sys::GetCommandLogLevel(node) != pg_sys::LogStmtLevel::LOGSTMT_DDL
-            && !pgrx::is_a(node, pg_sys::NodeTag::T_ReindexStmt)
-            && !pgrx::is_a(node, pg_sys::NodeTag::T_VacuumStmt)
-            && !pgrx::is_a(node, pg_sys::NodeTag::T_ClusterStmt)
-            && !pgrx::is_a(node, pg_sys::NodeTag::T_TruncateStmt)
-        {
-            invalid("the statement is not one the guard judges (DDL, REINDEX, VACUUM FULL, CLUSTER)".into());
+        if !hook::is_judged_statement(node) {
+            invalid("the statement is not one the guard judges (DDL, REINDEX, VACUUM FULL, CLUSTER, TRUNCATE ... CASCADE)".into());
         }
         let text = facts::StatementText { text: statement, offset: 0 };
         let mut samples = Vec::with_capacity(iterations as usize);
