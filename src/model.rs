@@ -52,6 +52,12 @@ impl LockMode {
         }
     }
 
+    /// The name with its article, for prose: `an ACCESS EXCLUSIVE`, `a SHARE`.
+    pub fn with_article(self) -> String {
+        let article = if self.name().starts_with(['A', 'E']) { "an" } else { "a" };
+        format!("{article} {}", self.name())
+    }
+
     /// What the application notices while the lock is held or queued.
     pub fn effect(self) -> &'static str {
         use LockMode::*;

@@ -19,7 +19,7 @@
 //! - ADD COLUMN ... NOT NULL with no default fails ("contains null values") on a table
 //!   that has rows, after scanning it.
 
-use super::{Context, Finding, ADDING_FIELD_WITH_DEFAULT, ADDING_NOT_NULLABLE_FIELD, ADDING_REQUIRED_FIELD, CHANGING_COLUMN_TYPE};
+use super::{lock_detail, Context, Finding, ADDING_FIELD_WITH_DEFAULT, ADDING_NOT_NULLABLE_FIELD, ADDING_REQUIRED_FIELD, CHANGING_COLUMN_TYPE};
 use crate::model::{AddColumnRewrite, AlterTable, AlterTableCmd};
 
 pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>) {
@@ -54,13 +54,7 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                 out.push(Finding {
                     rule: &ADDING_FIELD_WITH_DEFAULT,
                     message: format!("adding column {column} would rewrite {t}"),
-                    detail: format!(
-                        "ALTER TABLE takes an {} lock on {}, which {}, while it rewrites every row: {}.",
-                        at.lock,
-                        at.table.describe(),
-                        at.lock.effect(),
-                        why.describe()
-                    ),
+                    detail: lock_detail("ALTER TABLE", at.lock, &at.table.describe(), &format!("it rewrites every row: {}", why.describe())),
                     hint,
                 });
             }
@@ -71,8 +65,8 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                     rule: &ADDING_REQUIRED_FIELD,
                     message: format!("adding NOT NULL column {column} without a default to {t}, which has rows, would fail"),
                     detail: format!(
-                        "ALTER TABLE takes an {} lock on {}, scans it, and fails with \"column contains null values\" at the first row.",
-                        at.lock,
+                        "ALTER TABLE takes {} lock on {}, scans it, and fails with \"column contains null values\" at the first row.",
+                        at.lock.with_article(),
                         at.table.describe()
                     ),
                     hint: format!(
@@ -87,13 +81,8 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
             {
                 out.push(Finding {
                     rule: &ADDING_NOT_NULLABLE_FIELD,
-                    message: format!("SET NOT NULL on {t}.{column} would scan the table under an {} lock", at.lock),
-                    detail: format!(
-                        "ALTER TABLE takes an {} lock on {}, which {}, while it scans every row for NULLs in {column}.",
-                        at.lock,
-                        at.table.describe(),
-                        at.lock.effect()
-                    ),
+                    message: format!("SET NOT NULL on {t}.{column} would scan the table under {} lock", at.lock.with_article()),
+                    detail: lock_detail("ALTER TABLE", at.lock, &at.table.describe(), &format!("it scans every row for NULLs in {column}")),
                     hint: format!(
                         "Prove there are no NULLs with a CHECK constraint validated without blocking; \
                          SET NOT NULL then skips the scan (PostgreSQL 12+):\n\
@@ -114,11 +103,11 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                 out.push(Finding {
                     rule: &CHANGING_COLUMN_TYPE,
                     message: format!("changing the type of {t}.{column} to {new_type} would rewrite the table"),
-                    detail: format!(
-                        "ALTER COLUMN TYPE takes an {} lock on {}, which {}, while it rewrites every row and rebuilds the table's indexes.",
+                    detail: lock_detail(
+                        "ALTER COLUMN TYPE",
                         at.lock,
-                        at.table.describe(),
-                        at.lock.effect()
+                        &at.table.describe(),
+                        "it rewrites every row and rebuilds the table's indexes",
                     ),
                     hint: format!(
                         "Add a new column, backfill it in batches (keeping new writes in sync, e.g. with a trigger), \

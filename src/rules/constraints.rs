@@ -17,7 +17,7 @@
 //!   online form is CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX.
 //! - ADD EXCLUDE builds its index under ACCESS EXCLUSIVE, and there is no USING INDEX form.
 
-use super::{Context, Finding, BAN_EXCLUSION_CONSTRAINT, CONSTRAINT_MISSING_NOT_VALID, DISALLOWED_UNIQUE_CONSTRAINT};
+use super::{lock_detail, Context, Finding, BAN_EXCLUSION_CONSTRAINT, CONSTRAINT_MISSING_NOT_VALID, DISALLOWED_UNIQUE_CONSTRAINT};
 use crate::model::{AlterTable, AlterTableCmd, NewConstraint, RelKind};
 
 pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>) {
@@ -40,8 +40,9 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                         constraint.name, at.table.name
                     ),
                     detail: format!(
-                        "ALTER TABLE takes a {} lock on {both} while it checks every existing row of {} against the referenced table.",
-                        at.lock, at.table.name
+                        "ALTER TABLE takes {} lock on {both} while it checks every existing row of {} against the referenced table.",
+                        at.lock.with_article(),
+                        at.table.name
                     ),
                     hint: if partitioned {
                         format!(
@@ -59,15 +60,12 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                 out.push(Finding {
                     rule: &CONSTRAINT_MISSING_NOT_VALID,
                     message: format!(
-                        "adding check constraint {} would scan {} under an {} lock",
-                        constraint.name, at.table.name, at.lock
+                        "adding check constraint {} would scan {} under {} lock",
+                        constraint.name,
+                        at.table.name,
+                        at.lock.with_article()
                     ),
-                    detail: format!(
-                        "ALTER TABLE takes an {} lock on {}, which {}, while it checks every existing row.",
-                        at.lock,
-                        at.table.describe(),
-                        at.lock.effect()
-                    ),
+                    detail: lock_detail("ALTER TABLE", at.lock, &at.table.describe(), "it checks every existing row"),
                     hint: not_valid_hint(&at.table.name, constraint),
                 });
             }
@@ -96,12 +94,12 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                 };
                 out.push(Finding {
                     rule: &DISALLOWED_UNIQUE_CONSTRAINT,
-                    message: format!("adding {kind} constraint {c} would build an index on {t} under an {} lock", at.lock),
-                    detail: format!(
-                        "ALTER TABLE takes an {} lock on {}, which {}, while it builds the constraint's unique index{scan}.",
+                    message: format!("adding {kind} constraint {c} would build an index on {t} under {} lock", at.lock.with_article()),
+                    detail: lock_detail(
+                        "ALTER TABLE",
                         at.lock,
-                        at.table.describe(),
-                        at.lock.effect()
+                        &at.table.describe(),
+                        &format!("it builds the constraint's unique index{scan}"),
                     ),
                     hint,
                 });
@@ -110,15 +108,17 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                 out.push(Finding {
                     rule: &BAN_EXCLUSION_CONSTRAINT,
                     message: format!(
-                        "adding exclusion constraint {} would build an index on {} under an {} lock",
-                        constraint.name, at.table.name, at.lock
+                        "adding exclusion constraint {} would build an index on {} under {} lock",
+                        constraint.name,
+                        at.table.name,
+                        at.lock.with_article()
                     ),
-                    detail: format!(
-                        "ALTER TABLE takes an {} lock on {}, which {}, while it builds the constraint's index and checks every row; \
-                         PostgreSQL has no USING INDEX or NOT VALID form for exclusion constraints.",
+                    detail: lock_detail(
+                        "ALTER TABLE",
                         at.lock,
-                        at.table.describe(),
-                        at.lock.effect()
+                        &at.table.describe(),
+                        "it builds the constraint's index and checks every row; \
+                         PostgreSQL has no USING INDEX or NOT VALID form for exclusion constraints",
                     ),
                     hint: format!(
                         "There is no online way to add an exclusion constraint to an existing table. Add it in a \

@@ -42,7 +42,8 @@ pub fn check_create_index(ci: &CreateIndex, ctx: &Context, out: &mut Vec<Finding
         rule,
         message: format!("CREATE INDEX would block writes to {}", ci.table.name),
         detail: format!(
-            "CREATE INDEX takes a {lock} lock on {}, which {} for the whole index build.",
+            "CREATE INDEX takes {} lock on {}, which {} for the whole index build.",
+            lock.with_article(),
             ci.table.describe(),
             lock.effect()
         ),
@@ -86,7 +87,8 @@ pub fn check_drop_index(di: &DropIndex, ctx: &Context, out: &mut Vec<Finding>) {
         rule,
         message: format!("DROP INDEX would block reads and writes on {}", first.table.name),
         detail: format!(
-            "DROP INDEX takes an {lock} lock on {}, which {}; while it waits for the lock, every later query on the table queues behind it.",
+            "DROP INDEX takes {} lock on {}, which {}; while it waits for the lock, every later query on the table queues behind it.",
+            lock.with_article(),
             tables.join(" and "),
             lock.effect()
         ),

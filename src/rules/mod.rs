@@ -10,7 +10,7 @@ pub mod constraints;
 pub mod indexes;
 pub mod rewrites;
 
-use crate::model::{Relation, Statement};
+use crate::model::{LockMode, Relation, Statement};
 
 /// How seriously a rule's finding is taken before the session's mode applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,6 +144,12 @@ pub struct Finding {
     pub detail: String,
     /// The safe SQL to run instead, with the statement's real names.
     pub hint: String,
+}
+
+/// The DETAIL most findings share:
+/// `<command> takes <a|an> <LOCK> lock on <target>, which <effect>, while <activity>.`
+pub fn lock_detail(command: &str, lock: LockMode, target: &str, activity: &str) -> String {
+    format!("{command} takes {} lock on {target}, which {}, while {activity}.", lock.with_article(), lock.effect())
 }
 
 /// Server state the rules need besides the statement.
@@ -296,6 +302,17 @@ mod tests {
                 assert!(body.contains(sub), "{}: missing {sub}", rule.id);
             }
         }
+    }
+
+    #[test]
+    fn lock_detail_uses_the_right_article() {
+        assert_eq!(
+            lock_detail("VACUUM FULL", LockMode::AccessExclusive, "t", "it rewrites the table"),
+            "VACUUM FULL takes an ACCESS EXCLUSIVE lock on t, which blocks every read and write, plain SELECT included, \
+             while it rewrites the table."
+        );
+        assert!(lock_detail("ALTER TABLE", LockMode::ShareRowExclusive, "t", "x").starts_with("ALTER TABLE takes a SHARE ROW EXCLUSIVE lock"));
+        assert_eq!(LockMode::Exclusive.with_article(), "an EXCLUSIVE");
     }
 
     #[test]

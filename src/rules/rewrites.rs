@@ -10,7 +10,7 @@
 //! - REFRESH MATERIALIZED VIEW takes ACCESS EXCLUSIVE on the view (reads wait);
 //!   CONCURRENTLY (needs a unique index, and a populated view) takes EXCLUSIVE, reads go on.
 
-use super::{Context, Finding, REQUIRE_CONCURRENT_REFRESH, TABLE_REWRITE};
+use super::{lock_detail, Context, Finding, REQUIRE_CONCURRENT_REFRESH, TABLE_REWRITE};
 use crate::model::{AlterTable, AlterTableCmd, LockMode, Relation};
 
 const ONLINE: &str = "Rebuild the table online with pg_repack (pg_repack --table=<table>) or pg_squeeze, \
@@ -26,7 +26,7 @@ fn rewrite_finding(what: &str, target: String, out: &mut Vec<Finding>, extra_hin
     out.push(Finding {
         rule: &TABLE_REWRITE,
         message: format!("{what} would rewrite {target}"),
-        detail: format!("{what} takes an {lock} lock on {target}, which {}, while it rewrites the table.", lock.effect()),
+        detail: lock_detail(what, lock, &target, "it rewrites the table"),
         hint,
     });
 }
@@ -78,11 +78,7 @@ pub fn check_refresh(view: &Relation, concurrent: bool, populated: bool, with_no
     out.push(Finding {
         rule,
         message: format!("REFRESH MATERIALIZED VIEW would block reads of {}", view.name),
-        detail: format!(
-            "REFRESH MATERIALIZED VIEW takes an {lock} lock on {}, which {}, while it recomputes the whole view.",
-            view.describe(),
-            lock.effect()
-        ),
+        detail: lock_detail("REFRESH MATERIALIZED VIEW", lock, &view.describe(), "it recomputes the whole view"),
         hint: format!(
             "Refresh without blocking reads (needs a unique index on the view covering all rows):\n\
              REFRESH MATERIALIZED VIEW CONCURRENTLY {};",
