@@ -25,7 +25,7 @@ unsafe extern "C-unwind" {
     ) -> *mut pg_sys::List;
 }
 
-unsafe fn find_all_inheritors(parent: pg_sys::Oid) -> *mut pg_sys::List {
+pub(crate) unsafe fn find_all_inheritors(parent: pg_sys::Oid) -> *mut pg_sys::List {
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
             find_all_inheritors_raw(parent, pg_sys::NoLock as _, std::ptr::null_mut())
@@ -93,7 +93,7 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText) -> 
     }
 }
 
-unsafe fn cstr(p: *const c_char) -> String {
+pub(crate) unsafe fn cstr(p: *const c_char) -> String {
     if p.is_null() {
         String::new()
     } else {
@@ -118,7 +118,7 @@ fn make_name(parts: &[&str], suffix: &str) -> String {
 }
 
 /// Resolves a RangeVar without locking; `None` when the relation does not exist.
-unsafe fn lookup(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+pub(crate) unsafe fn lookup(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
     if rv.is_null() {
         return None;
     }
@@ -135,20 +135,20 @@ unsafe fn lookup(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
 }
 
 /// A relcache reference, released on drop (also when an error unwinds through it).
-struct OpenRel(pg_sys::Relation);
+pub(crate) struct OpenRel(pub(crate) pg_sys::Relation);
 
 impl OpenRel {
-    unsafe fn new(oid: pg_sys::Oid) -> Option<OpenRel> {
+    pub(crate) unsafe fn new(oid: pg_sys::Oid) -> Option<OpenRel> {
         let rel = unsafe { pg_sys::RelationIdGetRelation(oid) };
         (!rel.is_null()).then_some(OpenRel(rel))
     }
-    fn form(&self) -> &pg_sys::FormData_pg_class {
+    pub(crate) fn form(&self) -> &pg_sys::FormData_pg_class {
         unsafe { &*(*self.0).rd_rel }
     }
     fn relname(&self) -> String {
         pgrx::name_data_to_str(&self.form().relname).to_string()
     }
-    fn qualified_name(&self) -> String {
+    pub(crate) fn qualified_name(&self) -> String {
         unsafe {
             let nsp = pg_sys::get_namespace_name(self.form().relnamespace);
             let name = CString::new(self.relname()).unwrap_or_default();
@@ -164,10 +164,10 @@ impl OpenRel {
             _ => RelKind::Other,
         }
     }
-    fn temporary(&self) -> bool {
+    pub(crate) fn temporary(&self) -> bool {
         self.form().relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP
     }
-    fn created_in_transaction(&self) -> bool {
+    pub(crate) fn created_in_transaction(&self) -> bool {
         // 0 is InvalidSubTransactionId
         unsafe { (*self.0).rd_createSubid != 0 }
     }
@@ -547,12 +547,7 @@ unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText) -> Optio
             REINDEX_OBJECT_SYSTEM => ReindexTarget::System,
             _ => ReindexTarget::Database,
         };
-        #[cfg(feature = "pg13")]
-        let concurrent = (*stmt).concurrent;
-        #[cfg(not(feature = "pg13"))]
-        let concurrent = PgList::<pg_sys::DefElem>::from_pg((*stmt).params)
-            .iter_ptr()
-            .any(|d| cstr((*d).defname) == "concurrently" && pg_sys::defGetBoolean(d));
+        let concurrent = reindex_is_concurrent(stmt);
         let table = match target {
             ReindexTarget::Index => {
                 let oid = lookup((*stmt).relation)?;
@@ -563,6 +558,25 @@ unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText) -> Optio
             _ => None,
         };
         Some(Reindex { target, concurrent, table, concurrent_sql: sqltext::add_reindex_concurrently(text.text) })
+    }
+}
+
+/// `REINDEX (CONCURRENTLY)` / `REINDEX ... CONCURRENTLY` (an option DefElem since 14).
+///
+/// # Safety
+/// `stmt` must be a valid ReindexStmt.
+pub(crate) unsafe fn reindex_is_concurrent(stmt: *mut pg_sys::ReindexStmt) -> bool {
+    unsafe {
+        #[cfg(feature = "pg13")]
+        {
+            (*stmt).concurrent
+        }
+        #[cfg(not(feature = "pg13"))]
+        {
+            PgList::<pg_sys::DefElem>::from_pg((*stmt).params)
+                .iter_ptr()
+                .any(|d| cstr((*d).defname) == "concurrently" && pg_sys::defGetBoolean(d))
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 use crate::decision::{Mode, RuleLevels};
-use crate::rules::Context;
+use crate::rules::{Context, RequireLockTimeout};
 
 /// `pg_migration_guard.mode`: what the guard does with a finding.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -31,6 +31,28 @@ pub fn mode() -> Mode {
     }
 }
 
+/// `pg_migration_guard.lock_timeout_policy`: what the guard does about the lock queue.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LockTimeoutPolicy {
+    #[name = c"off"]
+    Off,
+    #[name = c"require"]
+    Require,
+    #[name = c"auto"]
+    Auto,
+}
+
+pub static LOCK_TIMEOUT_POLICY: GucSetting<LockTimeoutPolicy> = GucSetting::<LockTimeoutPolicy>::new(LockTimeoutPolicy::Auto);
+
+/// `pg_migration_guard.lock_attempt_timeout`, in ms: the longest single wait in the lock queue.
+pub static LOCK_ATTEMPT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
+
+/// `pg_migration_guard.lock_retry_budget`, in ms: how long to keep retrying in all.
+pub static LOCK_RETRY_BUDGET_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `pg_migration_guard.max_lock_timeout`, in ms: the largest lock_timeout `require` accepts.
+pub static MAX_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
 /// `pg_migration_guard.rule_levels`: per-rule level overrides, `rule-id:level, ...`.
 pub static RULE_LEVELS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
@@ -47,7 +69,12 @@ pub fn rule_levels() -> RuleLevels {
 
 /// The rules' context from the current settings.
 pub fn context() -> Context {
-    Context { small_table_bytes: SMALL_TABLE_THRESHOLD_KB.get().max(0) as u64 * 1024 }
+    let require_lock_timeout = (LOCK_TIMEOUT_POLICY.get() == LockTimeoutPolicy::Require).then(|| RequireLockTimeout {
+        // SAFETY: the backing variable of the lock_timeout GUC, read in the backend's own thread.
+        session_lock_timeout_ms: unsafe { pg_sys::LockTimeout }.max(0) as u32,
+        max_lock_timeout_ms: MAX_LOCK_TIMEOUT_MS.get().max(1) as u32,
+    });
+    Context { small_table_bytes: SMALL_TABLE_THRESHOLD_KB.get().max(0) as u64 * 1024, require_lock_timeout }
 }
 
 /// GUC check hook: rejects an unknown rule or level when the value is set (SET, ALTER
@@ -113,6 +140,50 @@ the statement reaches; indexes excluded). 0 judges every relation. Lock-only rul
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_migration_guard.lock_timeout_policy",
+        c"How pg_migration_guard keeps a DDL statement that waits for a lock from stalling other sessions: off, require or auto.",
+        c"auto (default): the guard takes the statement's locks itself in short waits of lock_attempt_timeout, \
+backing off between them so queries queued behind it run, for up to lock_retry_budget, then fails with SQLSTATE 55P03 \
+naming the blocking sessions. require: a statement that needs a lock blocking reads or writes is rejected \
+(rule require-lock-timeout) unless lock_timeout is between 1ms and max_lock_timeout. off: no lock-queue protection. \
+Only superusers can change it.",
+        &LOCK_TIMEOUT_POLICY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_migration_guard.lock_attempt_timeout",
+        c"Longest single wait in the lock queue when lock_timeout_policy is auto.",
+        c"Queries that arrive while the statement waits queue behind it for at most this long. A session lock_timeout \
+below it is used instead. Only superusers can change it.",
+        &LOCK_ATTEMPT_TIMEOUT_MS,
+        1,
+        60_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_migration_guard.lock_retry_budget",
+        c"How long, in all, lock_timeout_policy = auto keeps trying to take a statement's locks before failing with SQLSTATE 55P03.",
+        c"Counted from the first attempt, waits and pauses included. A session lock_timeout below it is used instead. \
+0 means a single attempt. Only superusers can change it.",
+        &LOCK_RETRY_BUDGET_MS,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_migration_guard.max_lock_timeout",
+        c"Largest lock_timeout lock_timeout_policy = require accepts for a statement whose locks block reads or writes.",
+        c"Only superusers can change it.",
+        &MAX_LOCK_TIMEOUT_MS,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
     );
     let prefix = c"pg_migration_guard";
     unsafe {

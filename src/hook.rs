@@ -9,8 +9,10 @@
 //!    into further statements): the parent statement was judged already;
 //! 3. judges the statement before anything runs (no lock has been taken yet), and rejects
 //!    it or warns;
-//! 4. always chains to the previous hook or standard_ProcessUtility;
-//! 5. records the decision in the audit table after the statement ran.
+//! 4. with `lock_timeout_policy = auto`, takes the statement's locks in short, retried
+//!    waits so that it never stalls the queries queued behind it (`crate::lockqueue`);
+//! 5. always chains to the previous hook or standard_ProcessUtility;
+//! 6. records the decision in the audit table after the statement ran.
 
 use std::ffi::CStr;
 
@@ -18,7 +20,8 @@ use pgrx::pg_sys;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::decision::{self, Decision, Verdict};
-use crate::{audit, facts, guc, rules, sqltext};
+use crate::locks::{self, Target};
+use crate::{audit, facts, guc, lockqueue, rules, sqltext};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -132,8 +135,12 @@ unsafe extern "C-unwind" fn before(
         if !should_judge((*pstmt).utilityStmt, context) {
             return std::ptr::null_mut();
         }
-        let judgement = judge(pstmt, query_string);
+        let mut judgement = judge(pstmt, query_string);
         act(&judgement);
+        if guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto {
+            lockqueue::take_locks(&judgement.locks, &judgement.command_tag);
+            judgement.guc_nest_level = lockqueue::bound_remaining_waits(&judgement.locks);
+        }
         let p = Box::into_raw(Box::new(judgement));
         (*std::ptr::addr_of_mut!(PENDING)).push((pg_sys::GetCurrentSubTransactionId(), p));
         p
@@ -148,6 +155,9 @@ unsafe extern "C-unwind" fn after(p: *mut Judgement) {
         if let Some(i) = pending.iter().rposition(|(_, q)| *q == p) {
             pending.remove(i);
             let judgement = Box::from_raw(p);
+            if let Some(level) = judgement.guc_nest_level {
+                pg_sys::AtEOXact_GUC(true, level);
+            }
             audit::record(&judgement);
         }
     }
@@ -211,6 +221,11 @@ pub struct Judgement {
     pub statement: String,
     pub command_tag: String,
     pub verdict: Verdict,
+    /// The table-level locks the statement takes (`crate::locks`).
+    pub locks: Vec<Target>,
+    /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
+    /// statement ran.
+    pub guc_nest_level: Option<i32>,
 }
 
 /// The fast path: is this a statement the guard judges at all?
@@ -270,7 +285,7 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             .to_string_lossy()
             .into_owned();
         let text = facts::StatementText { text: &statement, offset: start };
-        let verdict = match verdict_for(node, &text) {
+        let (verdict, locks) = match verdict_for(node, &text) {
             Ok(v) => v,
             Err(cause) => {
                 // The guard's own failure must not block the statement: let it run, say so.
@@ -281,24 +296,27 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
                 )
                 .set_detail(cause)
                 .report(PgLogLevel::WARNING);
-                Verdict { decision: Decision::Allowed, rules: vec![], report: None }
+                (Verdict { decision: Decision::Allowed, rules: vec![], report: None }, vec![])
             }
         };
-        Judgement { statement, command_tag, verdict }
+        Judgement { statement, command_tag, verdict, locks, guc_nest_level: None }
     }
 }
 
-/// The judging path without acting on the verdict or auditing it: facts (in a rolled-back
-/// subtransaction), rules, decision. `Err` carries the guard's own failure.
+/// The judging path without acting on the verdict or auditing it: facts and lock targets
+/// (in a rolled-back subtransaction), rules, decision. `Err` carries the guard's own
+/// failure.
 ///
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
-pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText) -> Result<Verdict, String> {
+pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText) -> Result<(Verdict, Vec<Target>), String> {
     unsafe {
         // Catalog lookups take no lock: read the invalidations other sessions committed.
         pg_sys::AcceptInvalidationMessages();
-        let stmt = in_subtransaction(|| facts::statement_facts(node, text))?;
-        Ok(decision::decide(guc::mode(), &guc::rule_levels(), rules::check(&stmt, &guc::context())))
+        let (stmt, targets) = in_subtransaction(|| (facts::statement_facts(node, text), locks::lock_targets(node)))?;
+        let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
+        let findings = rules::check_all(&stmt, &requests, &guc::context());
+        Ok((decision::decide(guc::mode(), &guc::rule_levels(), findings), targets))
     }
 }
 

@@ -3,8 +3,9 @@
 //! locks, rewrite or scan big tables.
 //!
 //! Flow (one direction, one module per stage):
-//! `hook` (unsafe glue) → `facts` (parse node + catalog → [`model`] values)
-//! → `rules` (pure) → `decision` (mode) → `hook::act` (ereport) → `audit`.
+//! `hook` (unsafe glue) → `facts`, `locks` (parse node + catalog → [`model`] values)
+//! → `rules` (pure) → `decision` (mode) → `hook::act` (ereport) → `lockqueue` (take the
+//! locks in bounded waits) → the statement → `audit`.
 
 use pgrx::prelude::*;
 
@@ -18,6 +19,8 @@ mod timing;
 mod facts;
 mod guc;
 mod hook;
+mod lockqueue;
+mod locks;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -86,6 +89,34 @@ mod pg_migration_guard {
     > {
         let row = super::timing::judge_timing(statement, iterations);
         TableIterator::once(row)
+    }
+
+    /// `pg_migration_guard.lock_targets(statement text) → TABLE(relid oid, relation text,
+    /// mode text, blocks_reads_or_writes boolean, taken_ahead boolean)`
+    ///
+    /// The table-level locks the guard expects `statement` to take, one row per relation in
+    /// the order PostgreSQL takes them, with the strongest mode (`ACCESS EXCLUSIVE`, ...).
+    /// `blocks_reads_or_writes`: the mode is SHARE or stronger, so while it is held or queued
+    /// it holds up INSERT/UPDATE/DELETE (and, for ACCESS EXCLUSIVE, SELECT).
+    /// `taken_ahead`: with `lock_timeout_policy = auto` the guard takes this lock itself in
+    /// bounded waits before the statement runs (blocks reads or writes, and the relation was
+    /// not created in this transaction). Takes no lock and runs nothing. Errors: 22023 when
+    /// the text is not exactly one statement the guard judges; a syntax error as PostgreSQL
+    /// reports it. Sources: see the `locks` module (PostgreSQL's lock levels per command).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn lock_targets(
+        statement: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(relid, pg_sys::Oid),
+            name!(relation, String),
+            name!(mode, String),
+            name!(blocks_reads_or_writes, bool),
+            name!(taken_ahead, bool),
+        ),
+    > {
+        TableIterator::new(super::timing::lock_targets(statement))
     }
 }
 

@@ -71,6 +71,72 @@ impl LockMode {
     }
 }
 
+impl LockMode {
+    /// Whether a request for `self` conflicts with `other` held or queued by another
+    /// transaction (documentation: "Explicit Locking", table 13.2 "Conflicting Lock
+    /// Modes"; src/backend/storage/lmgr/lock.c, LockConflicts). The relation is symmetric.
+    pub fn conflicts_with(self, other: LockMode) -> bool {
+        use LockMode::*;
+        let (a, b) = if self <= other { (self, other) } else { (other, self) };
+        match a {
+            AccessShare => b == AccessExclusive,
+            RowShare => b >= Exclusive,
+            RowExclusive => b >= Share,
+            ShareUpdateExclusive => b >= ShareUpdateExclusive,
+            Share => b != Share && b >= ShareUpdateExclusive,
+            ShareRowExclusive | Exclusive | AccessExclusive => true,
+        }
+    }
+
+    /// Whether the lock, held or merely queued, holds up the application's INSERT, UPDATE,
+    /// DELETE or SELECT (ROW EXCLUSIVE or ACCESS SHARE requests): SHARE and stronger.
+    /// A queued request counts because PostgreSQL's lock queue is fair: a later request
+    /// that conflicts with a waiting one waits behind it.
+    pub fn blocks_reads_or_writes(self) -> bool {
+        self.conflicts_with(LockMode::RowExclusive) || self.conflicts_with(LockMode::AccessShare)
+    }
+
+    /// Every mode that conflicts with `self`, weakest first.
+    pub fn conflicting_modes(self) -> impl Iterator<Item = LockMode> {
+        use LockMode::*;
+        [AccessShare, RowShare, RowExclusive, ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive]
+            .into_iter()
+            .filter(move |m| self.conflicts_with(*m))
+    }
+
+    /// The mode's name as `pg_locks.mode` spells it, e.g. `AccessExclusiveLock`.
+    pub fn pg_locks_name(self) -> &'static str {
+        use LockMode::*;
+        match self {
+            AccessShare => "AccessShareLock",
+            RowShare => "RowShareLock",
+            RowExclusive => "RowExclusiveLock",
+            ShareUpdateExclusive => "ShareUpdateExclusiveLock",
+            Share => "ShareLock",
+            ShareRowExclusive => "ShareRowExclusiveLock",
+            Exclusive => "ExclusiveLock",
+            AccessExclusive => "AccessExclusiveLock",
+        }
+    }
+}
+
+/// One table-level lock a statement will take, as PostgreSQL itself takes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LockRequest {
+    /// Schema-qualified, quoted where SQL needs it.
+    pub relation: String,
+    pub mode: LockMode,
+    /// Created in this transaction or temporary: nobody else can be waiting for it.
+    pub created_in_transaction: bool,
+}
+
+impl LockRequest {
+    /// Whether waiting for this lock could hold up other sessions' reads or writes.
+    pub fn can_stall_others(&self) -> bool {
+        !self.created_in_transaction && self.mode.blocks_reads_or_writes()
+    }
+}
+
 impl fmt::Display for LockMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -327,4 +393,49 @@ pub enum AlterTableCmd {
     Rewrite { action: &'static str },
     /// Any other subcommand: not judged by the current rules.
     Other,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockMode::{self, *};
+
+    const ALL: [LockMode; 8] =
+        [AccessShare, RowShare, RowExclusive, ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive];
+
+    /// Table 13.2 "Conflicting Lock Modes" of the PostgreSQL documentation, row by row
+    /// ('X' = conflicts), columns in the order of `ALL`.
+    const TABLE_13_2: [&str; 8] = [
+        ".......X", // ACCESS SHARE
+        "......XX", // ROW SHARE
+        "....XXXX", // ROW EXCLUSIVE
+        "...XXXXX", // SHARE UPDATE EXCLUSIVE
+        "..XX.XXX", // SHARE
+        "..XXXXXX", // SHARE ROW EXCLUSIVE
+        ".XXXXXXX", // EXCLUSIVE
+        "XXXXXXXX", // ACCESS EXCLUSIVE
+    ];
+
+    #[test]
+    fn conflicts_follow_the_documented_table() {
+        for (i, requested) in ALL.iter().enumerate() {
+            for (j, held) in ALL.iter().enumerate() {
+                let expected = TABLE_13_2[i].as_bytes()[j] == b'X';
+                assert_eq!(requested.conflicts_with(*held), expected, "{requested} vs {held}");
+            }
+        }
+    }
+
+    #[test]
+    fn share_and_stronger_block_reads_or_writes() {
+        let blocking: Vec<LockMode> = ALL.into_iter().filter(|m| m.blocks_reads_or_writes()).collect();
+        assert_eq!(blocking, vec![Share, ShareRowExclusive, Exclusive, AccessExclusive]);
+        assert_eq!(AccessExclusive.conflicting_modes().count(), 8);
+        assert_eq!(Share.conflicting_modes().map(|m| m.pg_locks_name()).collect::<Vec<_>>(), [
+            "RowExclusiveLock",
+            "ShareUpdateExclusiveLock",
+            "ShareRowExclusiveLock",
+            "ExclusiveLock",
+            "AccessExclusiveLock"
+        ]);
+    }
 }

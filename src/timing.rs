@@ -1,11 +1,12 @@
-//! `pg_migration_guard.judge_timing()`: the decision latency benchmark (issue 7, row 4).
+//! SQL functions over the judging path: `judge_timing()`, the decision latency benchmark
+//! (issue 7, row 4), and `lock_targets()`.
 
 use std::ffi::CString;
 use std::time::Instant;
 
 use pgrx::{pg_sys, PgList, PgSqlErrorCode};
 
-use crate::{facts, hook};
+use crate::{facts, hook, locks};
 
 fn invalid(message: String) -> ! {
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "judge_timing")
@@ -13,10 +14,9 @@ fn invalid(message: String) -> ! {
     unreachable!()
 }
 
-pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f64, f64, i32) {
-    if iterations < 1 {
-        invalid(format!("iterations must be at least 1, not {iterations}"));
-    }
+/// Parses `statement` (exactly one utility statement the guard judges) into its raw
+/// parse tree, in the current memory context. Errors: 22023, or a syntax error.
+pub(crate) fn parse_judged(statement: &str) -> *mut pg_sys::Node {
     let Ok(c) = CString::new(statement) else { invalid("statement contains a NUL byte".into()) };
     unsafe {
         #[cfg(feature = "pg13")]
@@ -32,6 +32,16 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
         if !hook::is_judged_statement(node) {
             invalid("the statement is not one the guard judges (DDL, REINDEX, VACUUM FULL, CLUSTER, TRUNCATE ... CASCADE)".into());
         }
+        node
+    }
+}
+
+pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f64, f64, i32) {
+    if iterations < 1 {
+        invalid(format!("iterations must be at least 1, not {iterations}"));
+    }
+    let node = parse_judged(statement);
+    unsafe {
         let text = facts::StatementText { text: statement, offset: 0 };
         let mut samples = Vec::with_capacity(iterations as usize);
         let mut last = None;
@@ -42,7 +52,7 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
             last = Some(v);
         }
         let verdict = match last.unwrap() {
-            Ok(v) => v,
+            Ok((v, _)) => v,
             Err(cause) => invalid(format!("the guard could not judge the statement: {cause}")),
         };
         samples.sort_by(|a, b| a.total_cmp(b));
@@ -55,4 +65,20 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
             iterations,
         )
     }
+}
+
+/// `lock_targets()`: the locks the statement would take, without taking them.
+pub fn lock_targets(statement: &str) -> Vec<(pg_sys::Oid, String, String, bool, bool)> {
+    let node = parse_judged(statement);
+    let targets = match unsafe { hook::in_subtransaction(|| locks::lock_targets(node)) } {
+        Ok(t) => t,
+        Err(cause) => invalid(format!("the guard could not list the locks: {cause}")),
+    };
+    targets
+        .into_iter()
+        .map(|t| {
+            let r = t.request;
+            (t.oid, r.relation.clone(), r.mode.name().to_string(), r.mode.blocks_reads_or_writes(), r.can_stall_others())
+        })
+        .collect()
 }

@@ -8,9 +8,10 @@ pub mod breaking;
 pub mod columns;
 pub mod constraints;
 pub mod indexes;
+pub mod locks;
 pub mod rewrites;
 
-use crate::model::{LockMode, Relation, Statement};
+use crate::model::{LockMode, LockRequest, Relation, Statement};
 
 /// How seriously a rule's finding is taken before the session's mode applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,6 +98,8 @@ rule!(TABLE_REWRITE, "table-rewrite", Error, Rewrite,
     "VACUUM FULL, CLUSTER, SET LOGGED/UNLOGGED, SET TABLESPACE, SET ACCESS METHOD: the table is rewritten under ACCESS EXCLUSIVE");
 rule!(REQUIRE_CONCURRENT_REFRESH, "require-concurrent-refresh", Error, Rewrite,
     "REFRESH MATERIALIZED VIEW without CONCURRENTLY on a populated view: reads of the view wait");
+rule!(REQUIRE_LOCK_TIMEOUT, "require-lock-timeout", Error, Lock,
+    "With lock_timeout_policy = require: a statement that may queue for a lock blocking reads or writes, with no lock_timeout or one above max_lock_timeout");
 rule!(RENAMING_COLUMN, "renaming-column", Warning, Breaking,
     "RENAME COLUMN: running code that uses the old name fails");
 rule!(RENAMING_TABLE, "renaming-table", Warning, Breaking,
@@ -122,6 +125,7 @@ pub static RULES: &[&Rule] = &[
     &CHANGING_COLUMN_TYPE,
     &TABLE_REWRITE,
     &REQUIRE_CONCURRENT_REFRESH,
+    &REQUIRE_LOCK_TIMEOUT,
     &RENAMING_COLUMN,
     &RENAMING_TABLE,
     &BAN_DROP_COLUMN,
@@ -158,11 +162,22 @@ pub struct Context {
     /// `pg_migration_guard.small_table_threshold` in bytes: relations smaller than this are
     /// exempt from the rewrite/scan/build rules.
     pub small_table_bytes: u64,
+    /// Set when `pg_migration_guard.lock_timeout_policy = require`.
+    pub require_lock_timeout: Option<RequireLockTimeout>,
+}
+
+/// The settings `require-lock-timeout` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequireLockTimeout {
+    /// The session's `lock_timeout` in milliseconds; 0 means none.
+    pub session_lock_timeout_ms: u32,
+    /// `pg_migration_guard.max_lock_timeout` in milliseconds.
+    pub max_lock_timeout_ms: u32,
 }
 
 impl Default for Context {
     fn default() -> Self {
-        Context { small_table_bytes: 1024 * 1024 }
+        Context { small_table_bytes: 1024 * 1024, require_lock_timeout: None }
     }
 }
 
@@ -174,7 +189,14 @@ impl Context {
     }
 }
 
-/// Runs every rule on one statement.
+/// Runs every rule on one statement and the locks it will take (see `crate::locks`).
+pub fn check_all(stmt: &Statement, locks: &[LockRequest], ctx: &Context) -> Vec<Finding> {
+    let mut findings = check(stmt, ctx);
+    locks::check_lock_timeout(locks, ctx, &mut findings);
+    findings
+}
+
+/// Runs every statement rule on one statement.
 pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
     let out = &mut findings;
@@ -260,7 +282,7 @@ mod tests {
 
     #[test]
     fn small_relations_are_exempt_from_rewrite_rules_only() {
-        let ctx = Context { small_table_bytes: 1024 * 1024 };
+        let ctx = Context { small_table_bytes: 1024 * 1024, ..Context::default() };
         let small = testutil::table("public.t", 0);
         let big = testutil::table("public.t", 2);
         assert!(ctx.exempt(&CHANGING_COLUMN_TYPE, &small));

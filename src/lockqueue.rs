@@ -1,0 +1,407 @@
+//! Lock-queue protection, `pg_migration_guard.lock_timeout_policy = auto`.
+//!
+//! PostgreSQL's lock queue is fair: a request that waits makes every later request that
+//! conflicts with it wait too. An ALTER TABLE that waits for ACCESS EXCLUSIVE behind a
+//! long report therefore stops every query on the table until the report ends, although
+//! the ALTER itself would take milliseconds.
+//!
+//! Before the statement runs, the guard takes the locks it will need (`crate::locks`) in
+//! rounds. Each round runs in an internal subtransaction and waits for each lock at most
+//! `lock_attempt_timeout` (PostgreSQL's own lock wait, bounded by setting `LockTimeout`
+//! for that one request, as `lock_timeout` does). A round that times out is rolled back,
+//! which releases whatever it had taken and lets the queries queued behind it run; the
+//! guard then pauses — the first pause about as long as one attempt, doubling up to 500 ms,
+//! each randomised by ±50% so that two migrations do not retry in step — and tries again,
+//! until `lock_retry_budget` has passed. Then it raises SQLSTATE 55P03 naming the sessions
+//! that hold conflicting locks. A round that succeeds is committed into the statement's
+//! transaction: the statement then finds its locks already held and runs at once.
+//!
+//! A session `lock_timeout` keeps its meaning — the longest the statement waits for its
+//! locks: attempts and budget are both capped by it.
+//!
+//! Nothing else of the statement is retried: locks the transaction already holds stay
+//! held, the work of earlier statements stays done, and on failure the statement has not
+//! started.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, PgTryBuilder, Spi};
+
+use crate::guc;
+use crate::locks::Target;
+use crate::rules::locks::format_ms;
+
+/// The longest pause between two rounds.
+const MAX_PAUSE: Duration = Duration::from_millis(500);
+
+/// Where the limits of one run come from, for the error message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Bound {
+    Budget,
+    SessionLockTimeout,
+}
+
+/// The attempt length and total budget, from `lock_attempt_timeout` and
+/// `lock_retry_budget` (ms), both capped by the session's `lock_timeout` when it is set.
+fn limits(attempt_ms: i32, budget_ms: i32, session_lock_timeout_ms: i32) -> (Duration, Duration, Bound) {
+    let attempt = attempt_ms.max(1) as u64;
+    let budget = budget_ms.max(0) as u64;
+    if session_lock_timeout_ms > 0 {
+        let session = session_lock_timeout_ms as u64;
+        let bound = if session < budget { Bound::SessionLockTimeout } else { Bound::Budget };
+        (Duration::from_millis(attempt.min(session)), Duration::from_millis(budget.min(session)), bound)
+    } else {
+        (Duration::from_millis(attempt), Duration::from_millis(budget), Bound::Budget)
+    }
+}
+
+/// A uniformly random factor in [0.5, 1.5), from the standard library's per-process
+/// random hash keys (jitter needs no more).
+fn jitter() -> f64 {
+    // Each RandomState gets fresh keys; hashing a constant with them is a random draw.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    0.5 + (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How one round ended.
+enum Round {
+    Acquired,
+    /// The lock on `targets[i]` was not granted within the attempt (lock timeout, or the
+    /// deadlock detector chose this session).
+    TimedOut(usize),
+    /// Any other error: the guard's own failure.
+    Failed(String),
+}
+
+/// Takes the locks of `targets` that could stall other sessions, as described in the
+/// module documentation. Returns normally once they are held, or when protection had to be
+/// skipped (WARNING); raises 55P03 when the budget runs out, and re-raises a query cancel.
+///
+/// # Safety
+/// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
+pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
+    let stalling: Vec<&Target> = targets.iter().filter(|t| t.request.can_stall_others()).collect();
+    if stalling.is_empty() {
+        return;
+    }
+    let session_lock_timeout = unsafe { pg_sys::LockTimeout };
+    let (attempt, budget, bound) =
+        limits(guc::LOCK_ATTEMPT_TIMEOUT_MS.get(), guc::LOCK_RETRY_BUDGET_MS.get(), session_lock_timeout);
+    let start = Instant::now();
+    let mut pause = attempt.min(MAX_PAUSE);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match unsafe { round(&stalling, attempt) } {
+            Round::Acquired => return,
+            Round::Failed(cause) => {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_WARNING,
+                    format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
+                    "pg_migration_guard",
+                )
+                .set_detail(cause)
+                .report(PgLogLevel::WARNING);
+                return;
+            }
+            Round::TimedOut(i) => {
+                let elapsed = start.elapsed();
+                if elapsed >= budget {
+                    unsafe { exhausted(stalling[i], command_tag, attempts, attempt, elapsed, budget, bound) };
+                }
+                let sleep = pause.mul_f64(jitter()).min(budget - elapsed);
+                unsafe { wait(sleep) };
+                pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+            }
+        }
+    }
+}
+
+/// One round: every lock in order, each wait bounded by `attempt`, in an internal
+/// subtransaction that is committed when all were granted and rolled back otherwise.
+unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
+    unsafe {
+        let oldcxt = pg_sys::CurrentMemoryContext;
+        let oldowner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(oldcxt);
+        let saved_lock_timeout = pg_sys::LockTimeout;
+        let mut current = 0usize;
+        let current_ref = std::panic::AssertUnwindSafe(&mut current);
+        let result = PgTryBuilder::new(move || {
+            let current_ref = current_ref;
+            for (i, t) in targets.iter().enumerate() {
+                *current_ref.0 = i;
+                // Read by ProcSleep when the wait starts (the lock_timeout GUC's variable).
+                pg_sys::LockTimeout = attempt.as_millis().clamp(1, i32::MAX as u128) as i32;
+                pg_sys::LockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE);
+            }
+            Ok(())
+        })
+        .catch_others(Err)
+        .execute();
+        pg_sys::LockTimeout = saved_lock_timeout;
+        pg_sys::MemoryContextSwitchTo(oldcxt);
+        match result {
+            Ok(()) => {
+                pg_sys::ReleaseCurrentSubTransaction();
+                pg_sys::MemoryContextSwitchTo(oldcxt);
+                pg_sys::CurrentResourceOwner = oldowner;
+                Round::Acquired
+            }
+            Err(e) => {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                pg_sys::MemoryContextSwitchTo(oldcxt);
+                pg_sys::CurrentResourceOwner = oldowner;
+                let report = match &e {
+                    pg_sys::panic::CaughtError::PostgresError(r)
+                    | pg_sys::panic::CaughtError::ErrorReport(r)
+                    | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r,
+                };
+                match report.sql_error_code() {
+                    PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED => {
+                        Round::TimedOut(current)
+                    }
+                    PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN => e.rethrow(),
+                    _ => Round::Failed(report.message().to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps on the process latch, so a cancel or a postmaster death ends the pause.
+unsafe fn wait(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            d.as_millis().max(1) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        pg_sys::check_for_interrupts!();
+    }
+}
+
+/// A session holding a lock that conflicts with the one the guard could not get.
+#[derive(Debug)]
+pub struct Blocker {
+    /// `None` for a prepared transaction.
+    pub pid: Option<i32>,
+    pub application_name: String,
+    pub state: String,
+    pub transaction_age_s: Option<f64>,
+    pub query: String,
+    pub mode: String,
+}
+
+impl Blocker {
+    /// `pid 4242 (application_name "report", state active, transaction open 6.0 s, holds
+    /// AccessShareLock): SELECT ...`, the query cut at 200 characters.
+    pub fn describe(&self) -> String {
+        let Some(pid) = self.pid else { return format!("a prepared transaction (holds {})", self.mode) };
+        let mut query: String = self.query.split_whitespace().collect::<Vec<_>>().join(" ");
+        query.truncate(query.trim_end_matches([';', ' ']).len());
+        if query.chars().count() > 200 {
+            query = query.chars().take(200).collect::<String>() + "...";
+        }
+        let age = self.transaction_age_s.map_or(String::new(), |s| format!(", transaction open {s:.1} s"));
+        format!(
+            "pid {pid} (application_name \"{}\", state {}{age}, holds {}): {query}",
+            self.application_name,
+            if self.state.is_empty() { "unknown" } else { &self.state },
+            self.mode
+        )
+    }
+}
+
+/// The sessions holding locks on `target` that conflict with the requested mode, oldest
+/// transaction first, read from pg_locks and pg_stat_activity with the session's own
+/// privileges (another role's query shows as `<insufficient privilege>` unless the user
+/// has pg_read_all_stats).
+unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
+    let modes: Vec<String> = target.request.mode.conflicting_modes().map(|m| format!("'{}'", m.pg_locks_name())).collect();
+    let sql = format!(
+        "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), \
+                extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::float8, coalesce(a.query, ''), l.mode \
+         FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'relation' AND l.relation = {oid} AND l.granted \
+           AND l.database IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())) \
+           AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid() AND l.mode IN ({modes}) \
+         ORDER BY a.xact_start NULLS FIRST, l.pid LIMIT 10",
+        oid = u32::from(target.oid),
+        modes = modes.join(", ")
+    );
+    unsafe {
+        crate::hook::in_subtransaction(|| {
+            Spi::connect(|client| {
+                let mut out = Vec::new();
+                for row in client.select(&sql, None, &[])? {
+                    out.push(Blocker {
+                        pid: row.get::<i32>(1)?,
+                        application_name: row.get::<String>(2)?.unwrap_or_default(),
+                        state: row.get::<String>(3)?.unwrap_or_default(),
+                        transaction_age_s: row.get::<f64>(4)?,
+                        query: row.get::<String>(5)?.unwrap_or_default(),
+                        mode: row.get::<String>(6)?.unwrap_or_default(),
+                    });
+                }
+                Ok::<_, pgrx::spi::Error>(out)
+            })
+        })
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    }
+}
+
+/// ERROR 55P03 once the budget is spent, naming the blocking sessions.
+unsafe fn exhausted(
+    target: &Target,
+    command_tag: &str,
+    attempts: u32,
+    attempt: Duration,
+    elapsed: Duration,
+    budget: Duration,
+    bound: Bound,
+) -> ! {
+    let found = unsafe { blockers(target) };
+    let limit = match bound {
+        Bound::Budget => format!("{} (pg_migration_guard.lock_retry_budget)", format_ms(budget.as_millis() as u32)),
+        Bound::SessionLockTimeout => format!("{} (the session's lock_timeout)", format_ms(budget.as_millis() as u32)),
+    };
+    let mode = target.request.mode;
+    let message = format!("could not obtain {} lock on {} within {limit}", mode.with_article(), target.request.relation);
+    let held_by = match &found {
+        Ok(b) if b.is_empty() => "No session holds a conflicting lock any more: the last one ended as the budget ran out.".to_string(),
+        Ok(b) => format!(
+            "Conflicting locks held by: {}.",
+            b.iter().map(Blocker::describe).collect::<Vec<_>>().join("; ")
+        ),
+        Err(cause) => format!("The sessions holding conflicting locks could not be listed: {cause}."),
+    };
+    let detail = format!(
+        "{command_tag} waited {attempts} time{} for {} lock on {} ({}), at most {} each time so that queries arriving \
+         behind it waited no longer than that, over {:.1} s. {held_by}",
+        if attempts == 1 { "" } else { "s" },
+        mode.with_article(),
+        target.request.relation,
+        mode.effect(),
+        format_ms(attempt.as_millis() as u32),
+        elapsed.as_secs_f64(),
+    );
+    let pids: Vec<String> = match &found {
+        Ok(b) => b
+            .iter()
+            .filter_map(|b| {
+                let pid = b.pid?;
+                Some(if b.state.starts_with("idle in transaction") {
+                    format!("pg_terminate_backend({pid})")
+                } else {
+                    format!("pg_cancel_backend({pid})")
+                })
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
+    let hint = if pids.is_empty() {
+        "Run the statement again when the blocking transactions have ended.".to_string()
+    } else {
+        format!(
+            "Run the statement again when the blocking transactions have ended, or end them: SELECT {};",
+            pids.join(", ")
+        )
+    };
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, message, "pg_migration_guard")
+        .set_detail(detail)
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!("ERROR returned")
+}
+
+/// For statements whose locks were taken ahead: bounds the waits the statement might still
+/// do for locks the guard does not take ahead (a default partition, tables reached by
+/// CASCADE) by setting `lock_timeout` to `lock_attempt_timeout` while it runs, when the
+/// session has no lock_timeout of its own. Returns the GUC nest level to pop after the
+/// statement (`AtEOXact_GUC`); an ERROR pops it with the (sub)transaction.
+///
+/// Not for statements that wait for other transactions to end by design (CREATE INDEX
+/// CONCURRENTLY and the other CONCURRENTLY forms): their waits are lock waits too, and they
+/// take no lock that blocks reads or writes, so they never get here.
+///
+/// # Safety
+/// Called from the ProcessUtility hook, inside a transaction.
+pub unsafe fn bound_remaining_waits(targets: &[Target]) -> Option<i32> {
+    unsafe {
+        if pg_sys::LockTimeout != 0 || !targets.iter().any(|t| t.request.can_stall_others()) {
+            return None;
+        }
+        let value = std::ffi::CString::new(format!("{}ms", guc::LOCK_ATTEMPT_TIMEOUT_MS.get().max(1))).ok()?;
+        let nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        Some(nest_level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_lock_timeout_caps_attempts_and_budget() {
+        let ms = Duration::from_millis;
+        assert_eq!(limits(50, 10_000, 0), (ms(50), ms(10_000), Bound::Budget));
+        assert_eq!(limits(50, 10_000, 3_000), (ms(50), ms(3_000), Bound::SessionLockTimeout));
+        assert_eq!(limits(50, 10_000, 20), (ms(20), ms(20), Bound::SessionLockTimeout));
+        assert_eq!(limits(50, 1_000, 60_000), (ms(50), ms(1_000), Bound::Budget));
+        assert_eq!(limits(50, 0, 0), (ms(50), ms(0), Bound::Budget));
+    }
+
+    #[test]
+    fn jitter_is_random() {
+        let draws: Vec<f64> = (0..100).map(|_| jitter()).collect();
+        assert!(draws.iter().any(|d| *d != draws[0]));
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half() {
+        for _ in 0..1000 {
+            let j = jitter();
+            assert!((0.5..1.5).contains(&j), "{j}");
+        }
+    }
+
+    #[test]
+    fn blocker_description_names_pid_application_state_age_and_query() {
+        let b = Blocker {
+            pid: Some(4242),
+            application_name: "report".into(),
+            state: "active".into(),
+            transaction_age_s: Some(6.04),
+            query: "SELECT count(*)\n  FROM shop_order".into(),
+            mode: "AccessShareLock".into(),
+        };
+        assert_eq!(
+            b.describe(),
+            "pid 4242 (application_name \"report\", state active, transaction open 6.0 s, holds AccessShareLock): \
+             SELECT count(*) FROM shop_order"
+        );
+        let long = Blocker { query: "x".repeat(500), ..b };
+        assert!(long.describe().ends_with(&format!("{}...", "x".repeat(200))));
+        let prepared = Blocker { pid: None, ..long };
+        assert_eq!(prepared.describe(), "a prepared transaction (holds AccessShareLock)");
+    }
+}
