@@ -31,4 +31,7 @@ psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p 55433 -U postgres -d postgres -c 'CREAT
 
 export PGMG_PORT_A=55433 PGMG_PORT_B=55434 PGMG_PORT_C=55435 PGMG_LOG_A="$WORK/a/server.log"
 (cd tests/integration && cargo test --release -- --test-threads=1)
+
+echo "== client acceptance suite: Django, Alembic, node-pg-migrate, Knex (tests/clients)"
+tests/clients/run.sh
 echo "== all tests passed"
