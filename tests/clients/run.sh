@@ -454,6 +454,14 @@ install_node_tools || { echo "FAIL  installing the Node.js tools"; exit 1; }
 say "$("$VENV/bin/python" -c 'import django, alembic, sqlalchemy, psycopg; print(f"Django {django.__version__}, Alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}, psycopg {psycopg.__version__}")')"
 say "$(cd "$NODE_DIR" && node -p '["knex","node-pg-migrate","pg"].map(n => n + " " + require(n + "/package.json").version).join(", ")'), Node.js $(node --version)"
 
+# `cargo pgrx test` installs a test build into the same PostgreSQL; its CREATE EXTENSION
+# script also creates the #[pg_test] fixtures, a cluster-wide role among them, so only the
+# first database would get the extension.
+if grep -qs guard_fixture "$("$PG_CONFIG" --sharedir)"/extension/pg_migration_guard--*.sql; then
+  say "WARNING: the installed pg_migration_guard is a pg_test build (cargo pgrx test installs one);"
+  say "WARNING: install the release build first: cargo pgrx install --release --pg-config $PG_CONFIG"
+fi
+
 say "cluster in $DIR, port $PORT, shared_preload_libraries = 'pg_migration_guard'"
 start_cluster "$DIR" "$PORT" pg_migration_guard || { echo "FAIL  starting the cluster"; exit 1; }
 # every statement the tools send, for reading verdicts afterwards
