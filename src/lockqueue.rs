@@ -92,11 +92,20 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let start = Instant::now();
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
+    let mut intent: Option<Intent> = None;
     loop {
         attempts += 1;
         match unsafe { round(&stalling, attempt) } {
-            Round::Acquired => return,
+            Round::Acquired => {
+                if let Some(i) = intent {
+                    unsafe { i.withdraw() };
+                }
+                return;
+            }
             Round::Failed(cause) => {
+                if let Some(i) = intent {
+                    unsafe { i.withdraw() };
+                }
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_WARNING,
                     format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
@@ -107,6 +116,10 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                 return;
             }
             Round::TimedOut(i) => {
+                if intent.is_none() {
+                    intent = Some(unsafe { Intent::declare(&stalling) });
+                }
+                unsafe { fail_on_cycle(stalling[i], command_tag) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
                     unsafe { exhausted(stalling[i], command_tag, attempts, attempt, elapsed, budget, bound) };
@@ -226,17 +239,12 @@ impl Blocker {
 /// privileges (another role's query shows as `<insufficient privilege>` unless the user
 /// has pg_read_all_stats).
 unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
-    let modes: Vec<String> = target.request.mode.conflicting_modes().map(|m| format!("'{}'", m.pg_locks_name())).collect();
     let sql = format!(
         "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), \
                 extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::float8, coalesce(a.query, ''), l.mode \
          FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'relation' AND l.relation = {oid} AND l.granted \
-           AND l.database IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())) \
-           AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid() AND l.mode IN ({modes}) \
-         ORDER BY a.xact_start NULLS FIRST, l.pid LIMIT 10",
-        oid = u32::from(target.oid),
-        modes = modes.join(", ")
+         WHERE {} ORDER BY a.xact_start NULLS FIRST, l.pid LIMIT 10",
+        conflicting_holders(target)
     );
     unsafe {
         crate::hook::in_subtransaction(|| {
@@ -257,6 +265,114 @@ unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
         })
         .and_then(|r| r.map_err(|e| e.to_string()))
     }
+}
+
+/// The SQL condition selecting granted locks on `target` that conflict with its mode,
+/// held by other sessions of this database (`l` is pg_locks).
+fn conflicting_holders(target: &Target) -> String {
+    let modes: Vec<String> = target.request.mode.conflicting_modes().map(|m| format!("'{}'", m.pg_locks_name())).collect();
+    format!(
+        "l.locktype = 'relation' AND l.relation = {oid} AND l.granted \
+         AND l.database IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())) \
+         AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid() AND l.mode IN ({modes})",
+        oid = u32::from(target.oid),
+        modes = modes.join(", ")
+    )
+}
+
+/// `pg_locks.objsubid` of the guard's intent markers ("MG"): distinct from the values
+/// PostgreSQL's advisory-lock functions use (1 for bigint keys, 2 for integer pairs), so no
+/// `pg_advisory_lock` call can take or wait for one.
+const INTENT_MARKER: u16 = 0x4D47;
+
+/// While a statement retries, it holds one advisory lock per relation it is waiting for
+/// (database, relation oid, wanted lock mode, [`INTENT_MARKER`]), so that another session
+/// can see what it wants even between two waits, when it is not in any lock queue. Taken in
+/// the current (sub)transaction: released explicitly once the locks are taken, and by the
+/// abort when the statement fails.
+struct Intent(Vec<pg_sys::LOCKTAG>);
+
+impl Intent {
+    unsafe fn declare(targets: &[&Target]) -> Intent {
+        let tags: Vec<pg_sys::LOCKTAG> = targets
+            .iter()
+            .map(|t| pg_sys::LOCKTAG {
+                locktag_field1: unsafe { u32::from(pg_sys::MyDatabaseId) },
+                locktag_field2: u32::from(t.oid),
+                locktag_field3: t.request.mode as u32,
+                locktag_field4: INTENT_MARKER,
+                locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+                locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+            })
+            .collect();
+        for tag in &tags {
+            // ACCESS SHARE never conflicts with another marker: no wait, ever.
+            unsafe { pg_sys::LockAcquire(tag, pg_sys::AccessShareLock as _, false, true) };
+        }
+        Intent(tags)
+    }
+
+    unsafe fn withdraw(self) {
+        for tag in &self.0 {
+            unsafe { pg_sys::LockRelease(tag, pg_sys::AccessShareLock as _, false) };
+        }
+    }
+}
+
+/// A lock cycle: a session holding the lock we wait for wants a lock this transaction
+/// holds (two migrations taking the same tables in opposite orders). The guard's waits are
+/// shorter than `deadlock_timeout`, so PostgreSQL's deadlock detector never runs for them;
+/// without this check both sessions would retry until their budgets ran out. The holder
+/// "wants" a lock when it holds an intent marker for it (a guard session that is retrying,
+/// waiting or pausing) or is waiting for this session in the lock queue.
+///
+/// One victim per cycle, as with the detector: between two retrying guard sessions the one
+/// with the higher pid raises 40P01 and the other goes on; a holder that is waiting in the
+/// lock queue outside the guard cannot back off, so this session does.
+unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
+    use crate::model::LockMode;
+    let all = [
+        LockMode::AccessShare,
+        LockMode::RowShare,
+        LockMode::RowExclusive,
+        LockMode::ShareUpdateExclusive,
+        LockMode::Share,
+        LockMode::ShareRowExclusive,
+        LockMode::Exclusive,
+        LockMode::AccessExclusive,
+    ];
+    let pairs: Vec<String> = all
+        .iter()
+        .flat_map(|wanted| {
+            wanted.conflicting_modes().map(move |held| format!("({}::int8, '{}')", *wanted as i32, held.pg_locks_name()))
+        })
+        .collect();
+    let sql = format!(
+        "WITH holders AS (SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l WHERE {holders}), \
+         cycle AS (SELECT h.pid, EXISTS ( \
+             SELECT 1 FROM pg_catalog.pg_locks w JOIN pg_catalog.pg_locks mine \
+               ON mine.locktype = 'relation' AND mine.relation = w.classid AND mine.database = w.database \
+              AND mine.pid = pg_catalog.pg_backend_pid() AND mine.granted \
+             WHERE w.locktype = 'advisory' AND w.objsubid = {marker} AND w.pid = h.pid AND w.granted \
+               AND (w.objid::int8, mine.mode) IN (VALUES {pairs})) AS marked, \
+             pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(h.pid)) AS waiting \
+           FROM holders h) \
+         SELECT pid FROM cycle WHERE (marked AND pg_catalog.pg_backend_pid() > pid) OR (NOT marked AND waiting) LIMIT 1",
+        holders = conflicting_holders(target),
+        marker = INTENT_MARKER,
+        pairs = pairs.join(", ")
+    );
+    let found = unsafe { crate::hook::in_subtransaction(|| Spi::get_one::<i32>(&sql)) };
+    let Ok(Ok(Some(pid))) = found else { return };
+    let mode = target.request.mode;
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED, "deadlock detected", "pg_migration_guard")
+        .set_detail(format!(
+            "{command_tag} waits for {} lock on {}, held by process {pid}, which waits for a lock this transaction holds.",
+            mode.with_article(),
+            target.request.relation
+        ))
+        .set_hint("Run the migrations one after the other, or have them lock the tables in the same order; then retry this transaction.")
+        .report(PgLogLevel::ERROR);
 }
 
 /// ERROR 55P03 once the budget is spent, naming the blocking sessions.
