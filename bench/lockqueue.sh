@@ -28,12 +28,12 @@ P() { psql -X -q -At -h /tmp -p "$PORT" -U postgres -d postgres "$@"; }
 P -f examples/seed.sql >/dev/null
 P -c 'CREATE EXTENSION pg_migration_guard'
 P -c 'VACUUM ANALYZE shop_order' >/dev/null
-echo "SELECT id FROM shop_order WHERE id = 1 + (random() * 999999)::int;" >"$W/point.sql"
+printf '%s\n' '\set id random(1, 1000000)' 'SELECT id FROM shop_order WHERE id = :id;' >"$W/point.sql"
 chmod -R a+rwx "$W"
 
 run() { # label, reader seconds, migration GUC settings
   local label=$1 hold=$2 settings=$3
-  P -c "SET pg_migration_guard.mode = off" -c "ALTER TABLE shop_order DROP COLUMN IF EXISTS bench_note" >/dev/null
+  P -c "SET pg_migration_guard.mode = off" -c "SET client_min_messages = warning" -c "ALTER TABLE shop_order DROP COLUMN IF EXISTS bench_note" >/dev/null
   rm -f "$W"/lat*
   local total=$((hold + 3))
   (cd "$W" && pgbench -n -c "$CLIENTS" -j 2 -T "$total" -f point.sql -l --log-prefix=lat \
@@ -49,7 +49,7 @@ run() { # label, reader seconds, migration GUC settings
   if out=$(P -c "$settings" -c "ALTER TABLE shop_order ADD COLUMN bench_note text" 2>&1); then
     outcome="completed"
   else
-    outcome="failed: $(echo "$out" | grep -o 'ERROR: .*' | head -1 | cut -c1-90)"
+    outcome="failed: $(echo "$out" | grep -o 'ERROR: .*' | head -1 | cut -c1-60)..."
   fi
   t1=$(date +%s.%N)
   wait "$reader" "$app" || true
