@@ -15,7 +15,9 @@ source scripts/common.sh
 echo "== unit tests and #[pg_test] tests (cargo pgrx test pg15)"
 PGRX_PGDATA=/tmp/pgrx-pgdata
 install -d -o postgres "$PGRX_PGDATA"
-cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_PGDATA"
+# One test at a time: each #[pg_test] holds the locks its statements took on the shared
+# fixture tables until its transaction ends, so tests run side by side can deadlock.
+RUST_TEST_THREADS=1 cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_PGDATA"
 
 echo "== integration tests over real connections"
 install_extension

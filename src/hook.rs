@@ -137,7 +137,10 @@ unsafe extern "C-unwind" fn before(
         }
         let mut judgement = judge(pstmt, query_string);
         act(&judgement);
-        if guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto {
+        // VACUUM runs each table in a transaction of its own: locks taken here would be
+        // released before it starts.
+        let own_transactions = (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_VacuumStmt;
+        if guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto && !own_transactions {
             lockqueue::take_locks(&judgement.locks, &judgement.command_tag);
             judgement.guc_nest_level = lockqueue::bound_remaining_waits(&judgement.locks);
         }
@@ -165,11 +168,23 @@ unsafe extern "C-unwind" fn after(p: *mut Judgement) {
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
-        unsafe {
-            for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).drain(..) {
-                drop(Box::from_raw(p));
+    use pg_sys::XactEvent::*;
+    unsafe {
+        match event {
+            XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+                for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).drain(..) {
+                    drop(Box::from_raw(p));
+                }
             }
+            // A statement that commits transactions of its own while it runs (CREATE INDEX
+            // CONCURRENTLY, VACUUM, REINDEX of a partitioned table): the commit popped every
+            // GUC nest level already, so `after` must not pop its level again.
+            XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+                for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).iter() {
+                    (**p).guc_nest_level = None;
+                }
+            }
+            _ => {}
         }
     }
 }
