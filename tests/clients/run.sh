@@ -465,7 +465,8 @@ fi
 say "cluster in $DIR, port $PORT, shared_preload_libraries = 'pg_migration_guard'"
 start_cluster "$DIR" "$PORT" pg_migration_guard || { echo "FAIL  starting the cluster"; exit 1; }
 # every statement the tools send, for reading verdicts afterwards
-psql_db postgres -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+psql_db postgres -c "ALTER SYSTEM SET log_statement = 'all'" -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" \
+  -c "SELECT pg_reload_conf()" >/dev/null
 mkdir -p "$WORK" "$LOGS"
 
 export PGHOST=/tmp PGPORT=$PORT PGUSER=postgres PYTHONDONTWRITEBYTECODE=1 NO_COLOR=1 FORCE_COLOR=0
