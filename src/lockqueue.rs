@@ -120,6 +120,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                     intent = Some(unsafe { Intent::declare(&stalling) });
                 }
                 unsafe { fail_on_cycle(stalling[i], command_tag) };
+                unsafe { cancel_blocking_autovacuum(stalling[i]) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
                     unsafe { exhausted(stalling[i], command_tag, attempts, attempt, elapsed, budget, bound) };
@@ -373,6 +374,46 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
         ))
         .set_hint("Run the migrations one after the other, or have them lock the tables in the same order; then retry this transaction.")
         .report(PgLogLevel::ERROR);
+}
+
+/// Cancels autovacuum workers that hold a conflicting lock on `target`, as PostgreSQL
+/// itself does for a lock request that has waited `deadlock_timeout` behind one (ProcSleep
+/// in src/backend/storage/lmgr/proc.c: "sending cancel to blocking autovacuum PID"). The
+/// guard's waits are shorter than `deadlock_timeout`, so without this a migration would
+/// wait out its whole budget behind a routine autovacuum that PostgreSQL would have
+/// cancelled after one second. Anti-wraparound autovacuums are never cancelled, as in
+/// PostgreSQL. The worker is signalled like ProcSleep does it (SIGINT to its pid), which
+/// needs no privilege: it is the server's own decision, not the user's.
+unsafe fn cancel_blocking_autovacuum(target: &Target) {
+    let sql = format!(
+        "SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+         WHERE {} AND a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%(to prevent wraparound)%'",
+        conflicting_holders(target)
+    );
+    let found = unsafe {
+        crate::hook::in_subtransaction(|| {
+            Spi::connect(|c| {
+                let mut pids = Vec::new();
+                for row in c.select(&sql, None, &[])? {
+                    if let Some(pid) = row.get::<i32>(1)? {
+                        pids.push(pid);
+                    }
+                }
+                Ok::<_, pgrx::spi::Error>(pids)
+            })
+        })
+    };
+    let Ok(Ok(pids)) = found else { return };
+    for pid in pids {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!("pg_migration_guard: sending cancel to blocking autovacuum PID {pid}"),
+            "pg_migration_guard",
+        )
+        .set_detail(format!("Process {} waits for {} on {}.", unsafe { pg_sys::MyProcPid }, target.request.mode, target.request.relation))
+        .report(PgLogLevel::LOG);
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
 }
 
 /// ERROR 55P03 once the budget is spent, naming the blocking sessions.

@@ -312,3 +312,48 @@ fn dropping_a_table_locks_the_table_its_foreign_key_references() {
     assert_eq!(held, 1);
     c.batch_execute("ROLLBACK; SET pg_migration_guard.mode = off; DROP TABLE lq_child, lq_parent").unwrap();
 }
+
+#[test]
+fn a_blocking_autovacuum_is_cancelled_as_postgres_would() {
+    // PostgreSQL cancels an autovacuum that blocks a lock request once the request has
+    // waited deadlock_timeout; the guard's waits are shorter, so it does the same itself.
+    let mut c = connect("A");
+    c.batch_execute("ALTER SYSTEM SET autovacuum_naptime = '1s'").unwrap();
+    c.batch_execute(
+        "SELECT pg_reload_conf(); SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_av; \
+         CREATE TABLE lq_av (id int, v text) WITH (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1, \
+             autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0); \
+         INSERT INTO lq_av SELECT g, 'x' FROM generate_series(1, 200000) g; \
+         DELETE FROM lq_av WHERE id % 2 = 0; RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    // Wait (for a state, not a time) until an autovacuum worker is working on the table:
+    // with a cost limit of 1 it sleeps 100 ms per page, so it stays there.
+    let mut seen = 0;
+    for _ in 0..600 {
+        seen = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%lq_av%'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0);
+        if seen > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen, 1, "autovacuum never started on lq_av");
+    c.batch_execute("SET pg_migration_guard.lock_retry_budget = '60s'; ALTER TABLE lq_av ADD COLUMN x int").unwrap();
+    let vacuuming: i64 = c
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%lq_av%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(vacuuming, 0, "the autovacuum of lq_av should have been cancelled");
+    if let Ok(log) = std::env::var("PGMG_LOG_A") {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("pg_migration_guard: sending cancel to blocking autovacuum PID"));
+    }
+    c.batch_execute("ALTER SYSTEM RESET autovacuum_naptime").unwrap();
+    c.batch_execute("SELECT pg_reload_conf(); SET pg_migration_guard.mode = off; DROP TABLE lq_av").unwrap();
+}
