@@ -345,6 +345,13 @@ unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: 
             AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => vec![add_constraint(rel, def.cast(), None, text)],
             AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text),
             AT_DropColumn => vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }],
+            AT_ValidateConstraint => {
+                use LockMode::*;
+                let held_lock = [AccessExclusive, Exclusive, ShareRowExclusive, Share]
+                    .into_iter()
+                    .find(|m| pg_sys::CheckRelationLockedByMe(rel.0, *m as pg_sys::LOCKMODE, false));
+                vec![AlterTableCmd::ValidateConstraint { constraint: quote_ident(&cstr((*cmd).name)), held_lock }]
+            }
             AT_SetNotNull => vec![set_not_null(rel, (*cmd).name)],
             AT_AlterColumnType if is_a(def, pg_sys::NodeTag::T_ColumnDef) => vec![alter_column_type(rel, (*cmd).name, def.cast())],
             // Changing persistence to the one the table has already is a no-op (ATPrepChangePersistence).

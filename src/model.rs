@@ -375,6 +375,17 @@ pub enum AlterTableCmd {
     },
     /// ADD [CONSTRAINT name] EXCLUDE ... (CONSTR_EXCLUSION).
     AddExclusion { constraint: NewConstraint },
+    /// VALIDATE CONSTRAINT (AT_ValidateConstraint): the scan runs under SHARE UPDATE
+    /// EXCLUSIVE — unless this transaction already holds a stronger lock on the table
+    /// (typically from the ADD CONSTRAINT ... NOT VALID just before it), which then stays
+    /// held for the whole scan.
+    ValidateConstraint {
+        /// Quoted constraint name.
+        constraint: String,
+        /// The strongest lock that blocks writes (SHARE or stronger) this transaction holds
+        /// on the table already, if any.
+        held_lock: Option<LockMode>,
+    },
     /// ADD COLUMN (AT_AddColumn).
     AddColumn {
         /// Quoted column name.

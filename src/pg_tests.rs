@@ -174,7 +174,9 @@ fn validating_foreign_key_is_rejected_and_not_valid_pair_runs() {
         "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk \
          FOREIGN KEY (customer_id) REFERENCES guard_fixture.customers (id) NOT VALID",
     );
-    allowed("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_customer_fk");
+    // The test's single transaction still holds the ADD's SHARE ROW EXCLUSIVE lock: in
+    // production VALIDATE runs in a transaction of its own, here it is (rightly) flagged.
+    rejected("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_customer_fk", "constraint-missing-not-valid");
 }
 
 #[pg_test]
@@ -210,7 +212,12 @@ fn set_not_null_scans_unless_a_validated_check_proves_it() {
     allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID");
     // A NOT VALID check proves nothing yet.
     rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    // In production VALIDATE runs in a transaction of its own; the test's single
+    // transaction still holds the ADD's lock, which the guard (rightly) flags, so the
+    // rule is lowered for this one step.
+    allowed("SET LOCAL pg_migration_guard.rule_levels = 'constraint-missing-not-valid:off'");
     allowed("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_status_not_null");
+    allowed("RESET pg_migration_guard.rule_levels");
     allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL");
     allowed("ALTER TABLE guard_fixture.orders DROP CONSTRAINT orders_status_not_null");
     // Already NOT NULL: nothing to do.
@@ -616,4 +623,17 @@ fn lock_targets_match_the_locks_postgres_takes() {
         // One line per relation, with the strongest mode held.
         assert_eq!(predicted, taken, "{sql}");
     }
+}
+
+// NOT VALID then VALIDATE in one transaction: the ADD's SHARE ROW EXCLUSIVE lock is still
+// held during the validating scan, so the "safe" pair is as blocking as the plain ADD.
+#[pg_test]
+fn validate_in_the_same_transaction_as_not_valid_is_rejected() {
+    allowed(
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT v_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT VALID",
+    );
+    let f = rejected("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT v_customer_fk", "constraint-missing-not-valid");
+    assert!(f.message.contains("while this transaction holds a SHARE ROW EXCLUSIVE lock on it"), "{f:?}");
+    assert!(f.hint.ends_with("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT v_customer_fk;"), "{f:?}");
 }

@@ -16,6 +16,10 @@
 //!   lock; a PRIMARY KEY on nullable columns also sets them NOT NULL, with a scan. The
 //!   online form is CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX.
 //! - ADD EXCLUDE builds its index under ACCESS EXCLUSIVE, and there is no USING INDEX form.
+//! - VALIDATE CONSTRAINT in the transaction that added the constraint NOT VALID scans while
+//!   the ADD's lock (SHARE ROW EXCLUSIVE for a foreign key, ACCESS EXCLUSIVE for a CHECK) is
+//!   still held: locks are kept until the transaction ends (squawk's
+//!   constraint-missing-not-valid flags the same pattern).
 
 use super::{lock_detail, Context, Finding, BAN_EXCLUSION_CONSTRAINT, CONSTRAINT_MISSING_NOT_VALID, DISALLOWED_UNIQUE_CONSTRAINT};
 use crate::model::{AlterTable, AlterTableCmd, NewConstraint, RelKind};
@@ -54,6 +58,31 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                     } else {
                         not_valid_hint(&at.table.name, constraint)
                     },
+                });
+            }
+            AlterTableCmd::ValidateConstraint { constraint, held_lock: Some(held) }
+                if !ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &at.table) =>
+            {
+                let t = &at.table.name;
+                out.push(Finding {
+                    rule: &CONSTRAINT_MISSING_NOT_VALID,
+                    message: format!(
+                        "validating constraint {constraint} would scan {t} while this transaction holds {} lock on it",
+                        held.with_article()
+                    ),
+                    detail: format!(
+                        "VALIDATE CONSTRAINT itself needs only SHARE UPDATE EXCLUSIVE, but this transaction already holds {} \
+                         lock on {}, which {}, and keeps it while every existing row is checked: NOT VALID and VALIDATE \
+                         in one transaction are as blocking as adding the constraint directly.",
+                        held.with_article(),
+                        at.table.describe(),
+                        held.effect()
+                    ),
+                    hint: format!(
+                        "Commit after ADD CONSTRAINT ... NOT VALID and run the validation in a transaction of its own \
+                         (a separate migration, or a non-transactional step of the migration tool):\n\
+                         ALTER TABLE {t} VALIDATE CONSTRAINT {constraint};"
+                    ),
                 });
             }
             AlterTableCmd::AddCheck { constraint, validates: true } if !ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &at.table) => {
@@ -151,6 +180,23 @@ fn not_valid_hint(table: &str, c: &NewConstraint) -> String {
 mod tests {
     use crate::model::*;
     use crate::rules::testutil::*;
+
+    #[test]
+    fn validate_in_the_transaction_that_holds_a_write_lock_is_flagged() {
+        let validate = |held_lock| AlterTableCmd::ValidateConstraint { constraint: "orders_customer_fk".into(), held_lock };
+        let f = check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::ShareRowExclusive))]));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
+        assert_eq!(
+            f[0].message,
+            "validating constraint orders_customer_fk would scan public.orders while this transaction holds a SHARE ROW EXCLUSIVE lock on it"
+        );
+        assert!(f[0].hint.ends_with("ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_fk;"), "{}", f[0].hint);
+        // In a transaction of its own: SHARE UPDATE EXCLUSIVE only, nothing to flag.
+        assert!(check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(None)])).is_empty());
+        // Small tables are exempt like the other scan rules.
+        assert!(check(&alter(table("public.orders", 0), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::AccessExclusive))])).is_empty());
+    }
 
     fn fk(validates: bool, named: bool) -> AlterTableCmd {
         AlterTableCmd::AddForeignKey {
