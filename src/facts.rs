@@ -415,6 +415,7 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
                 _ => {}
             }
         }
+        let mut default_sql = None;
         let parts = type_name_parts((*def).typeName);
         let serial = parts.len() == 1
             && matches!(parts[0].as_str(), "smallserial" | "serial2" | "serial" | "serial4" | "bigserial" | "serial8");
@@ -439,7 +440,11 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
                 Some(AddColumnRewrite::GeneratedStored)
             } else if pg_sys::DomainHasConstraints(typid) {
                 Some(AddColumnRewrite::DomainWithConstraints)
-            } else if !raw_default.is_null() && default_is_volatile(raw_default, typid, typmod, &colname) {
+            } else if !raw_default.is_null() && {
+                let (volatile, sql) = cooked_default(raw_default, typid, typmod, &colname);
+                default_sql = sql;
+                volatile
+            } {
                 Some(AddColumnRewrite::VolatileDefault)
             } else {
                 None
@@ -449,7 +454,14 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
         let has_default = !raw_default.is_null() || serial || identity || generated;
         out.insert(
             0,
-            AlterTableCmd::AddColumn { column, type_name, rewrite, not_null_without_default: not_null && !has_default },
+            AlterTableCmd::AddColumn {
+                column,
+                type_name,
+                rewrite,
+                not_null_without_default: not_null && !has_default,
+                default_sql,
+                not_null,
+            },
         );
         out
     }
@@ -458,17 +470,19 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
 /// Cooks the default the way ALTER TABLE will (cookDefault: transformExpr as a column
 /// default, coercion to the column type, collations), plans it, and asks
 /// contain_volatile_functions — ATExecAddColumn's own test for the missing-value fast path.
-unsafe fn default_is_volatile(raw: *mut pg_sys::Node, typid: pg_sys::Oid, typmod: i32, colname: &str) -> bool {
+/// Also returns the cooked default as SQL (`deparse_expression`), for the HINT.
+unsafe fn cooked_default(raw: *mut pg_sys::Node, typid: pg_sys::Oid, typmod: i32, colname: &str) -> (bool, Option<String>) {
     unsafe {
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         let name = CString::new(colname).unwrap_or_default();
         let raw = pg_sys::copyObjectImpl(raw.cast()).cast();
         let cooked = pg_sys::cookDefault(pstate, raw, typid, typmod, name.as_ptr(), 0);
         if cooked.is_null() {
-            return false;
+            return (false, None);
         }
+        let sql = cstr(pg_sys::deparse_expression(cooked, std::ptr::null_mut(), false, false));
         let planned = pg_sys::expression_planner(cooked.cast());
-        pg_sys::contain_volatile_functions(planned.cast())
+        (pg_sys::contain_volatile_functions(planned.cast()), Some(sql))
     }
 }
 
@@ -513,7 +527,12 @@ unsafe fn add_constraint(
                 };
                 let constraint = NewConstraint { name: name_for(&cols, "fkey"), named, definition };
                 let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, false));
-                AlterTableCmd::AddForeignKey { constraint, referenced, validates: !(*con).skip_validation }
+                AlterTableCmd::AddForeignKey {
+                    constraint,
+                    referenced,
+                    validates: !(*con).skip_validation,
+                    inline_column: inline_column.map(quote_ident),
+                }
             }
             CONSTR_CHECK => {
                 let cols: Vec<String> = inline_column.map(|c| vec![c.to_string()]).unwrap_or_default();

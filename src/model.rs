@@ -334,6 +334,9 @@ pub enum AlterTableCmd {
         constraint: NewConstraint,
         /// The referenced table, when it exists.
         referenced: Option<Relation>,
+        /// Quoted column name when the constraint is written inline in `ADD COLUMN`
+        /// (`ADD COLUMN c bigint REFERENCES t`): the safe route must add the column first.
+        inline_column: Option<String>,
         /// false when NOT VALID was given: no validating scan.
         validates: bool,
     },
@@ -396,6 +399,12 @@ pub enum AlterTableCmd {
         rewrite: Option<AddColumnRewrite>,
         /// NOT NULL with no default: fails on a non-empty table after a scan.
         not_null_without_default: bool,
+        /// The default as PostgreSQL would store it (`deparse_expression` of the cooked
+        /// default), e.g. `gen_random_uuid()`, for the HINT; None without a default or for
+        /// serial types (whose sequence does not exist yet).
+        default_sql: Option<String>,
+        /// Declared NOT NULL.
+        not_null: bool,
     },
     /// DROP COLUMN (AT_DropColumn).
     DropColumn { column: String },

@@ -637,3 +637,38 @@ fn validate_in_the_same_transaction_as_not_valid_is_rejected() {
     assert!(f.message.contains("while this transaction holds a SHARE ROW EXCLUSIVE lock on it"), "{f:?}");
     assert!(f.hint.ends_with("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT v_customer_fk;"), "{f:?}");
 }
+
+// Django's AddField of a ForeignKey: a new column with an inline, deferrable REFERENCES.
+// The DETAIL names each table's own lock; the HINT adds the column before NOT VALID.
+#[pg_test]
+fn inline_foreign_key_on_a_new_column_hint_adds_the_column_first() {
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD COLUMN buyer_id bigint NULL CONSTRAINT orders_buyer_fk \
+         REFERENCES guard_fixture.customers (id) DEFERRABLE INITIALLY DEFERRED",
+        "constraint-missing-not-valid",
+    );
+    assert!(f.detail.contains("an ACCESS EXCLUSIVE lock on guard_fixture.orders ("), "{f:?}");
+    assert!(f.detail.contains("a SHARE ROW EXCLUSIVE lock on guard_fixture.customers ("), "{f:?}");
+    let steps: Vec<&str> = f.hint.lines().skip(1).collect();
+    assert_eq!(steps[0], "ALTER TABLE guard_fixture.orders ADD COLUMN buyer_id bigint;", "{f:?}");
+    assert_eq!(
+        steps[1],
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_buyer_fk FOREIGN KEY (buyer_id) \
+         REFERENCES guard_fixture.customers (id) DEFERRABLE INITIALLY DEFERRED NOT VALID;",
+        "{f:?}"
+    );
+    // The steps run (VALIDATE belongs in its own transaction; not repeated here).
+    allowed(steps[0]);
+    allowed(steps[1]);
+}
+
+// The volatile-default HINT shows the default as PostgreSQL stores it, not a placeholder.
+#[pg_test]
+fn volatile_default_hint_shows_the_real_expression() {
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD COLUMN token uuid DEFAULT gen_random_uuid() NOT NULL",
+        "adding-field-with-default",
+    );
+    assert!(f.hint.contains("ALTER TABLE guard_fixture.orders ALTER COLUMN token SET DEFAULT gen_random_uuid();"), "{f:?}");
+    assert!(f.hint.contains("ALTER TABLE guard_fixture.orders ALTER COLUMN token SET NOT NULL;"), "{f:?}");
+}

@@ -26,15 +26,24 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
     let t = &at.table.name;
     for cmd in &at.commands {
         match cmd {
-            AlterTableCmd::AddColumn { column, type_name, rewrite: Some(why), .. }
+            AlterTableCmd::AddColumn { column, type_name, rewrite: Some(why), default_sql, not_null, .. }
                 if !ctx.exempt(&ADDING_FIELD_WITH_DEFAULT, &at.table) =>
             {
+                let expr = default_sql.as_deref().unwrap_or("<expression>");
+                let then_not_null = if *not_null {
+                    format!(
+                        "\nthen make it NOT NULL without a scan under ACCESS EXCLUSIVE: ADD CONSTRAINT ... CHECK ({column} IS NOT NULL) \
+                         NOT VALID, VALIDATE CONSTRAINT in its own transaction, then ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;"
+                    )
+                } else {
+                    String::new()
+                };
                 let hint = match why {
                     AddColumnRewrite::VolatileDefault | AddColumnRewrite::Serial => format!(
                         "Add the column without a default (instant), set the default for new rows, then backfill existing rows in batches:\n\
                          ALTER TABLE {t} ADD COLUMN {column} {type_name};\n\
-                         ALTER TABLE {t} ALTER COLUMN {column} SET DEFAULT <expression>;\n\
-                         UPDATE {t} SET {column} = <expression> WHERE {column} IS NULL AND ... ; -- in batches"
+                         ALTER TABLE {t} ALTER COLUMN {column} SET DEFAULT {expr};\n\
+                         UPDATE {t} SET {column} = {expr} WHERE {column} IS NULL AND ... ; -- in batches{then_not_null}"
                     ),
                     AddColumnRewrite::Identity => format!(
                         "Add a plain nullable column, backfill it in batches from a sequence, then make it an identity column:\n\
@@ -189,7 +198,25 @@ mod tests {
             type_name: "uuid".into(),
             rewrite,
             not_null_without_default: required,
+            default_sql: None,
+            not_null: required,
         }
+    }
+
+    #[test]
+    fn volatile_default_hint_shows_the_expression_and_the_not_null_step() {
+        let cmd = AlterTableCmd::AddColumn {
+            column: "token".into(),
+            type_name: "uuid".into(),
+            rewrite: Some(AddColumnRewrite::VolatileDefault),
+            not_null_without_default: false,
+            default_sql: Some("gen_random_uuid()".into()),
+            not_null: true,
+        };
+        let f = check(&alter(table("public.event", 68), LockMode::AccessExclusive, vec![cmd]));
+        assert!(f[0].hint.contains("ALTER TABLE public.event ALTER COLUMN token SET DEFAULT gen_random_uuid();"), "{}", f[0].hint);
+        assert!(f[0].hint.contains("UPDATE public.event SET token = gen_random_uuid() WHERE token IS NULL"), "{}", f[0].hint);
+        assert!(f[0].hint.contains("ALTER TABLE public.event ALTER COLUMN token SET NOT NULL;"), "{}", f[0].hint);
     }
 
     #[test]

@@ -22,21 +22,41 @@
 //!   constraint-missing-not-valid flags the same pattern).
 
 use super::{lock_detail, Context, Finding, BAN_EXCLUSION_CONSTRAINT, CONSTRAINT_MISSING_NOT_VALID, DISALLOWED_UNIQUE_CONSTRAINT};
-use crate::model::{AlterTable, AlterTableCmd, NewConstraint, RelKind};
+use crate::model::{AlterTable, AlterTableCmd, LockMode, NewConstraint, RelKind};
 
 pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>) {
     let partitioned = at.table.kind == RelKind::PartitionedTable;
     for cmd in &at.commands {
         match cmd {
-            AlterTableCmd::AddForeignKey { constraint, referenced, validates: true }
+            AlterTableCmd::AddForeignKey { constraint, referenced, validates: true, inline_column }
                 if !ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &at.table) =>
             {
+                // The referenced table gets SHARE ROW EXCLUSIVE (ATAddForeignKeyConstraint),
+                // whatever the ALTER TABLE takes on its own table.
+                let referenced_lock = LockMode::ShareRowExclusive;
                 let both = match referenced {
-                    Some(r) if r.name != at.table.name => {
+                    Some(r) if r.name != at.table.name && at.lock == referenced_lock => {
                         format!("{} and on {}, blocking INSERT, UPDATE and DELETE on both,", at.table.describe(), r.describe())
                     }
+                    Some(r) if r.name != at.table.name => format!(
+                        "{}, which {}, and {} lock on {}, which {},",
+                        at.table.describe(),
+                        at.lock.effect(),
+                        referenced_lock.with_article(),
+                        r.describe(),
+                        referenced_lock.effect()
+                    ),
                     _ => format!("{}, which {},", at.table.describe(), at.lock.effect()),
                 };
+                // ADD COLUMN c ... REFERENCES t: the column must exist before the NOT VALID step.
+                let add_column = inline_column.as_ref().and_then(|col| {
+                    at.commands.iter().find_map(|c| match c {
+                        AlterTableCmd::AddColumn { column, type_name, .. } if column == col => {
+                            Some(format!("ALTER TABLE {} ADD COLUMN {column} {type_name};\n", at.table.name))
+                        }
+                        _ => None,
+                    })
+                });
                 out.push(Finding {
                     rule: &CONSTRAINT_MISSING_NOT_VALID,
                     message: format!(
@@ -56,7 +76,11 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                             at.table.name
                         )
                     } else {
-                        not_valid_hint(&at.table.name, constraint)
+                        let hint = not_valid_hint(&at.table.name, constraint);
+                        match add_column {
+                            Some(add) => hint.replacen(":\n", &format!(":\n{add}"), 1),
+                            None => hint,
+                        }
                     },
                 });
             }
@@ -207,7 +231,41 @@ mod tests {
             },
             referenced: Some(table("public.customers", 50)),
             validates,
+            inline_column: None,
         }
+    }
+
+    #[test]
+    fn inline_foreign_key_on_a_new_column_names_each_lock_and_adds_the_column_first() {
+        let add = AlterTableCmd::AddColumn {
+            column: "customer_id".into(),
+            type_name: "bigint".into(),
+            rewrite: None,
+            not_null_without_default: false,
+            default_sql: None,
+            not_null: false,
+        };
+        let fk = AlterTableCmd::AddForeignKey {
+            constraint: NewConstraint {
+                name: "orders_customer_id_fkey".into(),
+                named: false,
+                definition: Some("FOREIGN KEY (customer_id) REFERENCES customers (id)".into()),
+            },
+            referenced: Some(table("public.customers", 50)),
+            validates: true,
+            inline_column: Some("customer_id".into()),
+        };
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![add, fk]));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].detail.contains("ACCESS EXCLUSIVE lock on public.orders (68 MB"), "{}", f[0].detail);
+        assert!(f[0].detail.contains("which blocks every read and write"), "{}", f[0].detail);
+        assert!(f[0].detail.contains("a SHARE ROW EXCLUSIVE lock on public.customers (50 MB"), "{}", f[0].detail);
+        let steps: Vec<&str> = f[0].hint.lines().skip(1).collect();
+        assert_eq!(steps, [
+            "ALTER TABLE public.orders ADD COLUMN customer_id bigint;",
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;",
+            "ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey;",
+        ]);
     }
 
     fn check_cmd(validates: bool) -> AlterTableCmd {
