@@ -21,7 +21,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::decision::{self, Decision, Verdict};
 use crate::locks::{self, Target};
-use crate::{audit, facts, guc, lockqueue, rules, sqltext};
+use crate::{audit, facts, guc, lockqueue, rules, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -369,30 +369,14 @@ fn act(j: &Judgement) {
 /// pg_cancel_backend), which is raised again after the rollback, as PL/pgSQL's OTHERS
 /// does not catch it either.
 pub unsafe fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    unsafe {
-        let oldcxt = pg_sys::CurrentMemoryContext;
-        let oldowner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        let f = std::panic::AssertUnwindSafe(f);
-        let result = pgrx::PgTryBuilder::new(move || Ok(f())).catch_others(Err).execute();
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        pg_sys::CurrentResourceOwner = oldowner;
-        match result {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let report = match &e {
-                    pg_sys::panic::CaughtError::PostgresError(r)
-                    | pg_sys::panic::CaughtError::ErrorReport(r)
-                    | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r,
-                };
-                if report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
-                    e.rethrow();
-                }
-                Err(report.message().to_string())
+    match unsafe { subxact::run(subxact::OnSuccess::RollBack, f) } {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let report = subxact::report(&e);
+            if report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
+                e.rethrow();
             }
+            Err(report.message().to_string())
         }
     }
 }

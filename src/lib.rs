@@ -21,6 +21,7 @@ mod guc;
 mod hook;
 mod lockqueue;
 mod locks;
+mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -26,9 +26,10 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, PgTryBuilder, Spi};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 
 use crate::guc;
+use crate::subxact::{self, OnSuccess};
 use crate::locks::Target;
 use crate::rules::locks::format_ms;
 
@@ -137,43 +138,21 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
 /// subtransaction that is committed when all were granted and rolled back otherwise.
 unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
     unsafe {
-        let oldcxt = pg_sys::CurrentMemoryContext;
-        let oldowner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(oldcxt);
         let saved_lock_timeout = pg_sys::LockTimeout;
         let mut current = 0usize;
-        let current_ref = std::panic::AssertUnwindSafe(&mut current);
-        let result = PgTryBuilder::new(move || {
-            let current_ref = current_ref;
+        let result = subxact::run(OnSuccess::Keep, || {
             for (i, t) in targets.iter().enumerate() {
-                *current_ref.0 = i;
+                current = i;
                 // Read by ProcSleep when the wait starts (the lock_timeout GUC's variable).
                 pg_sys::LockTimeout = attempt.as_millis().clamp(1, i32::MAX as u128) as i32;
                 pg_sys::LockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE);
             }
-            Ok(())
-        })
-        .catch_others(Err)
-        .execute();
+        });
         pg_sys::LockTimeout = saved_lock_timeout;
-        pg_sys::MemoryContextSwitchTo(oldcxt);
         match result {
-            Ok(()) => {
-                pg_sys::ReleaseCurrentSubTransaction();
-                pg_sys::MemoryContextSwitchTo(oldcxt);
-                pg_sys::CurrentResourceOwner = oldowner;
-                Round::Acquired
-            }
+            Ok(()) => Round::Acquired,
             Err(e) => {
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-                pg_sys::MemoryContextSwitchTo(oldcxt);
-                pg_sys::CurrentResourceOwner = oldowner;
-                let report = match &e {
-                    pg_sys::panic::CaughtError::PostgresError(r)
-                    | pg_sys::panic::CaughtError::ErrorReport(r)
-                    | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r,
-                };
+                let report = subxact::report(&e);
                 match report.sql_error_code() {
                     PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED => {
                         Round::TimedOut(current)

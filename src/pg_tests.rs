@@ -51,36 +51,16 @@ struct Failure {
 /// Runs `sql` in a subtransaction, so a rejected statement can be inspected and the test
 /// can carry on.
 fn run(sql: &str) -> Result<(), Failure> {
-    unsafe {
-        let oldcxt = pg_sys::CurrentMemoryContext;
-        let oldowner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        let result = PgTryBuilder::new(|| {
-            Spi::run(sql).expect("SPI");
-            Ok(())
-        })
-        .catch_others(|e| match e {
-            pg_sys::panic::CaughtError::PostgresError(r)
-            | pg_sys::panic::CaughtError::ErrorReport(r)
-            | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => Err(Failure {
-                sqlstate: r.sql_error_code(),
-                message: r.message().to_string(),
-                detail: r.detail().unwrap_or_default().to_string(),
-                hint: r.hint().unwrap_or_default().to_string(),
-            }),
-        })
-        .execute();
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        if result.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+    let result = unsafe { crate::subxact::run(crate::subxact::OnSuccess::Keep, || Spi::run(sql).expect("SPI")) };
+    result.map_err(|e| {
+        let r = crate::subxact::report(&e);
+        Failure {
+            sqlstate: r.sql_error_code(),
+            message: r.message().to_string(),
+            detail: r.detail().unwrap_or_default().to_string(),
+            hint: r.hint().unwrap_or_default().to_string(),
         }
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        pg_sys::CurrentResourceOwner = oldowner;
-        result
-    }
+    })
 }
 
 fn rejected(sql: &str, rule: &str) -> Failure {
@@ -540,37 +520,31 @@ fn library_reports_it_is_preloaded() {
 /// schema once it ran, as `relation mode` lines (`mode` as lock_targets() names it), run in
 /// a subtransaction that is rolled back so that nothing accumulates.
 fn strong_locks_taken(sql: &str) -> Vec<String> {
-    unsafe {
-        let oldcxt = pg_sys::CurrentMemoryContext;
-        let oldowner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        Spi::run(sql).expect("statement");
-        let held: Vec<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT name FROM (SELECT DISTINCT ON (c.oid) c.oid::regclass::text || ' ' || CASE l.mode \
-                    WHEN 'ShareLock' THEN 'SHARE' WHEN 'ShareRowExclusiveLock' THEN 'SHARE ROW EXCLUSIVE' \
-                    WHEN 'ExclusiveLock' THEN 'EXCLUSIVE' ELSE 'ACCESS EXCLUSIVE' END AS name \
-                 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted \
-                   AND c.relnamespace = 'guard_fixture'::regnamespace AND c.relkind IN ('r', 'p', 'm') \
-                   AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock') \
-                   AND c.relname <> 'lt_new' \
-                 ORDER BY c.oid, array_position(ARRAY['AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock', 'ShareLock'], l.mode)) s \
-                 ORDER BY 1",
-                None,
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get::<String>(1).unwrap().unwrap())
-            .collect()
-        });
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        pg_sys::MemoryContextSwitchTo(oldcxt);
-        pg_sys::CurrentResourceOwner = oldowner;
-        held
-    }
+    let result = unsafe {
+        crate::subxact::run(crate::subxact::OnSuccess::RollBack, || {
+            Spi::run(sql).expect("statement");
+            Spi::connect(|c| {
+                c.select(
+                    "SELECT name FROM (SELECT DISTINCT ON (c.oid) c.oid::regclass::text || ' ' || CASE l.mode \
+                        WHEN 'ShareLock' THEN 'SHARE' WHEN 'ShareRowExclusiveLock' THEN 'SHARE ROW EXCLUSIVE' \
+                        WHEN 'ExclusiveLock' THEN 'EXCLUSIVE' ELSE 'ACCESS EXCLUSIVE' END AS name \
+                     FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted \
+                       AND c.relnamespace = 'guard_fixture'::regnamespace AND c.relkind IN ('r', 'p', 'm') \
+                       AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock') \
+                       AND c.relname <> 'lt_new' \
+                     ORDER BY c.oid, array_position(ARRAY['AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock', 'ShareLock'], l.mode)) s \
+                     ORDER BY 1",
+                    None,
+                    &[],
+                )
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
+            })
+        })
+    };
+    result.unwrap_or_else(|e| panic!("{sql}: {}", crate::subxact::report(&e).message()))
 }
 
 fn predicted_locks(sql: &str) -> Vec<String> {
