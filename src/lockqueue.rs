@@ -311,17 +311,7 @@ impl Intent {
 /// lock queue outside the guard cannot back off, so this session does.
 unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
     use crate::model::LockMode;
-    let all = [
-        LockMode::AccessShare,
-        LockMode::RowShare,
-        LockMode::RowExclusive,
-        LockMode::ShareUpdateExclusive,
-        LockMode::Share,
-        LockMode::ShareRowExclusive,
-        LockMode::Exclusive,
-        LockMode::AccessExclusive,
-    ];
-    let pairs: Vec<String> = all
+    let pairs: Vec<String> = LockMode::ALL
         .iter()
         .flat_map(|wanted| {
             wanted.conflicting_modes().map(move |held| format!("({}::int8, '{}')", *wanted as i32, held.pg_locks_name()))

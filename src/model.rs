@@ -96,12 +96,15 @@ impl LockMode {
         self.conflicts_with(LockMode::RowExclusive) || self.conflicts_with(LockMode::AccessShare)
     }
 
-    /// Every mode that conflicts with `self`, weakest first.
-    pub fn conflicting_modes(self) -> impl Iterator<Item = LockMode> {
+    /// Every mode, weakest first.
+    pub const ALL: [LockMode; 8] = {
         use LockMode::*;
         [AccessShare, RowShare, RowExclusive, ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive]
-            .into_iter()
-            .filter(move |m| self.conflicts_with(*m))
+    };
+
+    /// Every mode that conflicts with `self`, weakest first.
+    pub fn conflicting_modes(self) -> impl Iterator<Item = LockMode> {
+        Self::ALL.into_iter().filter(move |m| self.conflicts_with(*m))
     }
 
     /// The mode's name as `pg_locks.mode` spells it, e.g. `AccessExclusiveLock`.
@@ -419,11 +422,8 @@ pub enum AlterTableCmd {
 mod tests {
     use super::LockMode::{self, *};
 
-    const ALL: [LockMode; 8] =
-        [AccessShare, RowShare, RowExclusive, ShareUpdateExclusive, Share, ShareRowExclusive, Exclusive, AccessExclusive];
-
     /// Table 13.2 "Conflicting Lock Modes" of the PostgreSQL documentation, row by row
-    /// ('X' = conflicts), columns in the order of `ALL`.
+    /// ('X' = conflicts), columns in the order of `LockMode::ALL`.
     const TABLE_13_2: [&str; 8] = [
         ".......X", // ACCESS SHARE
         "......XX", // ROW SHARE
@@ -437,8 +437,8 @@ mod tests {
 
     #[test]
     fn conflicts_follow_the_documented_table() {
-        for (i, requested) in ALL.iter().enumerate() {
-            for (j, held) in ALL.iter().enumerate() {
+        for (i, requested) in LockMode::ALL.iter().enumerate() {
+            for (j, held) in LockMode::ALL.iter().enumerate() {
                 let expected = TABLE_13_2[i].as_bytes()[j] == b'X';
                 assert_eq!(requested.conflicts_with(*held), expected, "{requested} vs {held}");
             }
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn share_and_stronger_block_reads_or_writes() {
-        let blocking: Vec<LockMode> = ALL.into_iter().filter(|m| m.blocks_reads_or_writes()).collect();
+        let blocking: Vec<LockMode> = LockMode::ALL.into_iter().filter(|m| m.blocks_reads_or_writes()).collect();
         assert_eq!(blocking, vec![Share, ShareRowExclusive, Exclusive, AccessExclusive]);
         assert_eq!(AccessExclusive.conflicting_modes().count(), 8);
         assert_eq!(Share.conflicting_modes().map(|m| m.pg_locks_name()).collect::<Vec<_>>(), [
