@@ -97,17 +97,7 @@ impl AsOwner {
                 owner,
                 sec_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
             );
-            let nest_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            let nest_level = crate::guc::set_in_new_nest_level(c"search_path", c"pg_catalog, pg_temp");
             AsOwner { userid, sec_context, nest_level }
         }
     }

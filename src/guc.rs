@@ -77,6 +77,30 @@ pub fn context() -> Context {
     Context { small_table_bytes: SMALL_TABLE_THRESHOLD_KB.get().max(0) as u64 * 1024, require_lock_timeout }
 }
 
+/// Opens a GUC nest level and sets `name = value` in it (GUC_ACTION_SAVE), as a function's
+/// SET clause does (fmgr_security_definer in src/backend/utils/fmgr/fmgr.c): the previous
+/// value comes back with `AtEOXact_GUC(true, level)`, or with the (sub)transaction's abort.
+/// Returns the level.
+///
+/// # Safety
+/// Called inside a transaction; the caller must pop the level (or let an abort do it).
+pub unsafe fn set_in_new_nest_level(name: &CStr, value: &CStr) -> i32 {
+    unsafe {
+        let nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        nest_level
+    }
+}
+
 /// GUC check hook: rejects an unknown rule or level when the value is set (SET, ALTER
 /// SYSTEM, postgresql.conf reload), with the reason in the error's DETAIL.
 #[pgrx::pg_guard]

@@ -467,18 +467,7 @@ pub unsafe fn bound_remaining_waits(targets: &[Target]) -> Option<i32> {
             return None;
         }
         let value = std::ffi::CString::new(format!("{}ms", guc::LOCK_ATTEMPT_TIMEOUT_MS.get().max(1))).ok()?;
-        let nest_level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"lock_timeout".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        Some(nest_level)
+        Some(guc::set_in_new_nest_level(c"lock_timeout", &value))
     }
 }
 
