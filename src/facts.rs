@@ -164,12 +164,17 @@ impl OpenRel {
             _ => RelKind::Other,
         }
     }
-    pub(crate) fn temporary(&self) -> bool {
+    fn temporary(&self) -> bool {
         self.form().relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP
     }
-    pub(crate) fn created_in_transaction(&self) -> bool {
+    fn created_in_transaction(&self) -> bool {
         // 0 is InvalidSubTransactionId
         unsafe { (*self.0).rd_createSubid != 0 }
+    }
+    /// Created in this transaction, or temporary: no other session can see it, so nothing
+    /// done to it can block anyone (`Relation::created_in_transaction` in the model).
+    pub(crate) fn invisible_to_others(&self) -> bool {
+        self.created_in_transaction() || self.temporary()
     }
     /// Main-fork bytes, from the actual block count (0 for relations without storage).
     fn size_bytes(&self) -> u64 {
@@ -219,7 +224,7 @@ unsafe fn relation_of(rel: &OpenRel, recurse: bool) -> Relation {
     let mut out = Relation {
         name: rel.qualified_name(),
         kind: rel.kind(),
-        created_in_transaction: rel.created_in_transaction() || rel.temporary(),
+        created_in_transaction: rel.invisible_to_others(),
         size_bytes: rel.size_with_toast(),
         estimated_rows: rel.reltuples(),
     };
@@ -233,7 +238,7 @@ unsafe fn relation_of(rel: &OpenRel, recurse: bool) -> Relation {
                 out.size_bytes += crel.size_with_toast();
                 // Exempt only when every relation the statement reaches is new: a partition
                 // attached from an old table is as visible as ever.
-                out.created_in_transaction &= crel.created_in_transaction() || crel.temporary();
+                out.created_in_transaction &= crel.invisible_to_others();
                 if let Some(t) = crel.reltuples() {
                     *out.estimated_rows.get_or_insert(0.0) += t;
                 }

@@ -63,7 +63,7 @@ impl Targets {
         let request = LockRequest {
             relation: rel.qualified_name(),
             mode,
-            created_in_transaction: rel.created_in_transaction() || rel.temporary(),
+            created_in_transaction: rel.invisible_to_others(),
         };
         self.0.push(Target { oid, request });
     }
