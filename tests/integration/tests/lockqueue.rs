@@ -239,6 +239,19 @@ fn require_policy_rejects_without_a_bounded_lock_timeout() {
     reset_columns(&mut admin);
 }
 
+/// Runs `sql` in the session's open transaction, then COMMIT (or ROLLBACK when it failed);
+/// returns "committed" or the SQLSTATE that ended it.
+fn run_and_commit(mut m: Client, sql: &str) -> Result<&'static str, Option<SqlState>> {
+    let fate = match m.batch_execute(sql) {
+        Ok(()) => m.batch_execute("COMMIT").map(|_| "committed"),
+        Err(e) => {
+            m.batch_execute("ROLLBACK").unwrap();
+            Err(e)
+        }
+    };
+    fate.map_err(|e| e.code().cloned())
+}
+
 #[test]
 fn two_migrations_on_different_tables_do_not_deadlock() {
     let mut admin = connect("A");
@@ -254,28 +267,8 @@ fn two_migrations_on_different_tables_do_not_deadlock() {
     // Then each reaches for the other's table: a lock cycle. The guard's waits are
     // shorter than deadlock_timeout, so it detects the cycle itself: one transaction fails
     // with 40P01, the other completes as soon as that one has rolled back.
-    let h1 = thread::spawn(move || {
-        let r = m1.batch_execute("ALTER TABLE lq_b ADD COLUMN y int");
-        let fate = match r {
-            Ok(()) => m1.batch_execute("COMMIT").map(|_| "committed"),
-            Err(e) => {
-                m1.batch_execute("ROLLBACK").unwrap();
-                Err(e)
-            }
-        };
-        fate.map_err(|e| e.code().cloned())
-    });
-    let h2 = thread::spawn(move || {
-        let r = m2.batch_execute("ALTER TABLE lq_a ADD COLUMN y int");
-        let fate = match r {
-            Ok(()) => m2.batch_execute("COMMIT").map(|_| "committed"),
-            Err(e) => {
-                m2.batch_execute("ROLLBACK").unwrap();
-                Err(e)
-            }
-        };
-        fate.map_err(|e| e.code().cloned())
-    });
+    let h1 = thread::spawn(move || run_and_commit(m1, "ALTER TABLE lq_b ADD COLUMN y int"));
+    let h2 = thread::spawn(move || run_and_commit(m2, "ALTER TABLE lq_a ADD COLUMN y int"));
     let results = [h1.join().unwrap(), h2.join().unwrap()];
     let committed = results.iter().filter(|r| r.is_ok()).count();
     let deadlocks = results.iter().filter(|r| matches!(r, Err(Some(c)) if *c == SqlState::T_R_DEADLOCK_DETECTED)).count();
