@@ -17,7 +17,7 @@ start_cluster() {
   install -d -o postgres "$dir"
   as_pg "${PG_BIN}/initdb" -D "$dir/data" --auth=trust -U postgres >/dev/null
   as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
-    -o "-p $port -k /tmp -c listen_addresses='' -c shared_preload_libraries='$preload' -c fsync=off" \
+    -o "-p $port -k /tmp -c listen_addresses='127.0.0.1' -c shared_preload_libraries='$preload' -c fsync=off" \
     start >/dev/null
 }
 
