@@ -1,68 +1,55 @@
-//! The audit trail: one row in `pg_migration_guard.audit_log` per judged DDL statement,
-//! written after the statement ran, and one server-log line per warning or rejection.
+//! The audit trail: every decision on a judged statement is
+//! 1. one LOG line in the server log, written when the decision is made (before the
+//!    statement runs, and before the ERROR of a rejection), and
+//! 2. one row in `pg_migration_guard.audit_log` of the statement's database, written by the
+//!    database's audit writer (`crate::audit_writer`) in a transaction of its own from a
+//!    record this backend puts in the shared-memory queue (`crate::audit_queue`) when the
+//!    outcome is known: right before a rejection's ERROR, after the statement completed, or
+//!    in the (sub)transaction abort that a failed statement caused.
 //!
-//! What is recorded where (and what can be lost):
-//! - allowed and warned statements: a row inserted in the statement's own transaction, so
-//!   the row commits or rolls back with the change it describes. The insert runs without a
-//!   subtransaction (a subtransaction that writes takes an xid, and more than 64 of them in
-//!   one transaction overflow every snapshot's subxid cache, cluster-wide); it is skipped,
-//!   with the LOG line as the only record, in read-only transactions, on a standby, and when
-//!   the audit table is locked by someone else (the guard never waits on its own table);
-//! - rejected statements: their transaction is aborted by the ERROR, which would roll back
-//!   any row written in it, so they are recorded as a LOG line in the server log (written
-//!   before the ERROR is raised); rows for them are a later addition;
-//! - databases without `CREATE EXTENSION pg_migration_guard`: judged, but no rows (there is
-//!   no table); LOG lines still are written.
+//! So the row exists whether the statement's transaction commits or aborts; the
+//! `pg_migration_guard.audit` view adds the transaction's fate from the row's xid.
+//!
+//! What can be lost (everything below is still in the server log):
+//! - rows of records in the queue when the server stops, or when it restarts after a
+//!   crash (shared memory is reinitialised); the writers insert within milliseconds;
+//! - the record of a statement that found the queue full for 10 s (the backend then
+//!   reports a WARNING), or whose database has no free writer slot or worker process;
+//! - in databases without `CREATE EXTENSION pg_migration_guard` there is no table: the
+//!   statements are judged and logged, not queued.
+//!
+//! Statement text longer than a quarter of `audit_queue_size` is truncated in the row
+//! (the LOG line has all of it).
 
-use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
-use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{PgBuiltInOids, PgLogLevel, PgOid, PgSqlErrorCode, Spi};
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use serde::Serialize;
 
-use crate::hook::{Judgement, Reentrancy};
+use crate::audit_queue::{self, EnqueueError};
+use crate::hook::Judgement;
 
-/// Writes the LOG line for a warning or rejection. LOG lines go to the server log only
-/// (not to the client) under the default `log_min_messages` and `client_min_messages`.
+/// Writes the decision's LOG line. LOG lines go to the server log only (not to the
+/// client) under the default `log_min_messages` and `client_min_messages`.
 pub fn log_line(j: &Judgement) {
-    let message = j.verdict.report.as_ref().map(|r| r.message.as_str()).unwrap_or("");
+    let message = j.message().unwrap_or("");
     pgrx::pg_sys::panic::ErrorReport::new(
         PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-        format!("pg_migration_guard: {} {}: {}", j.verdict.decision.as_str(), j.command_tag, message),
+        if message.is_empty() {
+            format!("pg_migration_guard: {} {}", j.verdict.decision.as_str(), j.command_tag)
+        } else {
+            format!("pg_migration_guard: {} {}: {}", j.verdict.decision.as_str(), j.command_tag, message)
+        },
         "pg_migration_guard",
     )
     .set_detail(format!("statement: {}", j.statement))
     .report(PgLogLevel::LOG);
 }
 
-/// Inserts the audit row, when it can be written without waiting and without failing.
+/// The audit table's oid, when the extension is installed in this database.
 ///
 /// # Safety
-/// Must be called from the ProcessUtility hook, after the statement ran.
-pub unsafe fn record(j: &Judgement) {
-    unsafe {
-        if !pg_sys::IsTransactionState() || pg_sys::IsAbortedTransactionBlockState() {
-            return;
-        }
-        let Some(audit) = audit_table() else { return };
-        if pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() {
-            return;
-        }
-        if !pg_sys::ConditionalLockRelationOid(audit, pg_sys::RowExclusiveLock as _) {
-            log_line(j);
-            pgrx::pg_sys::panic::ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_WARNING,
-                "pg_migration_guard.audit_log is locked by another session; this decision is in the server log only",
-                "pg_migration_guard",
-            )
-            .report(PgLogLevel::WARNING);
-            return;
-        }
-        insert(j, audit);
-    }
-}
-
-/// The audit table's oid, when the extension is installed in this database.
-unsafe fn audit_table() -> Option<pg_sys::Oid> {
+/// Inside a valid transaction (syscache lookups).
+pub unsafe fn audit_table() -> Option<pg_sys::Oid> {
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"pg_migration_guard".as_ptr(), true);
         if nsp == pg_sys::InvalidOid {
@@ -73,74 +60,181 @@ unsafe fn audit_table() -> Option<pg_sys::Oid> {
     }
 }
 
-/// Runs as the audit table's owner in a security-restricted operation with
-/// `search_path = pg_catalog, pg_temp` (as PostgreSQL does for maintenance commands run on
-/// a user's behalf), so every role's statements get recorded and nothing the session set
-/// up (search_path objects, role settings) runs with the owner's rights. Restored on drop,
-/// and by PostgreSQL itself when the transaction aborts.
-struct AsOwner {
-    userid: pg_sys::Oid,
-    sec_context: i32,
-    nest_level: i32,
+/// Who sent the statement, captured when it is judged (role names need the catalog, which
+/// an aborting transaction can no longer read).
+#[derive(Serialize, Clone, Default)]
+pub struct Session {
+    pub session_role: String,
+    pub effective_role: String,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub backend_pid: i32,
 }
 
-impl AsOwner {
-    unsafe fn enter(table: pg_sys::Oid) -> AsOwner {
-        let mut userid = pg_sys::InvalidOid;
-        let mut sec_context = 0;
+impl Session {
+    /// # Safety
+    /// Inside a valid transaction.
+    pub unsafe fn current() -> Session {
         unsafe {
-            let rel = pg_sys::RelationIdGetRelation(table);
-            let owner = (*(*rel).rd_rel).relowner;
-            pg_sys::RelationClose(rel);
-            pg_sys::GetUserIdAndSecContext(&mut userid, &mut sec_context);
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                sec_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
-            );
-            let nest_level = crate::guc::set_in_new_nest_level(c"search_path", c"pg_catalog, pg_temp");
-            AsOwner { userid, sec_context, nest_level }
+            let name = |oid: pg_sys::Oid| {
+                let p = pg_sys::GetUserNameFromId(oid, true);
+                if p.is_null() {
+                    format!("oid {}", oid.to_u32())
+                } else {
+                    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            };
+            Session {
+                session_role: name(pg_sys::GetSessionUserId()),
+                effective_role: name(pg_sys::GetUserId()),
+                application_name: if pg_sys::application_name.is_null() {
+                    String::new()
+                } else {
+                    std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
+                },
+                client_addr: client_addr(),
+                backend_pid: pg_sys::MyProcPid,
+            }
         }
     }
 }
 
-impl Drop for AsOwner {
-    fn drop(&mut self) {
-        unsafe {
-            pg_sys::AtEOXact_GUC(true, self.nest_level);
-            pg_sys::SetUserIdAndSecContext(self.userid, self.sec_context);
+/// The client's IP address, as `inet_client_addr()` reports it (NULL for Unix-socket
+/// connections and background workers).
+unsafe fn client_addr() -> Option<String> {
+    unsafe {
+        let addr = pgrx::direct_function_call_as_datum(|f| pg_sys::inet_client_addr(f), &[])?;
+        pgrx::direct_function_call::<&std::ffi::CStr>(|f| pg_sys::inet_out(f), &[Some(addr)]).map(|c| c.to_string_lossy().into_owned())
+    }
+}
+
+/// One relation's lock, as stored in `audit_log.locks`.
+#[derive(Serialize)]
+struct LockJson<'a> {
+    relation: &'a str,
+    mode: &'static str,
+    rewritten: bool,
+}
+
+/// The record the writer turns into a row (column names of audit_log; `_us` fields are
+/// converted by the writer's INSERT).
+#[derive(Serialize)]
+struct Record<'a> {
+    logged_at_us: i64,
+    #[serde(flatten)]
+    session: &'a Session,
+    xid: Option<u64>,
+    statement: &'a str,
+    command_tag: &'a str,
+    decision: &'static str,
+    rules: &'a [&'static str],
+    message: Option<&'a str>,
+    overridden_rules: &'a [&'static str],
+    override_reason: Option<&'a str>,
+    duration_us: Option<i64>,
+    rewrote_table: Option<bool>,
+    locks: Option<Vec<LockJson<'a>>>,
+    error_sqlstate: Option<String>,
+}
+
+/// How the statement ended, for the record.
+pub enum Outcome {
+    /// Rejected by the guard: it never ran.
+    NotRun,
+    /// Ran to completion; relfilenodes after it, to compare with those before.
+    Completed { rewritten: Vec<bool> },
+    /// Failed (its (sub)transaction is aborting), with the SQLSTATE when one was seen.
+    Failed { sqlstate: Option<i32> },
+}
+
+/// Queues the audit record of `j`. `wait`: may wait for space (not in abort callbacks).
+///
+/// # Safety
+/// Backend main thread. With `wait`, inside a valid transaction.
+pub unsafe fn record(j: &Judgement, outcome: Outcome, wait: bool) {
+    if !j.audited {
+        return;
+    }
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let xid = unsafe { pg_sys::GetTopFullTransactionIdIfAny() }.value;
+    let (rewrote_table, locks, error_sqlstate) = match &outcome {
+        Outcome::NotRun => (None, None, None),
+        Outcome::Completed { rewritten } => (
+            Some(rewritten.iter().any(|r| *r)),
+            Some::<Vec<LockJson>>(
+                j.locks
+                    .iter()
+                    .zip(rewritten.iter().chain(std::iter::repeat(&false)))
+                    .map(|(t, r)| LockJson { relation: &t.request.relation, mode: t.request.mode.name(), rewritten: *r })
+                    .collect(),
+            ),
+            None,
+        ),
+        Outcome::Failed { sqlstate } => (None, None, sqlstate.map(unpack_sql_state)),
+    };
+    let mut statement: &str = &j.statement;
+    let mut truncated = String::new();
+    loop {
+        let rec = Record {
+            logged_at_us: now,
+            session: &j.session,
+            xid: (xid != 0).then_some(xid),
+            statement,
+            command_tag: &j.command_tag,
+            decision: j.verdict.decision.as_str(),
+            rules: &j.verdict.rules,
+            message: j.message(),
+            overridden_rules: &j.verdict.overridden,
+            override_reason: j.verdict.override_reason.as_deref(),
+            duration_us: Some((now - j.started_at).max(0)),
+            rewrote_table,
+            locks: match &locks {
+                Some(l) => Some(l.iter().map(|x| LockJson { relation: x.relation, mode: x.mode, rewritten: x.rewritten }).collect()),
+                None => None,
+            },
+            error_sqlstate: error_sqlstate.clone(),
+        };
+        let payload = match serde_json::to_vec(&rec) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        match unsafe { audit_queue::enqueue(pg_sys::MyDatabaseId, &payload, wait) } {
+            Ok(_) | Err(EnqueueError::NoQueue) => return,
+            Err(EnqueueError::TooLarge) if truncated.is_empty() => {
+                let keep = audit_queue::max_payload().saturating_sub(payload.len() - statement.len() + 200);
+                let mut cut = keep.min(statement.len());
+                while !statement.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                truncated = format!("{} [truncated by pg_migration_guard: {} bytes in all]", &statement[..cut], j.statement.len());
+                statement = &truncated;
+            }
+            Err(_) => {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_WARNING,
+                    "pg_migration_guard could not queue this statement's audit record; the decision is in the server log only",
+                    "pg_migration_guard",
+                )
+                .set_detail("The audit queue stayed full (pg_migration_guard.audit_queue_size): the audit writers are behind or not running.")
+                .report(PgLogLevel::WARNING);
+                return;
+            }
         }
     }
 }
 
-unsafe fn insert(j: &Judgement, table: pg_sys::Oid) {
-    let _reentrancy = Reentrancy::enter();
-    let _owner = unsafe { AsOwner::enter(table) };
-    let rules: Vec<String> = j.verdict.rules.iter().map(|r| r.to_string()).collect();
-    let message: Option<String> = j.verdict.report.as_ref().map(|r| r.message.clone());
-    let args: [DatumWithOid; 5] = [
-        j.statement.as_str().into(),
-        j.command_tag.as_str().into(),
-        j.verdict.decision.as_str().into(),
-        rules.into(),
-        message.into(),
-    ];
-    let result = Spi::connect_mut(|client| {
-        // Parsed and planned once per backend (SPI_keepplan); the plan cache re-plans it if
-        // the table changes.
-        let plan = unsafe { &mut *std::ptr::addr_of_mut!(AUDIT_PLAN) };
-        if plan.is_none() {
-            let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
-            let prepared = client.prepare_mut(INSERT_SQL, &[text, text, text, PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID), text])?;
-            *plan = Some(prepared.keep());
-        }
-        client.update(plan.as_ref().unwrap(), None, &args).map(|_| ())
-    });
-    if let Err(e) = result {
-        pgrx::error!("pg_migration_guard could not write its audit row: {e}");
-    }
+/// PostgreSQL's packed SQLSTATE (MAKE_SQLSTATE) as its five characters.
+pub fn unpack_sql_state(code: i32) -> String {
+    (0..5).map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 
-const INSERT_SQL: &str = "INSERT INTO pg_migration_guard.audit_log (statement, command_tag, decision, rules, message) \
-                          VALUES ($1, $2, $3, $4, $5)";
-
-static mut AUDIT_PLAN: Option<OwnedPreparedStatement> = None;
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sql_states_unpack_like_unpack_sql_state() {
+        let pack = |s: &str| s.bytes().enumerate().fold(0i32, |acc, (i, c)| acc | (((c - b'0') as i32 & 0x3F) << (6 * i)));
+        for s in ["42P07", "55P03", "40P01", "22023", "XX000"] {
+            assert_eq!(super::unpack_sql_state(pack(s)), s);
+        }
+    }
+}

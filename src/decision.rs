@@ -1,5 +1,6 @@
 //! From findings and policy to a decision and the text the user sees. Pure Rust.
 
+use crate::overrides::Override;
 use crate::rules::{rule_by_id, Finding, Level, Rule};
 
 /// `pg_migration_guard.mode`.
@@ -19,6 +20,11 @@ pub enum Decision {
     Allowed,
     Warned,
     Rejected,
+    /// Findings a `pg_migration_guard:allow` annotation named were let through
+    /// (`crate::overrides`); nothing else rejected the statement.
+    Overridden,
+    /// The session is exempt (`exempt_roles`, `application_name_pattern`): not judged.
+    Exempt,
 }
 
 impl Decision {
@@ -27,6 +33,8 @@ impl Decision {
             Decision::Allowed => "allowed",
             Decision::Warned => "warned",
             Decision::Rejected => "rejected",
+            Decision::Overridden => "overridden",
+            Decision::Exempt => "exempt",
         }
     }
 }
@@ -53,6 +61,25 @@ pub struct Verdict {
     pub rules: Vec<&'static str>,
     /// `None` when nothing was found.
     pub report: Option<Report>,
+    /// Rule ids an annotation let through (a subset of `rules`).
+    pub overridden: Vec<&'static str>,
+    /// The annotation's reason, when it was honoured.
+    pub override_reason: Option<String>,
+}
+
+impl Verdict {
+    /// Nothing found (or nothing judged).
+    pub fn allowed() -> Verdict {
+        Verdict { decision: Decision::Allowed, rules: vec![], report: None, overridden: vec![], override_reason: None }
+    }
+}
+
+/// A statement's `pg_migration_guard:allow` annotation and whether policy honours it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub annotation: Option<Override>,
+    /// `pg_migration_guard.allow_overrides`.
+    pub allowed: bool,
 }
 
 /// Per-rule levels from `pg_migration_guard.rule_levels`; rules not listed keep their
@@ -85,8 +112,10 @@ impl RuleLevels {
     }
 }
 
-/// Applies the per-rule levels and the mode to the findings.
-pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>) -> Verdict {
+/// Applies the per-rule levels, the mode and the statement's override annotation to the
+/// findings. A finding the annotation names (when `allow_overrides` is on) neither rejects
+/// nor warns; the statement is `overridden` unless another finding rejects it.
+pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides: &Overrides) -> Verdict {
     let judged: Vec<Judged> = findings
         .into_iter()
         .map(|f| {
@@ -96,19 +125,54 @@ pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>) -> Verdic
         .filter(|j| j.level != Level::Off)
         .collect();
     if judged.is_empty() || mode == Mode::Off {
-        return Verdict { decision: Decision::Allowed, rules: vec![], report: None };
+        return Verdict::allowed();
     }
-    let rejects = mode == Mode::Enforce && judged.iter().any(|j| j.level == Level::Error);
+    let honoured = overrides.annotation.as_ref().filter(|_| overrides.allowed);
+    let (overridden, remaining): (Vec<&Judged>, Vec<&Judged>) =
+        judged.iter().partition(|j| honoured.is_some_and(|o| o.covers(j.finding.rule)));
+    let rejects = mode == Mode::Enforce && remaining.iter().any(|j| j.level == Level::Error);
+    let decision = match (rejects, overridden.is_empty()) {
+        (true, _) => Decision::Rejected,
+        (false, false) => Decision::Overridden,
+        (false, true) => Decision::Warned,
+    };
+    let mut report = if remaining.is_empty() {
+        let first = &overridden[0].finding;
+        let mut detail = overridden.iter().map(|j| format!("{}: {}", j.finding.rule.id, j.finding.detail)).collect::<Vec<_>>().join("\n");
+        detail.push_str(&format!(
+            "\nLet through by its pg_migration_guard:allow annotation, reason: \"{}\".",
+            honoured.map(|o| o.reason.as_str()).unwrap_or_default()
+        ));
+        Report {
+            message: format!("{} overridden: {}", overridden.iter().map(|j| j.finding.rule.id).collect::<Vec<_>>().join(", "), first.message),
+            detail,
+            hint: String::new(),
+        }
+    } else {
+        let mut r = render(&remaining, mode);
+        if !overridden.is_empty() {
+            r.detail.push_str(&format!(
+                "\nOverridden by its pg_migration_guard:allow annotation: {}.",
+                overridden.iter().map(|j| j.finding.rule.id).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        r
+    };
+    if overrides.annotation.is_some() && !overrides.allowed {
+        report.detail.push_str("\nThe statement's pg_migration_guard:allow annotation was not honoured: pg_migration_guard.allow_overrides is off.");
+    }
     Verdict {
-        decision: if rejects { Decision::Rejected } else { Decision::Warned },
+        decision,
         rules: judged.iter().map(|j| j.finding.rule.id).collect(),
-        report: Some(render(&judged, mode)),
+        report: Some(report),
+        overridden: overridden.iter().map(|j| j.finding.rule.id).collect(),
+        override_reason: honoured.filter(|_| !overridden.is_empty()).map(|o| o.reason.clone()),
     }
 }
 
 /// One report for all findings: the first finding's message, every finding's detail and
 /// hint, and a last DETAIL line saying which policy produced it.
-fn render(judged: &[Judged], mode: Mode) -> Report {
+fn render(judged: &[&Judged], mode: Mode) -> Report {
     let first = &judged[0].finding;
     let mut message = format!("{}: {}", first.rule.id, first.message);
     if judged.len() > 1 {
@@ -148,7 +212,7 @@ mod tests {
     #[test]
     fn no_findings_is_allowed_in_every_mode() {
         for mode in [Mode::Off, Mode::Warn, Mode::Enforce] {
-            let v = decide(mode, &RuleLevels::default(), vec![]);
+            let v = decide(mode, &RuleLevels::default(), vec![], &Overrides::default());
             assert_eq!(v.decision, Decision::Allowed);
             assert!(v.report.is_none());
         }
@@ -156,20 +220,20 @@ mod tests {
 
     #[test]
     fn error_finding_rejects_in_enforce_and_warns_in_warn() {
-        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &Overrides::default());
         assert_eq!(v.decision, Decision::Rejected);
         assert_eq!(v.rules, vec!["require-concurrent-index-creation"]);
         let r = v.report.unwrap();
         assert_eq!(r.message, "require-concurrent-index-creation: m");
         assert!(r.detail.ends_with("pg_migration_guard.mode is enforce."));
-        let v = decide(Mode::Warn, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Warn, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &Overrides::default());
         assert_eq!(v.decision, Decision::Warned);
         assert_eq!(v.report.unwrap().message, "require-concurrent-index-creation: m");
     }
 
     #[test]
     fn off_mode_is_silent() {
-        let v = decide(Mode::Off, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Off, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &Overrides::default());
         assert_eq!(v.decision, Decision::Allowed);
         assert!(v.report.is_none());
     }
@@ -184,28 +248,69 @@ mod tests {
         assert!(RuleLevels::parse("no-such-rule:error").unwrap_err().contains("unknown rule \"no-such-rule\""));
         assert!(RuleLevels::parse("renaming-column:fatal").unwrap_err().contains("unknown level \"fatal\""));
         assert!(RuleLevels::parse("renaming-column").unwrap_err().contains("rule-id:level"));
-        let v = decide(Mode::Enforce, &levels, vec![finding(&crate::rules::RENAMING_COLUMN)]);
+        let v = decide(Mode::Enforce, &levels, vec![finding(&crate::rules::RENAMING_COLUMN)], &Overrides::default());
         assert_eq!(v.decision, Decision::Rejected);
-        let v = decide(Mode::Enforce, &levels, vec![finding(&crate::rules::BAN_DROP_COLUMN)]);
+        let v = decide(Mode::Enforce, &levels, vec![finding(&crate::rules::BAN_DROP_COLUMN)], &Overrides::default());
         assert_eq!(v.decision, Decision::Allowed);
         let lowered = RuleLevels::parse("require-concurrent-index-creation:warning").unwrap();
-        let v = decide(Mode::Enforce, &lowered, vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Enforce, &lowered, vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &Overrides::default());
         assert_eq!(v.decision, Decision::Warned);
     }
 
     #[test]
     fn warning_level_rules_warn_in_enforce_mode() {
-        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&crate::rules::RENAMING_TABLE)]);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&crate::rules::RENAMING_TABLE)], &Overrides::default());
         assert_eq!(v.decision, Decision::Warned);
     }
 
     #[test]
     fn several_findings_are_all_reported() {
-        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)]);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &Overrides::default());
         assert_eq!(v.rules.len(), 2);
         let r = v.report.unwrap();
         assert!(r.message.ends_with("(and 1 more finding)"));
         assert!(r.detail.contains("adding-not-nullable-field: d\nrequire-concurrent-index-creation: d"));
         assert_eq!(r.hint, "h\nh");
+    }
+
+    fn annotation(rules: &[&'static crate::rules::Rule], allowed: bool) -> Overrides {
+        Overrides { annotation: Some(Override { rules: rules.to_vec(), reason: "window".into() }), allowed }
+    }
+
+    #[test]
+    fn honoured_annotation_overrides_only_the_rules_it_names() {
+        let o = annotation(&[&REQUIRE_CONCURRENT_INDEX_CREATION], true);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &o);
+        assert_eq!(v.decision, Decision::Overridden);
+        assert_eq!(v.overridden, vec!["require-concurrent-index-creation"]);
+        assert_eq!(v.override_reason.as_deref(), Some("window"));
+        let r = v.report.unwrap();
+        assert!(r.message.starts_with("require-concurrent-index-creation overridden: "), "{}", r.message);
+        assert!(r.detail.contains("reason: \"window\""), "{}", r.detail);
+        // Another rule still rejects; the overridden one is named in the DETAIL.
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION), finding(&ADDING_NOT_NULLABLE_FIELD)], &o);
+        assert_eq!(v.decision, Decision::Rejected);
+        assert_eq!(v.overridden, vec!["require-concurrent-index-creation"]);
+        let r = v.report.unwrap();
+        assert!(r.message.starts_with("adding-not-nullable-field: "), "{}", r.message);
+        assert!(r.detail.contains("Overridden by its pg_migration_guard:allow annotation: require-concurrent-index-creation."));
+    }
+
+    #[test]
+    fn annotation_is_ignored_when_overrides_are_not_allowed() {
+        let o = annotation(&[&REQUIRE_CONCURRENT_INDEX_CREATION], false);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &o);
+        assert_eq!(v.decision, Decision::Rejected);
+        assert!(v.overridden.is_empty());
+        assert_eq!(v.override_reason, None);
+        assert!(v.report.unwrap().detail.contains("allow_overrides is off"));
+    }
+
+    #[test]
+    fn annotation_without_findings_is_allowed() {
+        let o = annotation(&[&REQUIRE_CONCURRENT_INDEX_CREATION], true);
+        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![], &o);
+        assert_eq!(v.decision, Decision::Allowed);
+        assert_eq!(v.override_reason, None);
     }
 }

@@ -829,3 +829,23 @@ unsafe fn column_change_requires_rewrite(mut expr: *mut pg_sys::Node, attnum: pg
         }
     }
 }
+
+/// The relation's relfilenode (its storage file), or `None` when it does not exist (any
+/// more) or has no storage of its own (partitioned tables, views). A statement that
+/// changed it rewrote the relation into a new file (table_relation_set_new_filelocator:
+/// ALTER TABLE rewrites, VACUUM FULL, CLUSTER, TRUNCATE, REINDEX).
+///
+/// # Safety
+/// Inside a valid transaction.
+pub unsafe fn relfilenode(oid: pg_sys::Oid) -> Option<u32> {
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(oid.to_u32()));
+        if tuple.is_null() {
+            return None;
+        }
+        let form = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
+        let node = (*form).relfilenode.to_u32();
+        pg_sys::ReleaseSysCache(tuple);
+        (node != 0).then_some(node)
+    }
+}

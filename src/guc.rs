@@ -59,6 +59,91 @@ pub static RULE_LEVELS: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 /// `pg_migration_guard.small_table_threshold`, in kB (GUC_UNIT_KB): default 1MB.
 pub static SMALL_TABLE_THRESHOLD_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
+/// `pg_migration_guard.allow_overrides`: whether `pg_migration_guard:allow` annotations are honoured.
+pub static ALLOW_OVERRIDES: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// `pg_migration_guard.exempt_roles`: roles whose members' sessions are not judged.
+pub static EXEMPT_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// `pg_migration_guard.application_name_pattern`: the sessions the guard applies to.
+pub static APPLICATION_NAME_PATTERN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// `pg_migration_guard.audit_queue_size`, in kB: shared memory for audit records in transit.
+pub static AUDIT_QUEUE_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
+/// Why the current session is exempt from judging, or `None` when the guard applies.
+///
+/// Evaluated for the session user (the role that logged in, or that a superuser's SET
+/// SESSION AUTHORIZATION chose), never for the current user: SET ROLE, SECURITY DEFINER
+/// functions and procedures change the current user, and none of them may switch the
+/// guard off for the session that calls them.
+///
+/// # Safety
+/// Inside a transaction (role lookups read the catalog).
+pub unsafe fn exemption() -> Option<String> {
+    unsafe {
+        if let Some(roles) = EXEMPT_ROLES.get() {
+            if !roles.to_bytes().is_empty() {
+                let session_user = pg_sys::GetSessionUserId();
+                for name in split_identifiers(&roles) {
+                    let Ok(cname) = CString::new(name.as_str()) else { continue };
+                    let role = pg_sys::get_role_oid(cname.as_ptr(), true);
+                    // _nosuper: a superuser is "a member of every role" for is_member_of_role.
+                    if role != pg_sys::InvalidOid && pg_sys::is_member_of_role_nosuper(session_user, role) {
+                        return Some(format!("the session user is a member of \"{name}\", listed in pg_migration_guard.exempt_roles"));
+                    }
+                }
+            }
+        }
+        if let Some(pattern) = APPLICATION_NAME_PATTERN.get() {
+            let pattern = pattern.to_string_lossy();
+            if !pattern.is_empty() {
+                let app = if pg_sys::application_name.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
+                };
+                if !application_name_matches(&pattern, &app) {
+                    return Some(format!("application_name \"{app}\" does not match pg_migration_guard.application_name_pattern"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether `app` matches `pattern` (compiled once per pattern per backend).
+fn application_name_matches(pattern: &str, app: &str) -> bool {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<Option<(String, Option<regex::Regex>)>> = const { std::cell::RefCell::new(None) };
+    }
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(p, _)| p != pattern) {
+            *c = Some((pattern.to_string(), regex::Regex::new(pattern).ok()));
+        }
+        // The check hook refused invalid patterns; fail closed (judge) if one got through.
+        c.as_ref().and_then(|(_, r)| r.as_ref()).is_none_or(|r| r.is_match(app))
+    })
+}
+
+/// A GUC list of identifiers as PostgreSQL reads search_path and similar settings
+/// (SplitIdentifierString: comma-separated, unquoted names folded to lower case).
+fn split_identifiers(list: &CStr) -> Vec<String> {
+    let mut out = Vec::new();
+    unsafe {
+        let copy = pg_sys::pstrdup(list.as_ptr());
+        let mut names: *mut pg_sys::List = std::ptr::null_mut();
+        if pg_sys::SplitIdentifierString(copy, b',' as c_char, &mut names) && !names.is_null() {
+            for i in 0..(*names).length as usize {
+                let p = (*(*names).elements.add(i)).ptr_value as *const c_char;
+                out.push(CStr::from_ptr(p).to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
 /// The current per-rule levels. The value was validated when it was set.
 pub fn rule_levels() -> RuleLevels {
     RULE_LEVELS
@@ -121,6 +206,42 @@ unsafe extern "C-unwind" fn check_rule_levels(newval: *mut *mut c_char, _extra: 
                 ))
                 .unwrap_or_default();
                 pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr());
+                false
+            }
+        }
+    }
+}
+
+/// GUC check hook of exempt_roles: the value must be a list of role names.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_exempt_roles(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        let copy = pg_sys::pstrdup(*newval);
+        let mut names: *mut pg_sys::List = std::ptr::null_mut();
+        if pg_sys::SplitIdentifierString(copy, b',' as c_char, &mut names) {
+            return true;
+        }
+        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(c"List syntax is invalid: expected role names separated by commas.".as_ptr());
+        false
+    }
+}
+
+/// GUC check hook of application_name_pattern: the value must be a valid regular expression.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_application_name_pattern(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        let value = CStr::from_ptr(*newval).to_string_lossy();
+        match regex::Regex::new(&value) {
+            Ok(_) => true,
+            Err(e) => {
+                let detail = CString::new(format!("Invalid regular expression: {}", e.to_string().lines().last().unwrap_or(""))).unwrap_or_default();
+                pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
                 false
             }
         }
@@ -208,6 +329,56 @@ below it is used instead. Only superusers can change it.",
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_migration_guard.allow_overrides",
+        c"Whether a statement's pg_migration_guard:allow annotation may let it through for the rules it names.",
+        c"When off, annotations are still checked (an unknown rule or a missing reason is an error) but not honoured: \
+the statement is judged as if it had none, and the error says so. Only superusers can change it.",
+        &ALLOW_OVERRIDES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_migration_guard.exempt_roles",
+            c"Roles whose members' sessions are not judged (their statements run and are audited as exempt).",
+            c"A comma-separated list of role names, as in search_path. Membership is that of the session user \
+(SET ROLE and SECURITY DEFINER functions do not change it); superuser status does not count as membership. \
+Names of roles that do not exist are ignored. Only superusers can change it; reloaded with the configuration.",
+            &EXEMPT_ROLES,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_exempt_roles),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_migration_guard.application_name_pattern",
+            c"Regular expression selecting, by application_name, the sessions the guard judges; empty judges every session.",
+            c"Sessions whose application_name does not match are not judged (their statements are audited as exempt). \
+Rust regex syntax (like PostgreSQL's ~ operator for ordinary patterns), unanchored: use ^...$ for a whole-name match. \
+A session can change its own application_name, so this selects whom the guard watches; it is not an access control \
+(use exempt_roles for that). Validated when set. Only superusers can change it.",
+            &APPLICATION_NAME_PATTERN,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_application_name_pattern),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"pg_migration_guard.audit_queue_size",
+        c"Shared memory for audit records on their way to the audit writers.",
+        c"Records wait here until the database's audit writer has inserted them into pg_migration_guard.audit_log. \
+When it is full, a DDL statement waits up to 10 s for space, then its record is only in the server log. \
+Can only be set at server start.",
+        &AUDIT_QUEUE_SIZE_KB,
+        64,
+        1024 * 1024,
+        GucContext::Postmaster,
+        GucFlags::UNIT_KB,
     );
     let prefix = c"pg_migration_guard";
     unsafe {

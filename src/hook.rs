@@ -7,21 +7,27 @@
 //!    a GUC read and a node-tag test, no allocation, no catalog access;
 //! 2. skips PROCESS_UTILITY_SUBCOMMAND re-entries (CREATE TABLE / ALTER TABLE expanding
 //!    into further statements): the parent statement was judged already;
-//! 3. judges the statement before anything runs (no lock has been taken yet), and rejects
-//!    it or warns;
+//! 3. unless the session is exempt (`exempt_roles`, `application_name_pattern`), judges the
+//!    statement before anything runs (no lock has been taken yet), honouring a
+//!    `pg_migration_guard:allow` annotation (`crate::overrides`), and rejects it or warns;
+//!    every decision is written to the server log as it is made;
 //! 4. with `lock_timeout_policy = auto`, takes the statement's locks in short, retried
 //!    waits so that it never stalls the queries queued behind it (`crate::lockqueue`);
 //! 5. always chains to the previous hook or standard_ProcessUtility;
-//! 6. records the decision in the audit table after the statement ran.
+//! 6. queues the audit record (`crate::audit`) once the outcome is known: before a
+//!    rejection's ERROR, after the statement completed, or when the (sub)transaction it
+//!    failed in aborts, with the SQLSTATE seen by an error context callback pushed for the
+//!    statement's run.
 
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use crate::decision::{self, Decision, Verdict};
+use crate::audit::{Outcome, Session};
+use crate::decision::{self, Decision, Overrides, Verdict};
 use crate::locks::{self, Target};
-use crate::{audit, facts, guc, lockqueue, rules, sqltext, subxact};
+use crate::{audit, facts, guc, lockqueue, overrides, rules, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -135,18 +141,60 @@ unsafe extern "C-unwind" fn before(
         if !should_judge((*pstmt).utilityStmt, context) {
             return std::ptr::null_mut();
         }
-        let mut judgement = judge(pstmt, query_string);
+        let started_at = pg_sys::GetCurrentTimestamp();
+        let exemption = guc::exemption();
+        let mut judgement = judge(pstmt, query_string, exemption);
+        judgement.started_at = started_at;
+        audit::log_line(&judgement);
+        if judgement.verdict.decision == Decision::Rejected {
+            // The rejection aborts the transaction (unless an exception block catches it):
+            // give it an xid so the audit view can tell which.
+            if !pg_sys::RecoveryInProgress() {
+                pg_sys::GetTopTransactionId();
+            }
+            audit::record(&judgement, Outcome::NotRun, true);
+        }
         act(&judgement);
+        let exempt = judgement.verdict.decision == Decision::Exempt;
+        let p = Box::into_raw(Box::new(judgement));
+        (*std::ptr::addr_of_mut!(PENDING)).push((pg_sys::GetCurrentSubTransactionId(), p));
+        // From here on an ERROR (the lock queue's 55P03, the statement's own) leaves its
+        // SQLSTATE in the record, which the abort callbacks queue.
+        (*p).error_context = pg_sys::ErrorContextCallback { previous: pg_sys::error_context_stack, callback: Some(error_seen), arg: p.cast() };
+        pg_sys::error_context_stack = &raw mut (*p).error_context;
         // VACUUM runs each table in a transaction of its own: locks taken here would be
         // released before it starts.
         let own_transactions = (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_VacuumStmt;
-        if guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto && !own_transactions {
-            lockqueue::take_locks(&judgement.locks, &judgement.command_tag);
-            judgement.guc_nest_level = lockqueue::bound_remaining_waits(&judgement.locks);
+        if !exempt && guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto && !own_transactions {
+            lockqueue::take_locks(&(*p).locks, &(*p).command_tag);
+            (*p).guc_nest_level = lockqueue::bound_remaining_waits(&(*p).locks);
         }
-        let p = Box::into_raw(Box::new(judgement));
-        (*std::ptr::addr_of_mut!(PENDING)).push((pg_sys::GetCurrentSubTransactionId(), p));
+        (*p).relfilenodes = (*p).locks.iter().map(|t| facts::relfilenode(t.oid)).collect();
         p
+    }
+}
+
+/// Error context callback pushed while a judged statement runs: PostgreSQL calls it for
+/// every message reported in that time (errfinish), before an ERROR unwinds. Keeps the
+/// SQLSTATE of the last error-class message (not 00 success, 01 warning, 02 no data).
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn error_seen(arg: *mut std::ffi::c_void) {
+    unsafe {
+        let code = pg_sys::geterrcode();
+        let class = code & 0xFFF;
+        if class != 0 && class != 1 << 6 && class != 2 << 6 {
+            (*(arg as *mut Judgement)).error_sqlstate = Some(code);
+        }
+    }
+}
+
+/// Takes the statement's error context callback off the stack, when it is on top (after a
+/// normal return it is; after an ERROR the catching code restored the stack already).
+unsafe fn pop_error_context(j: *mut Judgement) {
+    unsafe {
+        if std::ptr::eq(pg_sys::error_context_stack, &raw mut (*j).error_context) {
+            pg_sys::error_context_stack = (*j).error_context.previous;
+        }
     }
 }
 
@@ -157,12 +205,27 @@ unsafe extern "C-unwind" fn after(p: *mut Judgement) {
         let pending = &mut *std::ptr::addr_of_mut!(PENDING);
         if let Some(i) = pending.iter().rposition(|(_, q)| *q == p) {
             pending.remove(i);
+            pop_error_context(p);
             let judgement = Box::from_raw(p);
             if let Some(level) = judgement.guc_nest_level {
                 pg_sys::AtEOXact_GUC(true, level);
             }
-            audit::record(&judgement);
+            let rewritten = judgement
+                .locks
+                .iter()
+                .zip(&judgement.relfilenodes)
+                .map(|(t, before)| matches!((before, facts::relfilenode(t.oid)), (Some(b), Some(a)) if a != *b))
+                .collect();
+            audit::record(&judgement, Outcome::Completed { rewritten }, true);
         }
+    }
+}
+
+/// Queues the record of a statement its (sub)transaction's abort interrupted.
+unsafe fn record_failed(p: *mut Judgement) {
+    unsafe {
+        let judgement = Box::from_raw(p);
+        audit::record(&judgement, Outcome::Failed { sqlstate: judgement.error_sqlstate }, false);
     }
 }
 
@@ -172,8 +235,8 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
     unsafe {
         match event {
             XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
-                for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).drain(..) {
-                    drop(Box::from_raw(p));
+                for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).drain(..).rev() {
+                    record_failed(p);
                 }
             }
             // A statement that commits transactions of its own while it runs (CREATE INDEX
@@ -200,34 +263,12 @@ unsafe extern "C-unwind" fn subxact_callback(
         unsafe {
             // Subtransaction ids grow within a transaction: everything pushed at or below
             // the aborted subtransaction has an id >= its own.
-            (*std::ptr::addr_of_mut!(PENDING)).retain(|(subid, p)| {
-                if *subid >= my_subid {
-                    drop(Box::from_raw(*p));
-                    false
-                } else {
-                    true
-                }
-            });
+            let pending = &mut *std::ptr::addr_of_mut!(PENDING);
+            while pending.last().is_some_and(|(subid, _)| *subid >= my_subid) {
+                let (_, p) = pending.pop().unwrap();
+                record_failed(p);
+            }
         }
-    }
-}
-
-/// Set while the guard runs its own SPI (the audit insert), so nothing it does is judged.
-static mut IN_GUARD: bool = false;
-
-/// RAII flag for [`IN_GUARD`].
-pub struct Reentrancy;
-
-impl Reentrancy {
-    pub fn enter() -> Reentrancy {
-        unsafe { IN_GUARD = true };
-        Reentrancy
-    }
-}
-
-impl Drop for Reentrancy {
-    fn drop(&mut self) {
-        unsafe { IN_GUARD = false };
     }
 }
 
@@ -236,11 +277,32 @@ pub struct Judgement {
     pub statement: String,
     pub command_tag: String,
     pub verdict: Verdict,
+    /// Why the session is exempt (decision `exempt`).
+    pub exemption: Option<String>,
     /// The table-level locks the statement takes (`crate::locks`).
     pub locks: Vec<Target>,
     /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
     /// statement ran.
     pub guc_nest_level: Option<i32>,
+    /// Who sent it.
+    pub session: Session,
+    /// Whether this database has the audit table (decided while the catalog is readable).
+    pub audited: bool,
+    /// When judging started (GetCurrentTimestamp).
+    pub started_at: pg_sys::TimestampTz,
+    /// relfilenode of each of `locks` before the statement ran.
+    pub relfilenodes: Vec<Option<u32>>,
+    /// The SQLSTATE of the last error reported while the statement ran.
+    pub error_sqlstate: Option<i32>,
+    /// On PostgreSQL's error_context_stack while the statement runs (see `error_seen`).
+    pub error_context: pg_sys::ErrorContextCallback,
+}
+
+impl Judgement {
+    /// The message the audit row and the LOG line carry.
+    pub fn message(&self) -> Option<&str> {
+        self.verdict.report.as_ref().map(|r| r.message.as_str()).or(self.exemption.as_deref())
+    }
 }
 
 /// The fast path: is this a statement the guard judges at all?
@@ -250,7 +312,7 @@ unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityC
         return false;
     }
     unsafe {
-        if IN_GUARD || node.is_null() {
+        if node.is_null() {
             return false;
         }
         if !is_judged_statement(node) {
@@ -290,7 +352,7 @@ pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
     }
 }
 
-unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> Judgement {
+unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char, exemption: Option<String>) -> Judgement {
     unsafe {
         let node = (*pstmt).utilityStmt;
         let full: &[u8] = if query_string.is_null() { b"" } else { CStr::from_ptr(query_string).to_bytes() };
@@ -299,22 +361,63 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
         let command_tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node)))
             .to_string_lossy()
             .into_owned();
-        let text = facts::StatementText { text: &statement, offset: start };
-        let (verdict, locks) = match verdict_for(node, &text) {
-            Ok(v) => v,
+        let mut j = Judgement {
+            statement,
+            command_tag,
+            verdict: Verdict::allowed(),
+            exemption: None,
+            locks: vec![],
+            guc_nest_level: None,
+            session: Session::current(),
+            audited: audit::audit_table().is_some(),
+            started_at: 0,
+            relfilenodes: vec![],
+            error_sqlstate: None,
+            error_context: pg_sys::ErrorContextCallback { previous: std::ptr::null_mut(), callback: None, arg: std::ptr::null_mut() },
+        };
+        if let Some(reason) = exemption {
+            // Not judged; the locks are still looked up, for the audit row.
+            j.locks = in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
+            j.verdict.decision = Decision::Exempt;
+            j.exemption = Some(reason);
+            return j;
+        }
+        let annotation = match overrides::parse(&j.statement) {
+            Ok(a) => a,
+            Err(message) => {
+                // A malformed annotation is the user's error, reported as such (22023).
+                j.verdict = Verdict { decision: Decision::Rejected, ..Verdict::allowed() };
+                j.exemption = Some(message.clone());
+                audit::log_line(&j);
+                if !pg_sys::RecoveryInProgress() {
+                    pg_sys::GetTopTransactionId();
+                }
+                audit::record(&j, Outcome::NotRun, true);
+                pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "pg_migration_guard")
+                    .set_hint(overrides::syntax_hint())
+                    .report(PgLogLevel::ERROR);
+                unreachable!();
+            }
+        };
+        let policy = Overrides { annotation, allowed: guc::ALLOW_OVERRIDES.get() };
+        let text = facts::StatementText { text: &j.statement, offset: start };
+        match verdict_for(node, &text, &policy) {
+            Ok((verdict, locks)) => {
+                j.verdict = verdict;
+                j.locks = locks;
+            }
             Err(cause) => {
                 // The guard's own failure must not block the statement: let it run, say so.
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_WARNING,
-                    format!("pg_migration_guard could not judge this {command_tag} statement; it runs unjudged"),
+                    format!("pg_migration_guard could not judge this {} statement; it runs unjudged", j.command_tag),
                     "pg_migration_guard",
                 )
                 .set_detail(cause)
                 .report(PgLogLevel::WARNING);
-                (Verdict { decision: Decision::Allowed, rules: vec![], report: None }, vec![])
             }
-        };
-        Judgement { statement, command_tag, verdict, locks, guc_nest_level: None }
+        }
+        j
     }
 }
 
@@ -324,42 +427,32 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
 ///
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
-pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText) -> Result<(Verdict, Vec<Target>), String> {
+pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, overrides: &Overrides) -> Result<(Verdict, Vec<Target>), String> {
     unsafe {
         // Catalog lookups take no lock: read the invalidations other sessions committed.
         pg_sys::AcceptInvalidationMessages();
         let (stmt, targets) = in_subtransaction(|| (facts::statement_facts(node, text), locks::lock_targets(node)))?;
         let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
         let findings = rules::check_all(&stmt, &requests, &guc::context());
-        Ok((decision::decide(guc::mode(), &guc::rule_levels(), findings), targets))
+        Ok((decision::decide(guc::mode(), &guc::rule_levels(), findings, overrides), targets))
     }
 }
 
-/// Reports the verdict: ERROR for a rejection (after a LOG line that survives the
-/// rollback), WARNING for a warning, nothing otherwise.
+/// Reports the verdict to the client: ERROR for a rejection, WARNING for a warning or an
+/// override, nothing otherwise. (The LOG line and, for a rejection, the audit record were
+/// written before.)
 fn act(j: &Judgement) {
     let Some(report) = &j.verdict.report else { return };
-    match j.verdict.decision {
-        Decision::Rejected => {
-            audit::log_line(j);
-            pgrx::pg_sys::panic::ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                report.message.clone(),
-                "pg_migration_guard",
-            )
-            .set_detail(report.detail.clone())
-            .set_hint(report.hint.clone())
-            .report(PgLogLevel::ERROR);
-        }
-        Decision::Warned => {
-            audit::log_line(j);
-            pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, report.message.clone(), "pg_migration_guard")
-                .set_detail(report.detail.clone())
-                .set_hint(report.hint.clone())
-                .report(PgLogLevel::WARNING);
-        }
-        Decision::Allowed => {}
+    let (code, level) = match j.verdict.decision {
+        Decision::Rejected => (PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, PgLogLevel::ERROR),
+        Decision::Warned | Decision::Overridden => (PgSqlErrorCode::ERRCODE_WARNING, PgLogLevel::WARNING),
+        Decision::Allowed | Decision::Exempt => return,
+    };
+    let mut e = pgrx::pg_sys::panic::ErrorReport::new(code, report.message.clone(), "pg_migration_guard").set_detail(report.detail.clone());
+    if !report.hint.is_empty() {
+        e = e.set_hint(report.hint.clone());
     }
+    e.report(level);
 }
 
 /// Runs `f` inside an internal subtransaction (the way PL/pgSQL runs an EXCEPTION block) and

@@ -14,7 +14,11 @@ pub mod model;
 pub mod rules;
 pub mod sqltext;
 
+pub mod overrides;
+
 mod audit;
+mod audit_queue;
+mod audit_writer;
 mod timing;
 mod facts;
 mod guc;
@@ -35,6 +39,8 @@ pub extern "C-unwind" fn _PG_init() {
         if pg_sys::process_shared_preload_libraries_in_progress {
             PRELOADED = true;
             hook::install();
+            audit_queue::install(guc::AUDIT_QUEUE_SIZE_KB.get());
+            audit_writer::register_launcher();
         }
     }
 }
@@ -47,7 +53,8 @@ pub extern "C-unwind" fn _PG_init() {
 extension_sql!("SET allow_system_table_mods = on;", name = "allow_reserved_schema_name", bootstrap);
 extension_sql!(
     "RESET allow_system_table_mods;\nCOMMENT ON SCHEMA pg_migration_guard IS 'pg_migration_guard: audit log and functions';\n\
-REVOKE EXECUTE ON FUNCTION pg_migration_guard.judge_timing(text, integer) FROM PUBLIC;",
+REVOKE EXECUTE ON FUNCTION pg_migration_guard.judge_timing(text, integer) FROM PUBLIC;\n\
+REVOKE EXECUTE ON FUNCTION pg_migration_guard.audit_queue_status() FROM PUBLIC;",
     name = "end_reserved_schema_name",
     finalize
 );
@@ -90,6 +97,37 @@ mod pg_migration_guard {
     > {
         let row = super::timing::judge_timing(statement, iterations);
         TableIterator::once(row)
+    }
+
+    /// `pg_migration_guard.audit_queue_status() → TABLE(size_bytes bigint, used_bytes bigint,
+    /// pending_records bigint, dropped_records bigint, writers integer[])`
+    ///
+    /// The shared-memory audit queue of this server (all databases): its size
+    /// (`audit_queue_size`), bytes in use, records not yet in an audit table (queued or
+    /// being inserted), records dropped since server start because the queue stayed full,
+    /// and the pids of the running audit writers (0 while one is starting). No rows when the
+    /// library is not preloaded. Takes the queue's LWLock briefly. Superusers only.
+    #[pg_extern(volatile, parallel_safe)]
+    fn audit_queue_status() -> TableIterator<
+        'static,
+        (
+            name!(size_bytes, i64),
+            name!(used_bytes, i64),
+            name!(pending_records, i64),
+            name!(dropped_records, i64),
+            name!(writers, Vec<i32>),
+        ),
+    > {
+        let rows = unsafe { super::audit_queue::status() }.map(|s| {
+            (
+                s.size_bytes as i64,
+                s.used_bytes as i64,
+                s.pending_records as i64,
+                s.dropped_records as i64,
+                s.writers.iter().map(|(_, pid)| *pid).collect(),
+            )
+        });
+        TableIterator::new(rows)
     }
 
     /// `pg_migration_guard.lock_targets(statement text) → TABLE(relid oid, relation text,

@@ -47,7 +47,7 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
         let mut last = None;
         for _ in 0..iterations {
             let t0 = Instant::now();
-            let v = hook::verdict_for(node, &text);
+            let v = hook::verdict_for(node, &text, &crate::decision::Overrides::default());
             samples.push(t0.elapsed().as_secs_f64() * 1e6);
             last = Some(v);
         }

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Instruction counts of the guard on the statements applications send all the time (issue 7,
+# rows 1-2), with valgrind --tool=callgrind: repeatable where TPS on a shared machine is
+# not. Not part of the test command; run by hand (~5 minutes).
+#   ./bench/callgrind.sh                 # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend"
+#   GUARD_SO=/path/to/pg_migration_guard.so ./bench/callgrind.sh    # another build
+#
+# Method: a template data directory with pgbench tables (scale $SCALE, default 1). For each
+# mode, configuration (none: nothing preloaded; guard: shared_preload_libraries = the
+# absolute path of a private copy of the guard library, see bench/guardlib.sh, default
+# settings; no CREATE EXTENSION needed, the hook is active when preloaded) and workload,
+# one backend on a fresh copy of the template runs N transactions under callgrind, once
+# with N = REPS/2 and once with N = REPS; the difference of the two profiles divided by
+# REPS/2 is the cost of one transaction, with backend startup (dynamic linking, _PG_init,
+# relcache initialisation) and exit cancelled out. Modes:
+#   single   postgres --single -D DIR -c shared_preload_libraries=... postgres < script
+#            under valgrind --tool=callgrind (no protocol, no client)
+#   backend  the postmaster under callgrind (its forked backends are profiled, one file
+#            per process) and one psql connection sending the script as pgbench does
+#            (simple query protocol, one statement per message): what a pgbench backend
+#            executes in user space (the kernel's share of a round trip is not counted)
+# Workloads (one statement per line):
+#   utility  bench/utility.sql: BEGIN; SET LOCAL work_mem; SHOW work_mem; SELECT 1; COMMIT
+#   select   pgbench -S's statement: SELECT abalance FROM pgbench_accounts WHERE aid = ?
+#   tpcb     pgbench's TPC-B-like transaction (BEGIN; 3 UPDATE; SELECT; INSERT; END)
+# Prints Ir per transaction for both configurations, the guard's functions (calls, self and
+# inclusive Ir per call) and the functions whose own cost differs between the two.
+# Profiles stay in /tmp/pgmg-bench-cg/out/MODE/WORKLOAD.CONFIG.N.cg (callgrind_annotate them
+# further, e.g. callgrind_annotate --inclusive=yes --tree=caller FILE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+source bench/guardlib.sh
+REPS=${REPS:-2000}
+SCALE=${SCALE:-1}
+WORKLOADS=${WORKLOADS:-utility select tpcb}
+MODES=${MODES:-single backend}
+W=/tmp/pgmg-bench-cg
+N1=$(( REPS / 2 ))
+N2=$REPS
+
+guard_lib_copy
+
+stop_cluster "$W/template"
+rm -rf "$W"
+install -d -o postgres "$W" "$W/out"
+trap 'stop_cluster "$W/template"' EXIT
+start_cluster "$W/template" 55445 ''
+pgbench -q -i -s "$SCALE" -h /tmp -p 55445 -U postgres postgres >/dev/null 2>&1
+psql -X -q -h /tmp -p 55445 -U postgres -d postgres -c 'VACUUM ANALYZE'
+VERSION=$(psql -X -At -h /tmp -p 55445 -U postgres -d postgres -c 'SHOW server_version')
+stop_cluster "$W/template"
+
+python3 - "$W" "$N1" "$N2" "$SCALE" bench/utility.sql <<'PY'
+import sys
+w, n1, n2, scale, utility = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+util = [l.strip() for l in open(utility) if l.strip() and not l.strip().startswith("--")]
+accounts, seed = 100000 * scale, 12345
+def rnd(n):  # deterministic, so that every run executes the same statements
+    global seed
+    seed = (seed * 1103515245 + 12345) % 2**31
+    return seed % n + 1
+def txn(kind):
+    if kind == "utility":
+        return util
+    a = rnd(accounts)
+    if kind == "select":
+        return [f"SELECT abalance FROM pgbench_accounts WHERE aid = {a};"]
+    t, b, d = rnd(10 * scale), rnd(scale), rnd(10001) - 5001
+    return ["BEGIN;",
+            f"UPDATE pgbench_accounts SET abalance = abalance + {d} WHERE aid = {a};",
+            f"SELECT abalance FROM pgbench_accounts WHERE aid = {a};",
+            f"UPDATE pgbench_tellers SET tbalance = tbalance + {d} WHERE tid = {t};",
+            f"UPDATE pgbench_branches SET bbalance = bbalance + {d} WHERE bid = {b};",
+            f"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({t}, {b}, {a}, {d}, CURRENT_TIMESTAMP);",
+            "END;"]
+for kind in ("utility", "select", "tpcb"):
+    seed = 12345
+    lines = [txn(kind) for _ in range(n2)]
+    for n in (n1, n2):
+        with open(f"{w}/{kind}.{n}.sql", "w") as f:
+            for t in lines[:n]:
+                f.write("\n".join(t) + "\n")
+PY
+chmod 644 "$W"/*.sql
+
+# single: a single-user backend reads the script on stdin, one statement per line.
+run_single() { # workload config preload n outfile
+  rm -rf "$W/run"
+  cp -a "$W/template/data" "$W/run"
+  as_pg valgrind --tool=callgrind --callgrind-out-file="$5.cg" \
+    "$PG_BIN/postgres" --single -D "$W/run" -c shared_preload_libraries="$3" -c fsync=off postgres \
+    < "$W/$1.$4.sql" > "$5.stdout" 2> "$5.log"
+}
+# backend: a postmaster runs under callgrind (its forked children are profiled too, one
+# file per process); psql sends the script over one connection, the way pgbench does
+# (simple query protocol, one statement per message). The profile of that connection's
+# backend is the one file that appears when psql has disconnected. Each workload runs once
+# before it is measured.
+backend_start() { # preload
+  rm -rf "$W/run"
+  cp -a "$W/template/data" "$W/run"
+  install -d -o postgres "$W/pm"
+  rm -f "$W/pm"/*
+  as_pg bash -c "cd /tmp && exec valgrind --tool=callgrind --callgrind-out-file=$W/pm/cg.%p \
+    $PG_BIN/postgres -D $W/run -p 55446 -k /tmp -c listen_addresses='' -c fsync=off -c autovacuum=off \
+    -c shared_preload_libraries='$1' > $W/pm.log 2>&1 &"
+  for _ in $(seq 1 120); do pg_isready -q -h /tmp -p 55446 && return 0; sleep 1; done
+  echo "postmaster under valgrind did not start, see $W/pm.log" >&2; return 1
+}
+backend_stop() {
+  [ -f "$W/run/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$W/run" -m fast -w -t 300 stop >/dev/null 2>&1
+  return 0
+}
+run_backend() { # workload config preload n outfile
+  local before after new
+  before=$(ls "$W/pm")
+  psql -X -q -h /tmp -p 55446 -U postgres -d postgres -v ON_ERROR_STOP=1 -f "$W/$1.$4.sql" > "$5.stdout" 2> "$5.log"
+  for _ in $(seq 1 120); do # the backend writes its profile when it exits, after psql returned
+    after=$(ls "$W/pm")
+    new=$(comm -13 <(echo "$before") <(echo "$after"))
+    if [ "$(echo "$new" | grep -c .)" = 1 ] && grep -q '^totals:' "$W/pm/$new" 2>/dev/null; then
+      mv "$W/pm/$new" "$5.cg"; return 0
+    fi
+    sleep 1
+  done
+  echo "no single new profile after psql ($new)" >&2; return 1
+}
+trap 'backend_stop; stop_cluster "$W/template"' EXIT
+
+for mode in $MODES; do
+  install -d -o postgres "$W/out/$mode"
+  echo "== callgrind $mode: {$WORKLOADS} x {none, guard} x {$N1, $N2} transactions" >&2
+  for c in none guard; do
+    pre=''
+    [ "$c" = guard ] && pre=$GUARD_LIB
+    if [ "$mode" = backend ]; then backend_start "$pre"; fi
+    for wl in $WORKLOADS; do
+      # The backends share one cluster: a first, discarded run pays its one-off costs
+      # (first reads of the tables, hint bits, relcache init file).
+      if [ "$mode" = backend ]; then run_backend "$wl" "$c" "$pre" "$N1" "$W/warmup"; rm -f "$W/warmup".*; fi
+      for n in $N1 $N2; do
+        f=$W/out/$mode/$wl.$c.$n
+        "run_$mode" "$wl" "$c" "$pre" "$n" "$f"
+        if grep -q -E '(ERROR|FATAL|PANIC):' "$f.log"; then
+          echo "errors in $f.log" >&2; grep -E 'ERROR|FATAL|PANIC' "$f.log" | head -5 >&2; exit 1
+        fi
+        echo "   $mode $wl $c $n: $(awk '/^summary:|^totals:/{print $2; exit}' "$f.cg") Ir" >&2
+      done
+    done
+    if [ "$mode" = backend ]; then backend_stop; fi
+  done
+done
+rm -rf "$W/run" "$W/pm"
+
+echo
+echo "callgrind (bench/callgrind.sh): $(date -u +%Y-%m-%dT%H:%MZ), $(valgrind --version), PostgreSQL $VERSION,"
+echo "fsync=off, pgbench scale $SCALE, REPS=$REPS"
+echo "guard: $GUARD_LIB_DESC"
+for mode in $MODES; do
+  echo
+  case $mode in
+    single) echo "### single-user backend (postgres --single, script on stdin)";;
+    backend) echo "### normal backend (postmaster under callgrind, one psql connection, simple query protocol)";;
+  esac
+  echo
+  python3 bench/cgstat.py "$W/out/$mode" "$N1" "$N2" $WORKLOADS
+done

@@ -1,0 +1,194 @@
+//! The background workers that move audit records from the shared-memory queue
+//! (`crate::audit_queue`) into `pg_migration_guard.audit_log`.
+//!
+//! - The launcher ("pg_migration_guard audit launcher", one per server, static, restarted by
+//!   the postmaster 1 s after it exits) connects to no database. It starts one writer per
+//!   database that has queued records, restarts it when it died with records still queued
+//!   (handing its unfinished records back first), and discards the records of a database
+//!   that was dropped.
+//! - A writer ("pg_migration_guard audit writer", a dynamic worker) connects to its
+//!   database as the bootstrap superuser, inserts records in batches of up to 500, one
+//!   transaction per batch, and exits after 1 s without work so that it never holds up
+//!   DROP DATABASE. `pg_terminate_backend()` on a writer makes it finish the batch at hand
+//!   and exit; the launcher starts a new one if records are queued.
+//!
+//! Both show up in `pg_stat_activity` with those names as `backend_type`.
+
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+use crate::audit_queue as queue;
+
+const LAUNCHER: &str = "pg_migration_guard audit launcher";
+const WRITER: &str = "pg_migration_guard audit writer";
+const BATCH: usize = 500;
+const IDLE_EXIT: Duration = Duration::from_secs(1);
+
+/// Registers the launcher. Called from `_PG_init` while shared_preload_libraries is
+/// processed.
+pub fn register_launcher() {
+    BackgroundWorkerBuilder::new(LAUNCHER)
+        .set_type(LAUNCHER)
+        .set_library("pg_migration_guard")
+        .set_function("pg_migration_guard_audit_launcher")
+        .enable_shmem_access(None)
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(1)))
+        .load();
+}
+
+fn log(level: PgLogLevel, message: String) {
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "pg_migration_guard").report(level);
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    unsafe { queue::set_launcher_latch(pg_sys::MyLatch) };
+    let mut writers: Vec<(pg_sys::Oid, DynamicBackgroundWorker)> = Vec::new();
+    while !BackgroundWorker::sigterm_received() {
+        // Writers that exited: hand back what they had claimed, free their slot.
+        writers.retain(|(db, handle)| match handle.pid() {
+            Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => true,
+            Err(_) => unsafe {
+                queue::unclaim(*db);
+                queue::release_writer(*db);
+                false
+            },
+        });
+        for db in unsafe { queue::pending_databases() } {
+            if writers.iter().any(|(d, _)| *d == db) {
+                continue;
+            }
+            if !database_exists(db) {
+                let n = unsafe { queue::discard(db) };
+                log(PgLogLevel::LOG, format!("pg_migration_guard: discarded {n} audit records of dropped database {}", db.to_u32()));
+                continue;
+            }
+            if !unsafe { queue::reserve_writer(db) } {
+                continue; // every slot busy: retried on the next round
+            }
+            let started = BackgroundWorkerBuilder::new(&format!("{WRITER} for database {}", db.to_u32()))
+                .set_type(WRITER)
+                .set_library("pg_migration_guard")
+                .set_function("pg_migration_guard_audit_writer")
+                .enable_spi_access()
+                .set_start_time(BgWorkerStartTime::RecoveryFinished)
+                .set_restart_time(None)
+                .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
+                .set_notify_pid(unsafe { pg_sys::MyProcPid })
+                .load_dynamic();
+            match started {
+                Ok(handle) => writers.push((db, handle)),
+                Err(_) => {
+                    unsafe { queue::release_writer(db) };
+                    log(
+                        PgLogLevel::WARNING,
+                        format!("pg_migration_guard could not start an audit writer for database {}: no free background worker slot (max_worker_processes)", db.to_u32()),
+                    );
+                }
+            }
+        }
+        BackgroundWorker::wait_latch(Some(Duration::from_millis(250)));
+    }
+    unsafe { queue::set_launcher_latch(std::ptr::null_mut()) };
+}
+
+fn database_exists(db: pg_sys::Oid) -> bool {
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        let exists = pg_sys::SearchSysCacheExists(
+            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+            pg_sys::Datum::from(db.to_u32()),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        pg_sys::CommitTransactionCommand();
+        exists
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_migration_guard_audit_writer(arg: pg_sys::Datum) {
+    let db = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    unsafe {
+        // Nothing the database's users created can run with the writer's rights.
+        pg_sys::SetConfigOption(c"search_path".as_ptr(), c"pg_catalog, pg_temp".as_ptr(), pg_sys::GucContext::PGC_SUSET, pg_sys::GucSource::PGC_S_OVERRIDE);
+        queue::writer_started(db, pg_sys::MyLatch, pg_sys::MyProcPid);
+    }
+    let mut idle_since = Instant::now();
+    loop {
+        let batch = unsafe { queue::claim(db, BATCH) };
+        if batch.is_empty() {
+            if BackgroundWorker::sigterm_received() || (idle_since.elapsed() >= IDLE_EXIT && unsafe { queue::writer_may_exit(db) }) {
+                break;
+            }
+            BackgroundWorker::wait_latch(Some(Duration::from_millis(200)));
+            continue;
+        }
+        write_batch(&batch);
+        unsafe { queue::done(&batch) };
+        idle_since = Instant::now();
+    }
+}
+
+/// Inserts one batch in one transaction. Rows whose id is already in the table (a batch a
+/// killed writer had committed) are skipped. A failure (the extension was dropped, the
+/// table altered) is logged and the batch discarded: its decisions are in the server log.
+fn write_batch(batch: &[queue::Claimed]) {
+    let mut json = String::with_capacity(batch.iter().map(|r| r.payload.len() + 24).sum::<usize>() + 2);
+    json.push('[');
+    for (i, r) in batch.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        // payload is a JSON object: splice the id in as its first member.
+        json.push_str(&format!("{{\"id\":{},", r.id));
+        json.push_str(std::str::from_utf8(&r.payload[1..]).unwrap_or("}"));
+    }
+    json.push(']');
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let outcome = if crate::audit::audit_table().is_none() {
+            Err("pg_migration_guard.audit_log does not exist in this database (extension dropped)".to_string())
+        } else {
+            match crate::subxact::run(crate::subxact::OnSuccess::Keep, || Spi::run_with_args(INSERT_SQL, &[json.as_str().into()])) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(crate::subxact::report(&e).message().to_string()),
+            }
+        };
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+        if let Err(cause) = outcome {
+            log(PgLogLevel::WARNING, format!("pg_migration_guard audit writer discarded {} records: {cause}", batch.len()));
+        }
+    }
+}
+
+const INSERT_SQL: &str = "\
+INSERT INTO pg_migration_guard.audit_log (id, logged_at, session_role, effective_role, application_name, client_addr, \
+backend_pid, xid, statement, command_tag, decision, rules, message, overridden_rules, override_reason, duration, \
+rewrote_table, locks, error_sqlstate) \
+SELECT r.id, timestamptz '2000-01-01 00:00:00+00' + r.logged_at_us * interval '1 microsecond', r.session_role, \
+r.effective_role, r.application_name, r.client_addr, r.backend_pid, r.xid, r.statement, r.command_tag, r.decision, \
+r.rules, r.message, r.overridden_rules, r.override_reason, r.duration_us * interval '1 microsecond', r.rewrote_table, \
+r.locks, r.error_sqlstate \
+FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) AS r(id bigint, logged_at_us bigint, session_role name, \
+effective_role name, application_name text, client_addr inet, backend_pid integer, xid xid8, statement text, \
+command_tag text, decision text, rules text[], message text, overridden_rules text[], override_reason text, \
+duration_us bigint, rewrote_table boolean, locks jsonb, error_sqlstate text) \
+ON CONFLICT (id) DO NOTHING";
