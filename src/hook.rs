@@ -264,9 +264,13 @@ unsafe extern "C-unwind" fn subxact_callback(
             // Subtransaction ids grow within a transaction: everything pushed at or below
             // the aborted subtransaction has an id >= its own.
             let pending = &mut *std::ptr::addr_of_mut!(PENDING);
-            while pending.last().is_some_and(|(subid, _)| *subid >= my_subid) {
-                let (_, p) = pending.pop().unwrap();
-                record_failed(p);
+            let mut i = pending.len();
+            while i > 0 {
+                i -= 1;
+                if pending[i].0 >= my_subid {
+                    let (_, p) = pending.remove(i);
+                    record_failed(p);
+                }
             }
         }
     }

@@ -392,19 +392,29 @@ fn refresh_of_populated_view_needs_concurrently() {
 
 #[pg_test]
 fn breaking_changes_warn_and_run_unless_raised_to_error() {
-    allowed("ALTER TABLE guard_fixture.orders RENAME COLUMN note TO remark");
-    allowed("ALTER TABLE guard_fixture.orders DROP COLUMN remark");
-    allowed("ALTER TABLE guard_fixture.order_lines RENAME TO lines");
-    allowed("TRUNCATE guard_fixture.customers CASCADE");
-    // (fixture tables belong to the extension; release this one so it can be dropped)
-    allowed("ALTER EXTENSION pg_migration_guard DROP TABLE guard_fixture.lines");
-    allowed("DROP TABLE guard_fixture.lines");
-    let rules = Spi::get_one::<Vec<String>>(
-        "SELECT array_agg(r ORDER BY r) FROM pg_migration_guard.audit_log, unnest(rules) r WHERE decision = 'warned'",
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(rules, vec!["ban-drop-column", "ban-drop-table", "ban-truncate-cascade", "renaming-column", "renaming-table"]);
+    // Each is judged `warned` (judge_timing runs the hook's judging path) and then runs.
+    let mut warned = Vec::new();
+    for sql in [
+        "ALTER TABLE guard_fixture.orders RENAME COLUMN note TO remark",
+        "ALTER TABLE guard_fixture.orders DROP COLUMN remark",
+        "ALTER TABLE guard_fixture.order_lines RENAME TO lines",
+        "TRUNCATE guard_fixture.customers CASCADE",
+        // (fixture tables belong to the extension; release this one so it can be dropped)
+        "ALTER EXTENSION pg_migration_guard DROP TABLE guard_fixture.lines",
+        "DROP TABLE guard_fixture.lines",
+    ] {
+        let (decision, rules) = Spi::get_two_with_args::<String, Vec<String>>(
+            "SELECT decision, rules FROM pg_migration_guard.judge_timing($1, 1)",
+            &[sql.into()],
+        )
+        .unwrap();
+        if decision.as_deref() == Some("warned") {
+            warned.extend(rules.unwrap());
+        }
+        allowed(sql);
+    }
+    warned.sort();
+    assert_eq!(warned, vec!["ban-drop-column", "ban-drop-table", "ban-truncate-cascade", "renaming-column", "renaming-table"]);
     allowed("SET LOCAL pg_migration_guard.rule_levels = 'renaming-column:error, ban-drop-column:off'");
     rejected("ALTER TABLE guard_fixture.orders RENAME COLUMN status TO state", "renaming-column");
 }

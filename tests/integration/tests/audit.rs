@@ -601,6 +601,17 @@ fn thirty_two_concurrent_sessions_leave_exactly_one_row_per_statement() {
     assert_one_row_per_acknowledged_statement(&mut admin, &prefix, &reports, Duration::from_secs(120));
 }
 
+/// Sets its flags when dropped, also when the test panics.
+struct StopOnDrop(Vec<Arc<AtomicBool>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for flag in &self.0 {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The audit writer is killed (pg_terminate_backend) while four sessions keep issuing DDL:
 /// the sessions see no error, a new writer process appears, and every statement
 /// acknowledged before or after the kill has exactly one row.
@@ -621,6 +632,8 @@ fn killing_the_audit_writer_loses_no_acknowledged_statement_and_it_comes_back() 
     let prefix = format!("writer-kill-{tag}-");
     let killed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    // If this thread panics, the sessions still stop (after AFTER_KILL more statements).
+    let _stop_sessions = StopOnDrop(vec![killed.clone(), stop.clone()]);
     let (tx, rx) = mpsc::channel();
     for n in 0..SESSIONS {
         let (tx, tag, app) = (tx.clone(), tag.clone(), format!("{prefix}{n}"));
