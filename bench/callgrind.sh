@@ -6,14 +6,15 @@
 #   GUARD_SO=/path/to/pg_migration_guard.so ./bench/callgrind.sh    # another build
 #
 # Method: a template data directory with pgbench tables (scale $SCALE, default 1). For each
-# mode, configuration (none: nothing preloaded; guard: shared_preload_libraries = the
-# absolute path of a private copy of the guard library, see bench/guardlib.sh, default
-# settings; no CREATE EXTENSION needed, the hook is active when preloaded) and workload,
+# mode, configuration (none: nothing preloaded; guard: a private copy of the guard library
+# preloaded, see bench/guardlib.sh, default settings; no CREATE EXTENSION needed, the hook
+# is active when preloaded) and workload,
 # one backend on a fresh copy of the template runs N transactions under callgrind, once
 # with N = REPS/2 and once with N = REPS; the difference of the two profiles divided by
 # REPS/2 is the cost of one transaction, with backend startup (dynamic linking, _PG_init,
 # relcache initialisation) and exit cancelled out. Modes:
-#   single   postgres --single -D DIR -c shared_preload_libraries=... postgres < script
+#   single   postgres --single -D DIR -c shared_preload_libraries=pg_migration_guard \
+#              -c dynamic_library_path=/tmp/pgmg-bench-lib/<sha>:'$libdir' postgres < script
 #            under valgrind --tool=callgrind (no protocol, no client)
 #   backend  the postmaster under callgrind (its forked backends are profiled, one file
 #            per process) and one psql connection sending the script as pgbench does
@@ -85,26 +86,26 @@ PY
 chmod 644 "$W"/*.sql
 
 # single: a single-user backend reads the script on stdin, one statement per line.
-run_single() { # workload config preload n outfile
+run_single() { # workload n outfile (server options in pre)
   rm -rf "$W/run"
   cp -a "$W/template/data" "$W/run"
-  as_pg valgrind --tool=callgrind --callgrind-out-file="$5.cg" \
-    "$PG_BIN/postgres" --single -D "$W/run" -c shared_preload_libraries="$3" -c fsync=off postgres \
-    < "$W/$1.$4.sql" > "$5.stdout" 2> "$5.log"
+  as_pg valgrind --tool=callgrind --callgrind-out-file="$3.cg" \
+    "$PG_BIN/postgres" --single -D "$W/run" "${pre[@]}" -c fsync=off postgres \
+    < "$W/$1.$2.sql" > "$3.stdout" 2> "$3.log"
 }
 # backend: a postmaster runs under callgrind (its forked children are profiled too, one
 # file per process); psql sends the script over one connection, the way pgbench does
 # (simple query protocol, one statement per message). The profile of that connection's
 # backend is the one file that appears when psql has disconnected. Each workload runs once
 # before it is measured.
-backend_start() { # preload
+backend_start() { # (server options in pre)
   rm -rf "$W/run"
   cp -a "$W/template/data" "$W/run"
   install -d -o postgres "$W/pm"
   rm -f "$W/pm"/*
-  as_pg bash -c "cd /tmp && exec valgrind --tool=callgrind --callgrind-out-file=$W/pm/cg.%p \
-    $PG_BIN/postgres -D $W/run -p 55446 -k /tmp -c listen_addresses='' -c fsync=off -c autovacuum=off \
-    -c shared_preload_libraries='$1' > $W/pm.log 2>&1 &"
+  as_pg bash -c 'cd /tmp; log=$1; shift; "$@" > "$log" 2>&1 &' - "$W/pm.log" \
+    valgrind --tool=callgrind --callgrind-out-file="$W/pm/cg.%p" \
+    "$PG_BIN/postgres" -D "$W/run" -p 55446 -k /tmp -c listen_addresses= -c fsync=off -c autovacuum=off "${pre[@]}"
   for _ in $(seq 1 120); do pg_isready -q -h /tmp -p 55446 && return 0; sleep 1; done
   echo "postmaster under valgrind did not start, see $W/pm.log" >&2; return 1
 }
@@ -112,15 +113,15 @@ backend_stop() {
   [ -f "$W/run/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$W/run" -m fast -w -t 300 stop >/dev/null 2>&1
   return 0
 }
-run_backend() { # workload config preload n outfile
+run_backend() { # workload n outfile
   local before after new
   before=$(ls "$W/pm")
-  psql -X -q -h /tmp -p 55446 -U postgres -d postgres -v ON_ERROR_STOP=1 -f "$W/$1.$4.sql" > "$5.stdout" 2> "$5.log"
+  psql -X -q -h /tmp -p 55446 -U postgres -d postgres -v ON_ERROR_STOP=1 -f "$W/$1.$2.sql" > "$3.stdout" 2> "$3.log"
   for _ in $(seq 1 120); do # the backend writes its profile when it exits, after psql returned
     after=$(ls "$W/pm")
     new=$(comm -13 <(echo "$before") <(echo "$after"))
     if [ "$(echo "$new" | grep -c .)" = 1 ] && grep -q '^totals:' "$W/pm/$new" 2>/dev/null; then
-      mv "$W/pm/$new" "$5.cg"; return 0
+      mv "$W/pm/$new" "$3.cg"; return 0
     fi
     sleep 1
   done
@@ -132,16 +133,16 @@ for mode in $MODES; do
   install -d -o postgres "$W/out/$mode"
   echo "== callgrind $mode: {$WORKLOADS} x {none, guard} x {$N1, $N2} transactions" >&2
   for c in none guard; do
-    pre=''
-    [ "$c" = guard ] && pre=$GUARD_LIB
-    if [ "$mode" = backend ]; then backend_start "$pre"; fi
+    pre=(-c shared_preload_libraries=)
+    if [ "$c" = guard ]; then pre=("${GUARD_OPTS[@]}"); fi
+    if [ "$mode" = backend ]; then backend_start; fi
     for wl in $WORKLOADS; do
       # The backends share one cluster: a first, discarded run pays its one-off costs
       # (first reads of the tables, hint bits, relcache init file).
-      if [ "$mode" = backend ]; then run_backend "$wl" "$c" "$pre" "$N1" "$W/warmup"; rm -f "$W/warmup".*; fi
+      if [ "$mode" = backend ]; then run_backend "$wl" "$N1" "$W/warmup"; rm -f "$W/warmup".*; fi
       for n in $N1 $N2; do
         f=$W/out/$mode/$wl.$c.$n
-        "run_$mode" "$wl" "$c" "$pre" "$n" "$f"
+        "run_$mode" "$wl" "$n" "$f"
         if grep -q -E '(ERROR|FATAL|PANIC):' "$f.log"; then
           echo "errors in $f.log" >&2; grep -E 'ERROR|FATAL|PANIC' "$f.log" | head -5 >&2; exit 1
         fi

@@ -9,9 +9,10 @@
 # - one data directory (/tmp/pgmg-bench-tps/data, port 55444), initialised once with
 #   pgbench -i -s $SCALE, nothing preloaded;
 # - every round starts the server twice, once with shared_preload_libraries = '' and once
-#   with the absolute path of a private copy of the guard library (bench/guardlib.sh; the
-#   hook is active when preloaded, no CREATE EXTENSION), in ABBA order: odd rounds
-#   none then guard, even rounds guard then none;
+#   preloading a private copy of the guard library (bench/guardlib.sh: GUARD_SO, default
+#   the installed one; the hook is active when preloaded, no CREATE EXTENSION), in ABBA
+#   order: odd rounds
+#   none then guard, even rounds guard then none (the guard with its default settings);
 # - after each start: pg_prewarm of the pgbench tables and indexes, a discarded
 #   $WARMUP_SECONDS s select-only run, then each workload for $SECONDS_PER_RUN s:
 #     tpcb     pgbench built-in TPC-B-like (pgbench vacuums and truncates history first)
@@ -53,9 +54,11 @@ if [ "$PIN" = 1 ]; then
   client_pin=(taskset -c "$CLIENT_CPU")
 fi
 
-server_start() { # preload
+server_start() { # none | guard
+  local preload="-c shared_preload_libraries=''"
+  [ "$1" = guard ] && preload=$(printf '%q ' "${GUARD_OPTS[@]}")
   as_pg "${server_pin[@]}" "$PG_BIN/pg_ctl" -D "$W/data" -w -l "$W/server.log" \
-    -o "-p $PORT -k /tmp -c listen_addresses='' -c shared_preload_libraries='$1' -c fsync=off \
+    -o "-p $PORT -k /tmp -c listen_addresses='' $preload -c fsync=off \
         -c autovacuum=off -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=1h" \
     start >/dev/null
 }
@@ -70,7 +73,7 @@ rm -rf "$W"
 install -d -o postgres "$W"
 trap server_stop EXIT
 as_pg "$PG_BIN/initdb" -D "$W/data" --auth=trust -U postgres >/dev/null
-server_start ''
+server_start none
 echo "== tps: pgbench -i -s $SCALE" >&2
 pgbench -q -i -s "$SCALE" -h /tmp -p "$PORT" -U postgres postgres >/dev/null 2>&1
 psql_t -c 'CREATE EXTENSION pg_prewarm' -c 'VACUUM ANALYZE'
@@ -97,10 +100,10 @@ echo "== tps: $ROUNDS rounds (ABBA) x {$WORKLOADS} x ${SECS}s, $CLIENTS clients,
 for r in $(seq 1 "$ROUNDS"); do
   if (( r % 2 )); then order="none guard"; else order="guard none"; fi
   for c in $order; do
-    if [ "$c" = guard ]; then server_start "$GUARD_LIB"; else server_start ''; fi
+    server_start "$c"
     # The guard's GUCs exist only when its library is loaded: check the configuration.
     mode=$(psql_t -c "SELECT current_setting('pg_migration_guard.mode', true)")
-    if { [ "$c" = guard ] && [ "$mode" != enforce ]; } || { [ "$c" = none ] && [ -n "$mode" ]; }; then
+    if { [ "$c" = guard ] && [ -z "$mode" ]; } || { [ "$c" = none ] && [ -n "$mode" ]; }; then
       echo "configuration $c: pg_migration_guard.mode = '$mode', unexpected" >&2; exit 1
     fi
     if [ "$PIN" = 1 ]; then

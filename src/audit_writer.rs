@@ -42,6 +42,19 @@ pub fn register_launcher() {
         .load();
 }
 
+/// Whether SIGTERM arrived (server shutdown, pg_terminate_backend). Sticky, unlike
+/// `BackgroundWorker::sigterm_received`, which resets the flag it reads (and which
+/// `BackgroundWorker::wait_latch` reads too).
+fn stop_requested() -> bool {
+    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
+}
+
+/// Sleeps on the latch; false when the postmaster died (exit at once, as every process
+/// does).
+fn sleep(ms: u64) -> bool {
+    BackgroundWorker::wait_latch(Some(Duration::from_millis(ms))) || stop_requested()
+}
+
 fn log(level: PgLogLevel, message: String) {
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "pg_migration_guard").report(level);
 }
@@ -53,7 +66,7 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
     BackgroundWorker::connect_worker_to_spi(None, None);
     unsafe { queue::set_launcher_latch(pg_sys::MyLatch) };
     let mut writers: Vec<(pg_sys::Oid, DynamicBackgroundWorker)> = Vec::new();
-    while !BackgroundWorker::sigterm_received() {
+    while !stop_requested() {
         // Writers that exited: hand back what they had claimed, free their slot.
         writers.retain(|(db, handle)| match handle.pid() {
             Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => true,
@@ -96,7 +109,9 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
                 }
             }
         }
-        BackgroundWorker::wait_latch(Some(Duration::from_millis(250)));
+        if !sleep(250) {
+            break;
+        }
     }
     unsafe { queue::set_launcher_latch(std::ptr::null_mut()) };
 }
@@ -131,15 +146,20 @@ pub extern "C-unwind" fn pg_migration_guard_audit_writer(arg: pg_sys::Datum) {
     loop {
         let batch = unsafe { queue::claim(db, BATCH) };
         if batch.is_empty() {
-            if BackgroundWorker::sigterm_received() || (idle_since.elapsed() >= IDLE_EXIT && unsafe { queue::writer_may_exit(db) }) {
+            if stop_requested() || (idle_since.elapsed() >= IDLE_EXIT && unsafe { queue::writer_may_exit(db) }) {
                 break;
             }
-            BackgroundWorker::wait_latch(Some(Duration::from_millis(200)));
+            if !sleep(200) {
+                break;
+            }
             continue;
         }
         write_batch(&batch);
         unsafe { queue::done(&batch) };
         idle_since = Instant::now();
+        if stop_requested() {
+            break; // what is still queued goes to the next writer the launcher starts
+        }
     }
 }
 
