@@ -95,9 +95,8 @@ run_single() { # workload n outfile (server options in pre)
 }
 # backend: a postmaster runs under callgrind (its forked children are profiled too, one
 # file per process); psql sends the script over one connection, the way pgbench does
-# (simple query protocol, one statement per message). The profile of that connection's
-# backend is the one file that appears when psql has disconnected. Each workload runs once
-# before it is measured.
+# (simple query protocol, one statement per message); the profile of its backend is
+# cg.<pg_backend_pid()>. Each workload runs once before it is measured.
 backend_start() { # (server options in pre)
   rm -rf "$W/run"
   cp -a "$W/template/data" "$W/run"
@@ -106,7 +105,7 @@ backend_start() { # (server options in pre)
   as_pg bash -c 'cd /tmp; log=$1; shift; "$@" > "$log" 2>&1 &' - "$W/pm.log" \
     valgrind --tool=callgrind --callgrind-out-file="$W/pm/cg.%p" \
     "$PG_BIN/postgres" -D "$W/run" -p 55446 -k /tmp -c listen_addresses= -c fsync=off -c autovacuum=off "${pre[@]}"
-  for _ in $(seq 1 120); do pg_isready -q -h /tmp -p 55446 && return 0; sleep 1; done
+  for _ in $(seq 1 120); do pg_isready -q -h /tmp -p 55446 -U postgres && return 0; sleep 1; done
   echo "postmaster under valgrind did not start, see $W/pm.log" >&2; return 1
 }
 backend_stop() {
@@ -114,18 +113,17 @@ backend_stop() {
   return 0
 }
 run_backend() { # workload n outfile
-  local before after new
-  before=$(ls "$W/pm")
-  psql -X -q -h /tmp -p 55446 -U postgres -d postgres -v ON_ERROR_STOP=1 -f "$W/$1.$2.sql" > "$3.stdout" 2> "$3.log"
+  psql -X -q -At -h /tmp -p 55446 -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -c 'SELECT pg_backend_pid()' -f "$W/$1.$2.sql" > "$3.stdout" 2> "$3.log"
+  local pid
+  pid=$(head -1 "$3.stdout")
   for _ in $(seq 1 120); do # the backend writes its profile when it exits, after psql returned
-    after=$(ls "$W/pm")
-    new=$(comm -13 <(echo "$before") <(echo "$after"))
-    if [ "$(echo "$new" | grep -c .)" = 1 ] && grep -q '^totals:' "$W/pm/$new" 2>/dev/null; then
-      mv "$W/pm/$new" "$3.cg"; return 0
+    if grep -q '^totals:' "$W/pm/cg.$pid" 2>/dev/null; then
+      mv "$W/pm/cg.$pid" "$3.cg"; return 0
     fi
     sleep 1
   done
-  echo "no single new profile after psql ($new)" >&2; return 1
+  echo "no profile $W/pm/cg.$pid from the backend of psql" >&2; return 1
 }
 trap 'backend_stop; stop_cluster "$W/template"' EXIT
 

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
-# Overhead benchmark (issue 7). Not part of the test command: run by hand, ~5 minutes.
-#   ./bench/run.sh            # ROUNDS=4 SECONDS_PER_RUN=8 CLIENTS=4 SCALE=10 by default
+# Overhead benchmark (issue 7). Not part of the test command: run by hand, ~30 minutes.
+#   ./bench/run.sh            # rows 3-4: ROUNDS=4 by default
+#                             # rows 1-2: TPS_ROUNDS=6 TPS_SECONDS=30 CLIENTS=4 SCALE=10 PIN=1
+#   INSTALL=0 ./bench/run.sh  # measure the build already installed (no cargo pgrx install)
 # Prints one table: each row measured with and without the guard in the same run,
 # alternating A/B order every round, medians and spread (min..max) over the rounds.
-#   1. pgbench TPC-B-like and select-only (-S)       TPS ratio guard/none
-#   2. utility-heavy script (BEGIN; SET LOCAL; SHOW; SELECT 1; COMMIT)   TPS ratio
+#   1. pgbench TPC-B-like and select-only (-S)       TPS ratio guard/none    (bench/tps.sh:
+#   2. utility-heavy script (BEGIN; SET LOCAL; SHOW; SELECT 1; COMMIT)   TPS ratio   one
+#      cluster restarted with and without the preload, ABBA, pinned client and server)
 #   3. DDL-heavy migration (3000 allowed DDL statements)   wall-time ratio guard/none and
 #      pgaudit (pgaudit.log = 'ddl')/none
 #   4. decision latency of one ALTER TABLE (pg_migration_guard.judge_timing), median and p99
+# Instruction counts for rows 1-2 (repeatable on a busy machine): bench/callgrind.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 ROUNDS=${ROUNDS:-4}
-SECS=${SECONDS_PER_RUN:-8}
 CLIENTS=${CLIENTS:-4}
 SCALE=${SCALE:-10}
 
 ./scripts/setup.sh
 dpkg-query -W -f='${Status}' postgresql-15-pgaudit 2>/dev/null | grep -q "install ok installed" \
   || { apt-get install -y -qq postgresql-15-pgaudit >/dev/null; }
-install_extension
+[ "${INSTALL:-1}" = 0 ] || install_extension
 
+echo "== 1/2: bench/tps.sh" >&2
+ROUNDS=${TPS_ROUNDS:-6} SECONDS_PER_RUN=${TPS_SECONDS:-30} CLIENTS=$CLIENTS SCALE=$SCALE ./bench/tps.sh >&2
 W=/tmp/pgmg-bench
 install -d "$W"
 trap 'for c in none guard pgaudit; do stop_cluster "$W/$c"; done' EXIT
@@ -31,39 +36,11 @@ port() { case $1 in none) echo 55441;; guard) echo 55442;; pgaudit) echo 55443;;
 psql_c() { psql -X -q -h /tmp -p "$(port "$1")" -U postgres -d postgres "${@:2}"; }
 psql_c guard -c 'CREATE EXTENSION pg_migration_guard'
 psql_c pgaudit -c "ALTER SYSTEM SET pgaudit.log = 'ddl'" -c 'SELECT pg_reload_conf()' >/dev/null
-# pgbench -i adds primary keys to the tables it just filled: the guard (rightly) stops that.
-for c in none guard; do
-  PGOPTIONS="-c pg_migration_guard.mode=off" pgbench -q -i -s "$SCALE" -h /tmp -p "$(port $c)" -U postgres postgres >/dev/null 2>&1
-done
-
-tps() { # config, extra pgbench args...
-  pgbench -n -c "$CLIENTS" -j 2 -T "$SECS" -h /tmp -p "$(port "$1")" -U postgres "${@:2}" postgres 2>/dev/null \
-    | awk '/^tps = /{print $3}'
-}
 stats() { # prints "median min max" of the numbers on stdin
   sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f %.1f %.1f", m, a[1], a[NR]}'
 }
 
 declare -A R
-measure_tps() { # label, pgbench args...
-  local label=$1; shift
-  local none="" guard=""
-  for r in $(seq 1 "$ROUNDS"); do
-    if (( r % 2 )); then order="none guard"; else order="guard none"; fi
-    for c in $order; do
-      v=$(tps "$c" "$@")
-      if [ "$c" = none ]; then none+="$v"$'\n'; else guard+="$v"$'\n'; fi
-    done
-  done
-  R["$label.none"]=$(printf '%s' "$none" | stats)
-  R["$label.guard"]=$(printf '%s' "$guard" | stats)
-}
-
-echo "== 1/2: pgbench, $ROUNDS rounds x ${SECS}s, $CLIENTS clients, scale $SCALE" >&2
-measure_tps tpcb
-measure_tps select -S
-measure_tps utility -f bench/utility.sql
-
 echo "== 3: DDL-heavy migration" >&2
 python3 - > "$W/ddl.sql" <<'PY'
 print("SET client_min_messages = warning;")
@@ -110,10 +87,12 @@ echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(awk '/MemTot
 echo
 echo "| row | workload | none (median, min..max) | guard (median, min..max) | ratio guard/none | target |"
 echo "|---|---|---|---|---|---|"
-for row in "1 tpcb pgbench TPC-B-like (TPS)" "1 select pgbench select-only (TPS)" "2 utility utility-heavy script (TPS)"; do
-  set -- $row; n=$1; k=$2; shift 2; name="$*"
-  echo "| $n | $name | $(med "${R[$k.none]}") ($(spread "${R[$k.none]}")) | $(med "${R[$k.guard]}") ($(spread "${R[$k.guard]}")) | $(ratio "$(med "${R[$k.guard]}")" "$(med "${R[$k.none]}")") | >= 0.99 |"
-done
+# bench/tps.sh's summary: workload, none median min max, guard median min max, per-round
+# ratio median min max, mean, 95 % confidence half-width.
+while IFS=$'\t' read -r k nm nlo nhi gm glo ghi rm rlo rhi rmean rci; do
+  case $k in tpcb) n=1; name="pgbench TPC-B-like (TPS)";; select) n=1; name="pgbench select-only (TPS)";; *) n=2; name="utility-heavy script (TPS)";; esac
+  echo "| $n | $name | $nm ($nlo..$nhi) | $gm ($glo..$ghi) | $rm (per round $rlo..$rhi; mean $rmean ± $rci) | >= 0.99 |"
+done < /tmp/pgmg-bench-tps/result.tsv
 echo "| 3 | 3000 DDL statements (wall ms) | $(med "${R[ddl.none]}") ($(spread "${R[ddl.none]}")) | $(med "${R[ddl.guard]}") ($(spread "${R[ddl.guard]}")) | $(ratio "$(med "${R[ddl.guard]}")" "$(med "${R[ddl.none]}")") (pgaudit: $(ratio "$(med "${R[ddl.pgaudit]}")" "$(med "${R[ddl.none]}")"), $(med "${R[ddl.pgaudit]}") ms) | <= 1.05 and <= pgaudit |"
 echo "| 4 | judge one ALTER TABLE ADD COLUMN (µs) | | median $(echo $lat | cut -d' ' -f1), p99 $(echo $lat | cut -d' ' -f2) ($(echo $lat | cut -d' ' -f3)) | | median <= 20 µs |"
 echo "| 4 | judge one ALTER COLUMN TYPE bigint (µs) | | median $(echo $lat2 | cut -d' ' -f1), p99 $(echo $lat2 | cut -d' ' -f2) ($(echo $lat2 | cut -d' ' -f3)) | | |"

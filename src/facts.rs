@@ -849,3 +849,21 @@ pub unsafe fn relfilenode(oid: pg_sys::Oid) -> Option<u32> {
         (node != 0).then_some(node)
     }
 }
+
+/// Whether the current user has the privileges of the relation's owner (the test behind
+/// PostgreSQL's "must be owner of table": object_ownercheck / pg_class_ownercheck;
+/// superusers pass).
+///
+/// # Safety
+/// Inside a valid transaction.
+pub unsafe fn owned_by_current_user(oid: pg_sys::Oid) -> bool {
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(oid.to_u32()));
+        if tuple.is_null() {
+            return false;
+        }
+        let owner = (*(pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner)
+    }
+}

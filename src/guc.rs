@@ -249,6 +249,22 @@ unsafe extern "C-unwind" fn check_application_name_pattern(newval: *mut *mut c_c
 }
 
 pub fn register() {
+    // A PGC_POSTMASTER setting can only be defined while shared_preload_libraries is
+    // processed ("cannot create PGC_POSTMASTER variables after startup" is FATAL).
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"pg_migration_guard.audit_queue_size",
+            c"Shared memory for audit records on their way to the audit writers.",
+            c"Records wait here until the database's audit writer has inserted them into pg_migration_guard.audit_log. \
+    When it is full, a DDL statement waits up to 10 s for space, then its record is only in the server log. \
+    Can only be set at server start.",
+            &AUDIT_QUEUE_SIZE_KB,
+            64,
+            1024 * 1024,
+            GucContext::Postmaster,
+            GucFlags::UNIT_KB,
+        );
+    }
     GucRegistry::define_enum_guc(
         c"pg_migration_guard.mode",
         c"What pg_migration_guard does with DDL that would block or rewrite a live table: off, warn or enforce.",
@@ -368,18 +384,6 @@ A session can change its own application_name, so this selects whom the guard wa
             None,
         );
     }
-    GucRegistry::define_int_guc(
-        c"pg_migration_guard.audit_queue_size",
-        c"Shared memory for audit records on their way to the audit writers.",
-        c"Records wait here until the database's audit writer has inserted them into pg_migration_guard.audit_log. \
-When it is full, a DDL statement waits up to 10 s for space, then its record is only in the server log. \
-Can only be set at server start.",
-        &AUDIT_QUEUE_SIZE_KB,
-        64,
-        1024 * 1024,
-        GucContext::Postmaster,
-        GucFlags::UNIT_KB,
-    );
     let prefix = c"pg_migration_guard";
     unsafe {
         #[cfg(any(feature = "pg13", feature = "pg14"))]

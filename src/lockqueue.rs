@@ -83,7 +83,13 @@ enum Round {
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
-    let stalling: Vec<&Target> = targets.iter().filter(|t| t.request.can_stall_others()).collect();
+    // Only relations the current user owns: PostgreSQL checks ownership before it locks
+    // (RangeVarCallbackForAlterRelation and friends), and the guard must not let any role
+    // queue for, or hold, a lock on someone else's table (the audit table included). Other
+    // relations (an FK's referenced table owned by another role) are locked by the
+    // statement itself, its wait bounded by `bound_remaining_waits`.
+    let stalling: Vec<&Target> =
+        targets.iter().filter(|t| t.request.can_stall_others() && unsafe { crate::facts::owned_by_current_user(t.oid) }).collect();
     if stalling.is_empty() {
         return;
     }

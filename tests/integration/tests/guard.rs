@@ -49,7 +49,14 @@ fn million_row_table_is_protected_and_safe_forms_run() {
         .unwrap()
         .get(0);
     assert!(valid);
-    assert_eq!(audit_count(&mut c, cic, "allowed"), before + 1);
+    // (rows are written by the audit writer, asynchronously)
+    wait_for_count(
+        &mut c,
+        "SELECT count(*) FROM pg_migration_guard.audit_log WHERE statement = $1 AND decision = 'allowed'",
+        &[&cic],
+        before + 1,
+        std::time::Duration::from_secs(30),
+    );
 
     // A validating foreign key: rejected. The NOT VALID + VALIDATE pair from the HINT runs.
     let e = expect_db_error(c.execute(
@@ -161,6 +168,14 @@ fn multi_statement_strings_are_judged_and_recorded_statement_by_statement() {
     // One simple-protocol query string, three statements, one implicit transaction.
     c.batch_execute("CREATE TABLE ms_probe (a int); CREATE INDEX ms_probe_a_idx ON ms_probe (a); ALTER TABLE ms_probe ADD COLUMN b text")
         .unwrap();
+    // DROP TABLE IF EXISTS and the three statements (rows arrive asynchronously).
+    wait_for_count(
+        &mut c,
+        "SELECT count(*) FROM pg_migration_guard.audit_log WHERE application_name = 'multi-statement-test'",
+        &[],
+        4,
+        std::time::Duration::from_secs(30),
+    );
     let rows = c
         .query(
             "SELECT statement, command_tag, decision FROM pg_migration_guard.audit_log \
