@@ -84,6 +84,11 @@ impl Session {
                     std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
                 }
             };
+            // The client address cannot change during a connection: looked up once.
+            thread_local! {
+                static CLIENT_ADDR: std::cell::OnceCell<Option<String>> = const { std::cell::OnceCell::new() };
+            }
+            let client_addr = CLIENT_ADDR.with(|c| c.get_or_init(|| client_addr()).clone());
             Session {
                 session_role: name(pg_sys::GetSessionUserId()),
                 effective_role: name(pg_sys::GetUserId()),
@@ -92,7 +97,7 @@ impl Session {
                 } else {
                     std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
                 },
-                client_addr: client_addr(),
+                client_addr,
                 backend_pid: pg_sys::MyProcPid,
             }
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::{PgBuiltInOids, PgLogLevel, PgOid, PgSqlErrorCode};
 
 use crate::audit_queue as queue;
 
@@ -27,6 +27,9 @@ const LAUNCHER: &str = "pg_migration_guard audit launcher";
 const WRITER: &str = "pg_migration_guard audit writer";
 const BATCH: usize = 500;
 const IDLE_EXIT: Duration = Duration::from_secs(1);
+/// After a wake-up, let records gather this long before the next transaction: one insert of
+/// many rows instead of one transaction per DDL statement (rows land within ~10 ms).
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Registers the launcher. Called from `_PG_init` while shared_preload_libraries is
 /// processed.
@@ -152,6 +155,7 @@ pub extern "C-unwind" fn pg_migration_guard_audit_writer(arg: pg_sys::Datum) {
             if !sleep(200) {
                 break;
             }
+            std::thread::sleep(GATHER);
             continue;
         }
         write_batch(&batch);
@@ -159,6 +163,9 @@ pub extern "C-unwind" fn pg_migration_guard_audit_writer(arg: pg_sys::Datum) {
         idle_since = Instant::now();
         if stop_requested() {
             break; // what is still queued goes to the next writer the launcher starts
+        }
+        if batch.len() < BATCH {
+            std::thread::sleep(GATHER);
         }
     }
 }
@@ -185,11 +192,26 @@ fn write_batch(batch: &[queue::Claimed]) {
         let outcome = if crate::audit::audit_table().is_none() {
             Err("pg_migration_guard.audit_log does not exist in this database (extension dropped)".to_string())
         } else {
-            match crate::subxact::run(crate::subxact::OnSuccess::Keep, || Spi::run_with_args(INSERT_SQL, &[json.as_str().into()])) {
+            // Parsed and planned once per writer (SPI_keepplan); the plan cache re-plans it
+            // when the table changes, and a failure drops it.
+            let plan = &mut *std::ptr::addr_of_mut!(INSERT_PLAN);
+            let result = crate::subxact::run(crate::subxact::OnSuccess::Keep, || {
+                Spi::connect_mut(|client| {
+                    if plan.is_none() {
+                        *plan = Some(client.prepare_mut(INSERT_SQL, &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)])?.keep());
+                    }
+                    client.update(plan.as_ref().unwrap(), None, &[json.as_str().into()]).map(|_| ())
+                })
+            });
+            let outcome = match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(crate::subxact::report(&e).message().to_string()),
+            };
+            if outcome.is_err() {
+                *plan = None;
             }
+            outcome
         };
         pg_sys::PopActiveSnapshot();
         pg_sys::CommitTransactionCommand();
@@ -199,6 +221,8 @@ fn write_batch(batch: &[queue::Claimed]) {
     }
 }
 
+static mut INSERT_PLAN: Option<pgrx::spi::OwnedPreparedStatement> = None;
+
 const INSERT_SQL: &str = "\
 INSERT INTO pg_migration_guard.audit_log (id, logged_at, session_role, effective_role, application_name, client_addr, \
 backend_pid, xid, statement, command_tag, decision, rules, message, overridden_rules, override_reason, duration, \
@@ -207,7 +231,7 @@ SELECT r.id, timestamptz '2000-01-01 00:00:00+00' + r.logged_at_us * interval '1
 r.effective_role, r.application_name, r.client_addr, r.backend_pid, r.xid, r.statement, r.command_tag, r.decision, \
 r.rules, r.message, r.overridden_rules, r.override_reason, r.duration_us * interval '1 microsecond', r.rewrote_table, \
 r.locks, r.error_sqlstate \
-FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) AS r(id bigint, logged_at_us bigint, session_role name, \
+FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.text::pg_catalog.jsonb) AS r(id bigint, logged_at_us bigint, session_role name, \
 effective_role name, application_name text, client_addr inet, backend_pid integer, xid xid8, statement text, \
 command_tag text, decision text, rules text[], message text, overridden_rules text[], override_reason text, \
 duration_us bigint, rewrote_table boolean, locks jsonb, error_sqlstate text) \
