@@ -90,7 +90,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     // statement itself, its wait bounded by `bound_remaining_waits`.
     let stalling: Vec<&Target> =
         targets.iter().filter(|t| t.request.can_stall_others() && unsafe { crate::facts::owned_by_current_user(t.oid) }).collect();
-    if stalling.is_empty() {
+    if stalling.is_empty() || unsafe { take_without_waiting(&stalling) } {
         return;
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
@@ -168,6 +168,24 @@ unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
                 }
             }
         }
+    }
+}
+
+/// The common case, without a subtransaction: every lock is free, so take them all with
+/// ConditionalLockRelationOid (which, like LockRelationOid, accepts invalidation messages
+/// when a lock is newly acquired). If one is not free, the ones just taken are released
+/// again (UnlockRelationOid drops exactly the count taken here) and the rounds take over.
+unsafe fn take_without_waiting(targets: &[&Target]) -> bool {
+    unsafe {
+        for (i, t) in targets.iter().enumerate() {
+            if !pg_sys::ConditionalLockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE) {
+                for taken in targets[..i].iter().rev() {
+                    pg_sys::UnlockRelationOid(taken.oid, taken.request.mode as pg_sys::LOCKMODE);
+                }
+                return false;
+            }
+        }
+        true
     }
 }
 
