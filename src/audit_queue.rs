@@ -241,7 +241,8 @@ pub unsafe fn enqueue(dboid: pg_sys::Oid, payload: &[u8], wait: bool) -> Result<
                 break Ok(id);
             }
             let remaining_ms = (deadline - pg_sys::GetCurrentTimestamp()) / 1000;
-            if !wait || remaining_ms <= 0 {
+            // No launcher (not started yet, or restarting): nobody will make room soon.
+            if !wait || remaining_ms <= 0 || (*q).launcher_latch.is_null() {
                 (*q).dropped += 1;
                 break Err(EnqueueError::Full);
             }
