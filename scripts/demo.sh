@@ -38,11 +38,12 @@ for f in examples/migrations/*.sql; do
 done
 
 echo
-echo "== pg_migration_guard.audit_log"
-"${PSQL[@]}" -P pager=off -c "SELECT id, decision, command_tag, rules, application_name,
-       left(regexp_replace(statement, '\s+', ' ', 'g'), 70) AS statement
-  FROM pg_migration_guard.audit_log ORDER BY id"
+echo "== pg_migration_guard.audit (rows of rejected migrations too; the writer inserts within ~10 ms)"
+sleep 0.5
+"${PSQL[@]}" -P pager=off -c "SELECT decision, command_tag, rules, transaction_status, duration, rewrote_table,
+       left(regexp_replace(statement, '\s+', ' ', 'g'), 60) AS statement
+  FROM pg_migration_guard.audit WHERE application_name = 'demo-migrate' ORDER BY id"
 
 echo "== rejections in the server log ($DEMO/server.log)"
-grep -h 'pg_migration_guard: rejected' "$DEMO/server.log" | sed -e 's/^.*LOG: */   /' | cut -c1-150 || true
+grep -h 'LOG:  pg_migration_guard: rejected' "$DEMO/server.log" | sed -e 's/^.*LOG: */   /' | cut -c1-150 || true
 echo "== stopping the cluster"
