@@ -94,7 +94,8 @@ pub fn check_alter_table(at: &AlterTable, ctx: &Context, out: &mut Vec<Finding>)
                     detail: lock_detail("ALTER TABLE", at.lock, &at.table.describe(), &format!("it scans every row for NULLs in {column}")),
                     hint: format!(
                         "Prove there are no NULLs with a CHECK constraint validated without blocking; \
-                         SET NOT NULL then skips the scan (PostgreSQL 12+):\n\
+                         SET NOT NULL then skips the scan (PostgreSQL 12+). Run the ADD in its own \
+                         transaction: VALIDATE in the same one would scan under the ADD's lock.\n\
                          ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
                          ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
                          ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
