@@ -112,7 +112,10 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
                 }
             }
         }
-        if !sleep(250) {
+        // Woken at once by a backend that queued a record for a database without a writer,
+        // and by the postmaster when a writer started or exited (bgw_notify_pid); the
+        // timeout is only a safety net.
+        if !sleep(2000) {
             break;
         }
     }
