@@ -3,7 +3,7 @@
 # ONE cluster restarted between rounds with and without the guard in
 # shared_preload_libraries. Not part of the test command; bench/run.sh calls it.
 #   ./bench/tps.sh                   # ROUNDS=6 SECONDS_PER_RUN=30 CLIENTS=4 SCALE=10 PIN=1
-#   ROUNDS=2 SECONDS_PER_RUN=5 ./bench/tps.sh     # quick check, ~1 minute
+#   ROUNDS=2 SECONDS_PER_RUN=5 ./bench/tps.sh     # quick check, ~2 minutes
 #
 # Method:
 # - one data directory (/tmp/pgmg-bench-tps/data, port 55444), initialised once with
@@ -24,7 +24,10 @@
 #   checkpoint);
 # - for every run, the share of all CPUs that other processes used meanwhile (/proc/stat
 #   busy ticks minus the cluster's and pgbench's own); a round in which it exceeded
-#   MAX_FOREIGN % (default 5) is run again, up to RETRIES (default 2) times, then kept.
+#   MAX_FOREIGN % (default 5) is run again, up to RETRIES (default 2) times, then kept;
+# - calibration: CONTROL=aa starts the second configuration exactly like the first (an
+#   A/A test: how far from 1.000 the ratio strays with no difference at all);
+#   CONTROL=<library> preloads that library (e.g. pg_prewarm) instead of the guard.
 # Prints a table: per configuration median and min..max TPS over the rounds; per round
 # the ratio guard/none of the two runs of that round (adjacent in time), with the median,
 # min..max and mean +- 95 % confidence half-width of those ratios; the CPU share others
@@ -44,6 +47,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 WORKLOADS=${WORKLOADS:-tpcb select utility}
 MAX_FOREIGN=${MAX_FOREIGN:-5}
+CONTROL=${CONTROL:-}
 RETRIES=${RETRIES:-2}
 PORT=${TPS_PORT:-55444}
 W=${TPS_DIR:-/tmp/pgmg-bench-tps}
@@ -60,7 +64,13 @@ fi
 
 server_start() { # none | guard
   local preload="-c shared_preload_libraries=''"
-  [ "$1" = guard ] && preload=$(printf '%q ' "${GUARD_OPTS[@]}")
+  if [ "$1" = guard ]; then
+    case $CONTROL in
+      '') preload=$(printf '%q ' "${GUARD_OPTS[@]}") ;;
+      aa) ;;
+      *) preload="-c shared_preload_libraries=$CONTROL" ;;
+    esac
+  fi
   as_pg "${server_pin[@]}" "$PG_BIN/pg_ctl" -D "$W/data" -w -l "$W/server.log" \
     -o "-p $PORT -k /tmp -c listen_addresses='' $preload -c fsync=off \
         -c autovacuum=off -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=1h" \
@@ -122,7 +132,9 @@ run_config() { # file round config
   # The guard's GUCs exist only when its library is loaded: check the configuration.
   local mode aff v
   mode=$(psql_t -c "SELECT current_setting('pg_migration_guard.mode', true)")
-  if { [ "$3" = guard ] && [ -z "$mode" ]; } || { [ "$3" = none ] && [ -n "$mode" ]; }; then
+  local loaded=no
+  if [ "$3" = guard ] && [ -z "$CONTROL" ]; then loaded=yes; fi
+  if { [ $loaded = yes ] && [ -z "$mode" ]; } || { [ $loaded = no ] && [ -n "$mode" ]; }; then
     echo "configuration $3: pg_migration_guard.mode = '$mode', unexpected" >&2; exit 1
   fi
   if [ "$PIN" = 1 ]; then
@@ -165,7 +177,11 @@ echo "rows 1-2 (bench/tps.sh): $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, Post
 echo "one cluster restarted per configuration, $ROUNDS rounds ABBA, ${SECS}s per run, $CLIENTS clients, $JOBS threads, scale $SCALE,"
 if [ "$PIN" = 1 ]; then echo -n "server on CPU $SERVER_CPU, pgbench on CPU $CLIENT_CPU (taskset)"; else echo -n "not pinned"; fi
 echo "; rounds where other processes used > $MAX_FOREIGN % of the CPUs rerun up to $RETRIES times, $noisy kept anyway"
-echo "guard: $GUARD_LIB_DESC"
+case $CONTROL in
+  '') echo "guard: $GUARD_LIB_DESC" ;;
+  aa) echo "CONTROL=aa: an A/A calibration, the column 'guard' is a second configuration without any preload" ;;
+  *) echo "CONTROL=$CONTROL: the column 'guard' preloads $CONTROL instead of the guard" ;;
+esac
 echo
 python3 - "$W/runs.tsv" "$W/result.tsv" "$WORKLOADS" <<'PY'
 import statistics as st, sys
