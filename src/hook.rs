@@ -91,7 +91,7 @@ unsafe extern "C-unwind" fn guard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     unsafe {
-        let pending = before(pstmt, query_string, context);
+        let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string, context) };
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
             None => standard_process_utility_raw(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
@@ -113,7 +113,7 @@ unsafe extern "C-unwind" fn guard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     unsafe {
-        let pending = before(pstmt, query_string, context);
+        let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string, context) };
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
             None => standard_process_utility_raw(pstmt, query_string, context, params, query_env, dest, qc),
@@ -229,8 +229,46 @@ unsafe fn record_failed(p: *mut Judgement) {
     }
 }
 
+/// The part of the fast path that needs no PostgreSQL call, tested before entering the
+/// pg_guard-wrapped `before` (whose wrapper alone costs more than this test): mode off, a
+/// subcommand, or a statement tag applications send all the time (BEGIN, SET, SHOW, ...).
+#[inline(always)]
+unsafe fn cheap_skip(pstmt: *mut pg_sys::PlannedStmt, context: pg_sys::ProcessUtilityContext::Type) -> bool {
+    if guc::MODE.get() == guc::GuardMode::Off || context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
+        return true;
+    }
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        node.is_null() || is_everyday_statement((*node).type_)
+    }
+}
+
+/// Statements applications send all the time, never judged: decided by their tag alone.
+#[inline(always)]
+fn is_everyday_statement(tag: pg_sys::NodeTag) -> bool {
+    use pg_sys::NodeTag::*;
+    matches!(
+        tag,
+        T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
+            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
+            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
+            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt
+    )
+}
+
+/// Transaction callback, called at every transaction event of every transaction: returns
+/// before the pg_guard-wrapped body when no judged statement is pending (nearly always).
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
+    unsafe {
+        if (*std::ptr::addr_of!(PENDING)).is_empty() {
+            return;
+        }
+        xact_callback_guarded(event, arg);
+    }
+}
+
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback_guarded(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     unsafe {
         match event {
@@ -344,10 +382,7 @@ pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
     use pg_sys::NodeTag::*;
     unsafe {
         match (*node).type_ {
-            T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
-            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
-            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
-            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt => false,
+            tag if is_everyday_statement(tag) => false,
             T_VacuumStmt => facts::vacuum_is_full(node.cast()),
             T_ClusterStmt | T_ReindexStmt => true,
             T_TruncateStmt => (*(node as *mut pg_sys::TruncateStmt)).behavior == pg_sys::DropBehavior::DROP_CASCADE,
