@@ -173,6 +173,20 @@ unsafe fn record_at(q: *mut QueueHeader, offset: u64) -> *mut RecordHeader {
     }
 }
 
+/// The records between `head` and `tail`, oldest first, as (offset, header). The caller
+/// holds the queue lock for as long as it uses them.
+unsafe fn records(q: *mut QueueHeader) -> impl Iterator<Item = (u64, *mut RecordHeader)> {
+    let (mut off, tail) = unsafe { ((*q).head, (*q).tail) };
+    std::iter::from_fn(move || {
+        (off < tail).then(|| {
+            let h = unsafe { record_at(q, off) };
+            let at = off;
+            off += unsafe { (*h).len } as u64;
+            (at, h)
+        })
+    })
+}
+
 /// Why a record was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EnqueueError {
@@ -280,15 +294,15 @@ pub unsafe fn claim(dboid: pg_sys::Oid, max_records: usize) -> Vec<Claimed> {
     unsafe {
         let q = QUEUE;
         let _lock = Locked::acquire();
-        let mut off = (*q).head;
-        while off < (*q).tail && out.len() < max_records {
-            let h = record_at(q, off);
+        for (off, h) in records(q) {
+            if out.len() >= max_records {
+                break;
+            }
             if (*h).state == STATE_PENDING && (*h).dboid == dboid.to_u32() {
                 let p = std::slice::from_raw_parts((h as *const u8).add(RECORD_HEADER), (*h).payload_len as usize);
                 out.push(Claimed { offset: off, id: (*h).id, payload: p.to_vec() });
                 (*h).state = STATE_CLAIMED;
             }
-            off += (*h).len as u64;
         }
     }
     out
@@ -326,13 +340,10 @@ pub unsafe fn unclaim(dboid: pg_sys::Oid) {
     unsafe {
         let q = QUEUE;
         let _lock = Locked::acquire();
-        let mut off = (*q).head;
-        while off < (*q).tail {
-            let h = record_at(q, off);
+        for (_, h) in records(q) {
             if (*h).state == STATE_CLAIMED && (*h).dboid == dboid.to_u32() {
                 (*h).state = STATE_PENDING;
             }
-            off += (*h).len as u64;
         }
     }
 }
@@ -343,13 +354,10 @@ pub unsafe fn pending_databases() -> Vec<pg_sys::Oid> {
     unsafe {
         let q = QUEUE;
         let _lock = Locked::acquire();
-        let mut off = (*q).head;
-        while off < (*q).tail {
-            let h = record_at(q, off);
+        for (_, h) in records(q) {
             if (*h).state == STATE_PENDING && !out.iter().any(|d| d.to_u32() == (*h).dboid) {
                 out.push(pg_sys::Oid::from((*h).dboid));
             }
-            off += (*h).len as u64;
         }
     }
     out
@@ -417,13 +425,8 @@ pub unsafe fn writer_may_exit(dboid: pg_sys::Oid) -> bool {
     unsafe {
         let q = QUEUE;
         let _lock = Locked::acquire();
-        let mut off = (*q).head;
-        while off < (*q).tail {
-            let h = record_at(q, off);
-            if (*h).state == STATE_PENDING && (*h).dboid == dboid.to_u32() {
-                return false;
-            }
-            off += (*h).len as u64;
+        if records(q).any(|(_, h)| (*h).state == STATE_PENDING && (*h).dboid == dboid.to_u32()) {
+            return false;
         }
         if let Some(w) = (*q).writers.iter_mut().find(|w| w.dboid == dboid) {
             w.latch = std::ptr::null_mut();
@@ -448,15 +451,7 @@ pub unsafe fn status() -> Option<Status> {
         }
         let q = QUEUE;
         let _lock = Locked::acquire();
-        let mut pending = 0;
-        let mut off = (*q).head;
-        while off < (*q).tail {
-            let h = record_at(q, off);
-            if (*h).state == STATE_PENDING || (*h).state == STATE_CLAIMED {
-                pending += 1;
-            }
-            off += (*h).len as u64;
-        }
+        let pending = records(q).filter(|(_, h)| (**h).state == STATE_PENDING || (**h).state == STATE_CLAIMED).count() as u64;
         Some(Status {
             size_bytes: (*q).size,
             used_bytes: (*q).tail - (*q).head,
