@@ -91,7 +91,7 @@ unsafe extern "C-unwind" fn guard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     unsafe {
-        let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string, context) };
+        let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string) };
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
             None => standard_process_utility_raw(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
@@ -113,7 +113,7 @@ unsafe extern "C-unwind" fn guard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     unsafe {
-        let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string, context) };
+        let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string) };
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
             None => standard_process_utility_raw(pstmt, query_string, context, params, query_env, dest, qc),
@@ -132,13 +132,9 @@ static mut PENDING: Vec<(pg_sys::SubTransactionId, *mut Judgement)> = Vec::new()
 /// Judges the statement and acts on the verdict (ERROR or WARNING). Returns the record to
 /// audit after the statement ran, or null when the statement is not judged.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn before(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    context: pg_sys::ProcessUtilityContext::Type,
-) -> *mut Judgement {
+unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> *mut Judgement {
     unsafe {
-        if !should_judge((*pstmt).utilityStmt, context) {
+        if !should_judge((*pstmt).utilityStmt) {
             return std::ptr::null_mut();
         }
         let started_at = pg_sys::GetCurrentTimestamp();
@@ -347,16 +343,11 @@ impl Judgement {
     }
 }
 
-/// The fast path: is this a statement the guard judges at all?
+/// The rest of the fast path, for what `cheap_skip` let through (not mode off, not a
+/// subcommand, a non-null node): is this a statement the guard judges, now?
 #[inline]
-unsafe fn should_judge(node: *mut pg_sys::Node, context: pg_sys::ProcessUtilityContext::Type) -> bool {
-    if guc::MODE.get() == guc::GuardMode::Off || context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
-        return false;
-    }
+unsafe fn should_judge(node: *mut pg_sys::Node) -> bool {
     unsafe {
-        if node.is_null() {
-            return false;
-        }
         if !is_judged_statement(node) {
             return false;
         }
