@@ -138,7 +138,7 @@ struct Record<'a> {
     override_reason: Option<&'a str>,
     duration_us: Option<i64>,
     rewrote_table: Option<bool>,
-    locks: Option<Vec<LockJson<'a>>>,
+    locks: Option<&'a [LockJson<'a>]>,
     error_sqlstate: Option<String>,
 }
 
@@ -193,10 +193,7 @@ pub unsafe fn record(j: &Judgement, outcome: Outcome, wait: bool) {
             override_reason: j.verdict.override_reason.as_deref(),
             duration_us: Some((now - j.started_at).max(0)),
             rewrote_table,
-            locks: match &locks {
-                Some(l) => Some(l.iter().map(|x| LockJson { relation: x.relation, mode: x.mode, rewritten: x.rewritten }).collect()),
-                None => None,
-            },
+            locks: locks.as_deref(),
             error_sqlstate: error_sqlstate.clone(),
         };
         let payload = match serde_json::to_vec(&rec) {
