@@ -13,19 +13,25 @@ pub fn port(name: &str) -> u16 {
         .expect("port number")
 }
 
-/// A connection as `user` to cluster `name`, collecting every NOTICE/WARNING it receives.
+/// A connection as `user` to cluster `name` over the Unix socket, collecting every
+/// NOTICE/WARNING it receives.
 pub fn connect_as(name: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
+    connect_via("/tmp", name, user, app)
+}
+
+/// A connection to cluster `name` through `host` (a socket directory or an address).
+fn connect_via(host: &str, name: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let client = Config::new()
-        .host("/tmp")
+        .host(host)
         .port(port(name))
         .user(user)
         .dbname("postgres")
         .application_name(app)
         .notice_callback(move |n| sink.lock().unwrap().push(n))
         .connect(NoTls)
-        .unwrap_or_else(|e| panic!("connect to cluster {name} as {user}: {e}"));
+        .unwrap_or_else(|e| panic!("connect through {host} to cluster {name} as {user}: {e}"));
     (client, notices)
 }
 
@@ -62,18 +68,7 @@ pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection as `user` over TCP (host 127.0.0.1) instead of the Unix socket, collecting
 /// every NOTICE/WARNING it receives: the only kind of session whose `client_addr` is set.
 pub fn connect_tcp_as(name: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let sink = notices.clone();
-    let client = Config::new()
-        .host("127.0.0.1")
-        .port(port(name))
-        .user(user)
-        .dbname("postgres")
-        .application_name(app)
-        .notice_callback(move |n| sink.lock().unwrap().push(n))
-        .connect(NoTls)
-        .unwrap_or_else(|e| panic!("connect over TCP to cluster {name} as {user}: {e}"));
-    (client, notices)
+    connect_via("127.0.0.1", name, user, app)
 }
 
 /// The server's error for a statement the guard must reject: SQLSTATE 55000 and a primary

@@ -572,6 +572,16 @@ fn assert_one_row_per_acknowledged_statement(admin: &mut Client, prefix: &str, r
     assert!(problems.is_empty(), "audit rows do not match the acknowledged statements: {problems:#?}");
 }
 
+/// One table per load session, audit_t.load_<tag>_<n>, created unjudged.
+fn create_load_tables(admin: &mut Client, tag: &str, sessions: usize) {
+    let mut create = String::from("SET pg_migration_guard.mode = off;");
+    for n in 0..sessions {
+        create.push_str(&format!("CREATE TABLE audit_t.load_{tag}_{n} (a int);"));
+    }
+    create.push_str("RESET pg_migration_guard.mode");
+    admin.batch_execute(&create).unwrap();
+}
+
 /// Load: 32 concurrent sessions each issue 200 DDL statements (150 allowed on their own
 /// table, 50 rejected CREATE INDEX on audit_t.big). Every session completes (no deadlock)
 /// without any error but the rejections and without any warning, and the audit holds
@@ -583,12 +593,7 @@ fn thirty_two_concurrent_sessions_leave_exactly_one_row_per_statement() {
     let mut admin = connect("A");
     setup(&mut admin);
     let tag = unique_tag();
-    let mut create = String::from("SET pg_migration_guard.mode = off;");
-    for n in 0..SESSIONS {
-        create.push_str(&format!("CREATE TABLE audit_t.load_{tag}_{n} (a int);"));
-    }
-    create.push_str("RESET pg_migration_guard.mode");
-    admin.batch_execute(&create).unwrap();
+    create_load_tables(&mut admin, &tag, SESSIONS);
 
     let prefix = format!("load-{tag}-");
     let (tx, rx) = mpsc::channel();
@@ -630,12 +635,7 @@ fn killing_the_audit_writer_loses_no_acknowledged_statement_and_it_comes_back() 
     let mut admin = connect("A");
     setup(&mut admin);
     let tag = unique_tag();
-    let mut create = String::from("SET pg_migration_guard.mode = off;");
-    for n in 0..SESSIONS {
-        create.push_str(&format!("CREATE TABLE audit_t.load_{tag}_{n} (a int);"));
-    }
-    create.push_str("RESET pg_migration_guard.mode");
-    admin.batch_execute(&create).unwrap();
+    create_load_tables(&mut admin, &tag, SESSIONS);
 
     let prefix = format!("writer-kill-{tag}-");
     let killed = Arc::new(AtomicBool::new(false));

@@ -5,7 +5,6 @@
 
 use pg_migration_guard_integration::*;
 
-const REJECTED: SqlState = SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE;
 
 fn audit_count(c: &mut Client, statement: &str, decision: &str) -> i64 {
     c.query_one(
