@@ -29,20 +29,55 @@ use crate::audit_queue::{self, EnqueueError};
 use crate::hook::Judgement;
 
 /// Writes the decision's LOG line. LOG lines go to the server log only (not to the
-/// client) under the default `log_min_messages` and `client_min_messages`.
+/// client) under the default `log_min_messages` and `client_min_messages`:
+///
+/// ```text
+/// LOG:  pg_migration_guard: allowed ALTER TABLE
+/// DETAIL:  statement: ALTER TABLE orders ADD COLUMN note text
+/// ```
+///
+/// The DETAIL carries this statement alone; the `STATEMENT:` line PostgreSQL would add
+/// (the whole query string, which the DETAIL already has for a single statement) is
+/// suppressed with `errhidestmt`, as pgaudit does; a statement run inside a function keeps
+/// its CONTEXT line. The message is not translated (`errmsg_internal`): it is
+/// machine-readable (src/backend/utils/error/elog.c).
 pub fn log_line(j: &Judgement) {
     let message = j.message().unwrap_or("");
-    pgrx::pg_sys::panic::ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-        if message.is_empty() {
-            format!("pg_migration_guard: {} {}", j.verdict.decision.as_str(), j.command_tag)
-        } else {
-            format!("pg_migration_guard: {} {}: {}", j.verdict.decision.as_str(), j.command_tag, message)
-        },
-        "pg_migration_guard",
-    )
-    .set_detail(format!("statement: {}", j.statement))
-    .report(PgLogLevel::LOG);
+    let primary = if message.is_empty() {
+        format!("pg_migration_guard: {} {}", j.verdict.decision.as_str(), j.command_tag)
+    } else {
+        format!("pg_migration_guard: {} {}: {}", j.verdict.decision.as_str(), j.command_tag, message)
+    };
+    let detail = format!("statement: {}", j.statement);
+    // ereport() by hand: errstart and errfinish are not in pgrx's bindings, and pgrx's
+    // ErrorReport has no errhidestmt. Only raw pointers to palloc'd copies are live while
+    // PostgreSQL's functions run: an ERROR inside errfinish (out of memory) would longjmp
+    // over this frame, which must then own nothing with a destructor.
+    unsafe extern "C-unwind" {
+        fn errstart(elevel: std::ffi::c_int, domain: *const std::ffi::c_char) -> bool;
+        fn errfinish(filename: *const std::ffi::c_char, lineno: std::ffi::c_int, funcname: *const std::ffi::c_char);
+    }
+    unsafe {
+        let primary_c = palloc_cstr(&primary);
+        let detail_c = palloc_cstr(&detail);
+        drop((primary, detail));
+        if errstart(pg_sys::LOG as _, c"pg_migration_guard".as_ptr()) {
+            pg_sys::errmsg_internal(c"%s".as_ptr(), primary_c);
+            pg_sys::errdetail_internal(c"%s".as_ptr(), detail_c);
+            pg_sys::errhidestmt(true);
+            errfinish(c"src/audit.rs".as_ptr(), line!() as _, c"log_line".as_ptr());
+        }
+        pg_sys::pfree(primary_c.cast());
+        pg_sys::pfree(detail_c.cast());
+    }
+}
+
+/// A palloc'd, NUL-terminated copy of `s` in the current memory context; an interior NUL
+/// (impossible in statement text, which PostgreSQL received as a C string) ends it.
+unsafe fn palloc_cstr(s: &str) -> *mut std::ffi::c_char {
+    let bytes = s.as_bytes();
+    let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    unsafe { pg_sys::pnstrdup(bytes.as_ptr().cast(), len as _) }
 }
 
 /// The audit table's oid, when the extension is installed in this database.

@@ -28,8 +28,10 @@ const WRITER: &str = "pg_migration_guard audit writer";
 const BATCH: usize = 500;
 const IDLE_EXIT: Duration = Duration::from_secs(1);
 /// After a wake-up, let records gather this long before the next transaction: one insert of
-/// many rows instead of one transaction per DDL statement (rows land within ~10 ms).
-const GATHER: Duration = Duration::from_millis(10);
+/// many rows instead of one transaction per DDL statement, so rows land within ~0.1 s. A
+/// batch costs a transaction and an executor start (about the price of 15 rows): 10 ms made
+/// 190 transactions of a 3000-statement migration, 100 ms makes ~20 (docs/benchmarks.md).
+const GATHER: Duration = Duration::from_millis(100);
 
 /// Registers the launcher. Called from `_PG_init` while shared_preload_libraries is
 /// processed.
@@ -234,7 +236,7 @@ SELECT r.id, timestamptz '2000-01-01 00:00:00+00' + r.logged_at_us * interval '1
 r.effective_role, r.application_name, r.client_addr, r.backend_pid, r.xid, r.statement, r.command_tag, r.decision, \
 r.rules, r.message, r.overridden_rules, r.override_reason, r.duration_us * interval '1 microsecond', r.rewrote_table, \
 r.locks, r.error_sqlstate \
-FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.text::pg_catalog.jsonb) AS r(id bigint, logged_at_us bigint, session_role name, \
+FROM pg_catalog.json_to_recordset($1::pg_catalog.text::pg_catalog.json) AS r(id bigint, logged_at_us bigint, session_role name, \
 effective_role name, application_name text, client_addr inet, backend_pid integer, xid xid8, statement text, \
 command_tag text, decision text, rules text[], message text, overridden_rules text[], override_reason text, \
 duration_us bigint, rewrote_table boolean, locks jsonb, error_sqlstate text) \
