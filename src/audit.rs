@@ -12,7 +12,7 @@
 //!
 //! What can be lost (everything below is still in the server log):
 //! - rows of records in the queue when the server stops, or when it restarts after a
-//!   crash (shared memory is reinitialised); the writers insert within milliseconds;
+//!   crash (shared memory is reinitialised); a writer inserts them within about 0.1 s;
 //! - the record of a statement that found the queue full for 10 s (the backend then
 //!   reports a WARNING), or whose database has no free writer slot or worker process;
 //! - in databases without `CREATE EXTENSION pg_migration_guard` there is no table: the
@@ -22,6 +22,7 @@
 //! (the LOG line has all of it).
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::AsPgCStr;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 use serde::Serialize;
 
@@ -58,8 +59,10 @@ pub fn log_line(j: &Judgement) {
         fn errfinish(filename: *const std::ffi::c_char, lineno: std::ffi::c_int, funcname: *const std::ffi::c_char);
     }
     unsafe {
-        let primary_c = palloc_cstr(&primary);
-        let detail_c = palloc_cstr(&detail);
+        // (an interior NUL, impossible in statement text PostgreSQL received as a C
+        // string, would end the copy)
+        let primary_c = primary.as_pg_cstr();
+        let detail_c = detail.as_pg_cstr();
         drop((primary, detail));
         if errstart(pg_sys::LOG as _, c"pg_migration_guard".as_ptr()) {
             pg_sys::errmsg_internal(c"%s".as_ptr(), primary_c);
@@ -70,14 +73,6 @@ pub fn log_line(j: &Judgement) {
         pg_sys::pfree(primary_c.cast());
         pg_sys::pfree(detail_c.cast());
     }
-}
-
-/// A palloc'd, NUL-terminated copy of `s` in the current memory context; an interior NUL
-/// (impossible in statement text, which PostgreSQL received as a C string) ends it.
-unsafe fn palloc_cstr(s: &str) -> *mut std::ffi::c_char {
-    let bytes = s.as_bytes();
-    let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    unsafe { pg_sys::pnstrdup(bytes.as_ptr().cast(), len as _) }
 }
 
 /// The audit table's oid, when the extension is installed in this database.
@@ -177,6 +172,31 @@ struct Record<'a> {
     error_sqlstate: Option<String>,
 }
 
+/// A [`Record`] as the audit writer decodes it from the queue: the other end of the same
+/// JSON (owned; the `flatten`ed session fields inline). Kept beside `Record` so that the
+/// two change together; `records_decode_as_they_were_encoded` checks they agree.
+#[derive(serde::Deserialize, Debug, PartialEq)]
+pub struct QueuedRecord {
+    pub logged_at_us: i64,
+    pub session_role: String,
+    pub effective_role: String,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub backend_pid: i32,
+    pub xid: Option<u64>,
+    pub statement: String,
+    pub command_tag: String,
+    pub decision: String,
+    pub rules: Vec<String>,
+    pub message: Option<String>,
+    pub overridden_rules: Vec<String>,
+    pub override_reason: Option<String>,
+    pub duration_us: Option<i64>,
+    pub rewrote_table: Option<bool>,
+    pub locks: Option<serde_json::Value>,
+    pub error_sqlstate: Option<String>,
+}
+
 /// How the statement ended, for the record.
 pub enum Outcome {
     /// Rejected by the guard: it never ran.
@@ -267,11 +287,65 @@ pub fn unpack_sql_state(code: i32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn records_decode_as_they_were_encoded() {
+        let session = Session {
+            session_role: "alice".into(),
+            effective_role: "app_owner".into(),
+            application_name: "alembic".into(),
+            client_addr: Some("10.0.0.7".into()),
+            backend_pid: 4242,
+        };
+        let locks = [LockJson { relation: "public.orders", mode: "ACCESS EXCLUSIVE", rewritten: true }];
+        let rec = Record {
+            logged_at_us: 817_000_000_000_000,
+            session: &session,
+            xid: Some(1 << 33),
+            statement: "ALTER TABLE orders ALTER total TYPE numeric",
+            command_tag: "ALTER TABLE",
+            decision: "overridden",
+            rules: &["changing-column-type"],
+            message: Some("changing-column-type: would rewrite"),
+            overridden_rules: &["changing-column-type"],
+            override_reason: Some(r#"ticket "42" \ nightly"#),
+            duration_us: Some(1234),
+            rewrote_table: Some(true),
+            locks: Some(&locks),
+            error_sqlstate: None,
+        };
+        let decoded: QueuedRecord = serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
+        assert_eq!(
+            decoded,
+            QueuedRecord {
+                logged_at_us: 817_000_000_000_000,
+                session_role: "alice".into(),
+                effective_role: "app_owner".into(),
+                application_name: "alembic".into(),
+                client_addr: Some("10.0.0.7".into()),
+                backend_pid: 4242,
+                xid: Some(1 << 33),
+                statement: "ALTER TABLE orders ALTER total TYPE numeric".into(),
+                command_tag: "ALTER TABLE".into(),
+                decision: "overridden".into(),
+                rules: vec!["changing-column-type".into()],
+                message: Some("changing-column-type: would rewrite".into()),
+                overridden_rules: vec!["changing-column-type".into()],
+                override_reason: Some(r#"ticket "42" \ nightly"#.into()),
+                duration_us: Some(1234),
+                rewrote_table: Some(true),
+                locks: Some(serde_json::json!([{"relation": "public.orders", "mode": "ACCESS EXCLUSIVE", "rewritten": true}])),
+                error_sqlstate: None,
+            }
+        );
+    }
+
     #[test]
     fn sql_states_unpack_like_unpack_sql_state() {
         let pack = |s: &str| s.bytes().enumerate().fold(0i32, |acc, (i, c)| acc | (((c - b'0') as i32 & 0x3F) << (6 * i)));
         for s in ["42P07", "55P03", "40P01", "22023", "XX000"] {
-            assert_eq!(super::unpack_sql_state(pack(s)), s);
+            assert_eq!(unpack_sql_state(pack(s)), s);
         }
     }
 }

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{PgBuiltInOids, PgLogLevel, PgOid, PgSqlErrorCode};
+use pgrx::{PgLogLevel, PgOid, PgSqlErrorCode};
 
+use crate::audit::QueuedRecord;
 use crate::audit_queue as queue;
 
 const LAUNCHER: &str = "pg_migration_guard audit launcher";
@@ -179,7 +180,7 @@ pub extern "C-unwind" fn pg_migration_guard_audit_writer(arg: pg_sys::Datum) {
 /// killed writer had committed) are skipped. A failure (the extension was dropped, the
 /// table altered) is logged and the batch discarded: its decisions are in the server log.
 fn write_batch(batch: &[queue::Claimed]) {
-    let columns = Columns::from_batch(batch);
+    let mut rows = parse_batch(batch);
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -192,10 +193,13 @@ fn write_batch(batch: &[queue::Claimed]) {
             let plan = &mut *std::ptr::addr_of_mut!(INSERT_PLAN);
             let result = crate::subxact::run(crate::subxact::OnSuccess::Keep, || {
                 Spi::connect_mut(|client| {
+                    // The arrays are allocated here, in the batch's transaction.
+                    let args = insert_args(&mut rows);
                     if plan.is_none() {
-                        *plan = Some(client.prepare_mut(INSERT_SQL, &Columns::TYPES.map(PgOid::BuiltIn))?.keep());
+                        let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+                        *plan = Some(client.prepare_mut(INSERT_SQL, &types)?.keep());
                     }
-                    client.update(plan.as_ref().unwrap(), None, &columns.into_args()).map(|_| ())
+                    client.update(plan.as_ref().unwrap(), None, &args).map(|_| ())
                 })
             });
             let outcome = match result {
@@ -241,123 +245,49 @@ command_tag, decision, rules, message, overridden_rules, override_reason, durati
 error_sqlstate) \
 ON CONFLICT (id) DO NOTHING";
 
-/// One queued record as the backend wrote it (`crate::audit::Record`, JSON).
-#[derive(serde::Deserialize)]
-struct Queued {
-    logged_at_us: i64,
-    session_role: String,
-    effective_role: String,
-    application_name: String,
-    client_addr: Option<String>,
-    backend_pid: i32,
-    xid: Option<u64>,
-    statement: String,
-    command_tag: String,
-    decision: String,
-    rules: Vec<String>,
-    message: Option<String>,
-    overridden_rules: Vec<String>,
-    override_reason: Option<String>,
-    duration_us: Option<i64>,
-    rewrote_table: Option<bool>,
-    locks: Option<serde_json::Value>,
-    error_sqlstate: Option<String>,
+/// The batch's records, decoded; a record that does not decode (a bug: the backend wrote
+/// it) is left out with a WARNING, its decision is in the server log.
+fn parse_batch(batch: &[queue::Claimed]) -> Vec<(i64, QueuedRecord)> {
+    batch
+        .iter()
+        .filter_map(|r| match serde_json::from_slice::<QueuedRecord>(&r.payload) {
+            Ok(q) => Some((r.id as i64, q)),
+            Err(e) => {
+                log(PgLogLevel::WARNING, format!("pg_migration_guard audit writer discarded record {}: {e}", r.id));
+                None
+            }
+        })
+        .collect()
 }
 
-/// A batch as the parameters of `INSERT_SQL`, one vector per column.
-#[derive(Default)]
-struct Columns {
-    id: Vec<i64>,
-    logged_at_us: Vec<i64>,
-    session_role: Vec<String>,
-    effective_role: Vec<String>,
-    application_name: Vec<String>,
-    client_addr: Vec<Option<String>>,
-    backend_pid: Vec<i32>,
-    xid: Vec<Option<String>>,
-    statement: Vec<String>,
-    command_tag: Vec<String>,
-    decision: Vec<String>,
-    rules: Vec<String>,
-    message: Vec<Option<String>>,
-    overridden_rules: Vec<String>,
-    override_reason: Vec<Option<String>>,
-    duration_us: Vec<Option<i64>>,
-    rewrote_table: Vec<Option<bool>>,
-    locks: Vec<Option<String>>,
-    error_sqlstate: Vec<Option<String>>,
-}
-
-impl Columns {
-    /// The parameter types, in `INSERT_SQL`'s order.
-    const TYPES: [PgBuiltInOids; 19] = {
-        const B: PgBuiltInOids = PgBuiltInOids::BOOLARRAYOID;
-        const I4: PgBuiltInOids = PgBuiltInOids::INT4ARRAYOID;
-        const I8: PgBuiltInOids = PgBuiltInOids::INT8ARRAYOID;
-        const T: PgBuiltInOids = PgBuiltInOids::TEXTARRAYOID;
-        [I8, I8, T, T, T, T, I4, T, T, T, T, T, T, T, T, I8, B, T, T]
-    };
-
-    /// A record that does not parse (a bug: the backend wrote it) is left out with a
-    /// WARNING; its decision is in the server log.
-    fn from_batch(batch: &[queue::Claimed]) -> Columns {
-        let mut c = Columns::default();
-        for r in batch {
-            let q: Queued = match serde_json::from_slice(&r.payload) {
-                Ok(q) => q,
-                Err(e) => {
-                    log(PgLogLevel::WARNING, format!("pg_migration_guard audit writer discarded record {}: {e}", r.id));
-                    continue;
-                }
-            };
-            c.id.push(r.id as i64);
-            c.logged_at_us.push(q.logged_at_us);
-            c.session_role.push(q.session_role);
-            c.effective_role.push(q.effective_role);
-            c.application_name.push(q.application_name);
-            c.client_addr.push(q.client_addr);
-            c.backend_pid.push(q.backend_pid);
-            c.xid.push(q.xid.map(|x| x.to_string()));
-            c.statement.push(q.statement);
-            c.command_tag.push(q.command_tag);
-            c.decision.push(q.decision);
-            c.rules.push(array_literal(&q.rules));
-            c.message.push(q.message);
-            c.overridden_rules.push(array_literal(&q.overridden_rules));
-            c.override_reason.push(q.override_reason);
-            c.duration_us.push(q.duration_us);
-            c.rewrote_table.push(q.rewrote_table);
-            c.locks.push(q.locks.map(|l| l.to_string()));
-            c.error_sqlstate.push(q.error_sqlstate);
-        }
-        c
+/// The parameters of `INSERT_SQL`: one array per column, in its order, taking the
+/// strings out of `rows`. Allocated in the current memory context.
+fn insert_args(rows: &mut [(i64, QueuedRecord)]) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+    use std::mem::take;
+    fn column<T: IntoDatum>(rows: &mut [(i64, QueuedRecord)], f: impl FnMut(&mut (i64, QueuedRecord)) -> T) -> pgrx::datum::DatumWithOid<'static> {
+        rows.iter_mut().map(f).collect::<Vec<T>>().into()
     }
-
-    /// The parameters, as arrays allocated in the current memory context (call inside the
-    /// batch's transaction).
-    fn into_args(self) -> Vec<pgrx::datum::DatumWithOid<'static>> {
-        vec![
-            self.id.into(),
-            self.logged_at_us.into(),
-            self.session_role.into(),
-            self.effective_role.into(),
-            self.application_name.into(),
-            self.client_addr.into(),
-            self.backend_pid.into(),
-            self.xid.into(),
-            self.statement.into(),
-            self.command_tag.into(),
-            self.decision.into(),
-            self.rules.into(),
-            self.message.into(),
-            self.overridden_rules.into(),
-            self.override_reason.into(),
-            self.duration_us.into(),
-            self.rewrote_table.into(),
-            self.locks.into(),
-            self.error_sqlstate.into(),
-        ]
-    }
+    vec![
+        column(rows, |(id, _)| *id),
+        column(rows, |(_, q)| q.logged_at_us),
+        column(rows, |(_, q)| take(&mut q.session_role)),
+        column(rows, |(_, q)| take(&mut q.effective_role)),
+        column(rows, |(_, q)| take(&mut q.application_name)),
+        column(rows, |(_, q)| q.client_addr.take()),
+        column(rows, |(_, q)| q.backend_pid),
+        column(rows, |(_, q)| q.xid.map(|x| x.to_string())),
+        column(rows, |(_, q)| take(&mut q.statement)),
+        column(rows, |(_, q)| take(&mut q.command_tag)),
+        column(rows, |(_, q)| take(&mut q.decision)),
+        column(rows, |(_, q)| array_literal(&q.rules)),
+        column(rows, |(_, q)| q.message.take()),
+        column(rows, |(_, q)| array_literal(&q.overridden_rules)),
+        column(rows, |(_, q)| q.override_reason.take()),
+        column(rows, |(_, q)| q.duration_us),
+        column(rows, |(_, q)| q.rewrote_table),
+        column(rows, |(_, q)| q.locks.take().map(|l| l.to_string())),
+        column(rows, |(_, q)| q.error_sqlstate.take()),
+    ]
 }
 
 /// `items` as a text[] literal for array_in: every element double-quoted, `"` and `\`
