@@ -49,11 +49,8 @@ psql_c pgaudit -c "ALTER SYSTEM SET pgaudit.log = 'ddl'" -c 'SELECT pg_reload_co
 for c in none guard pgaudit; do
   psql_c $c -c 'ALTER SYSTEM SET autovacuum = off' -c 'SELECT pg_reload_conf()' >/dev/null
 done
-stats() { # prints "median min max" of the numbers on stdin
-  sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f %.1f %.1f", m, a[1], a[NR]}'
-}
-stats3() { # the same with three decimals (ratios)
-  sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f %.3f %.3f", m, a[1], a[NR]}'
+stats() { # [DECIMALS, default 1]: prints "median min max" of the numbers on stdin
+  sort -g | awk -v d="${1:-1}" '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; f="%." d "f"; printf f " " f " " f, m, a[1], a[NR]}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a/b}'; }
 
@@ -131,10 +128,10 @@ done
 R[ddl.none]=$(printf '%s' "$dn" | stats)
 R[ddl.guard]=$(printf '%s' "$dg" | stats)
 R[ddl.pgaudit]=$(printf '%s' "$da" | stats)
-R[ddl.rg]=$(printf '%s' "$rg" | stats3)
-R[ddl.ra]=$(printf '%s' "$ra" | stats3)
-R[ddl.cg]=$(printf '%s' "$cg" | stats3)
-R[ddl.ca]=$(printf '%s' "$ca" | stats3)
+R[ddl.rg]=$(printf '%s' "$rg" | stats 3)
+R[ddl.ra]=$(printf '%s' "$ra" | stats 3)
+R[ddl.cg]=$(printf '%s' "$cg" | stats 3)
+R[ddl.ca]=$(printf '%s' "$ca" | stats 3)
 psql_c guard -At -c "SELECT 'audit rows in the guard cluster: ' || count(*) FROM pg_migration_guard.audit_log" >&2
 
 echo "== 4: decision latency" >&2
