@@ -35,6 +35,11 @@ fn connect_via(host: &str, name: &str, user: &str, app: &str) -> (Client, Arc<Mu
     (client, notices)
 }
 
+/// The primary messages of the WARNINGs among `notices`, in the order they came.
+pub fn warning_messages(notices: &Mutex<Vec<postgres::error::DbError>>) -> Vec<String> {
+    notices.lock().unwrap().iter().filter(|n| n.severity() == "WARNING").map(|n| n.message().to_string()).collect()
+}
+
 pub fn connect(name: &str) -> Client {
     connect_as(name, "postgres", "integration-test").0
 }

@@ -488,13 +488,7 @@ fn run_session(app: String, mut next: impl FnMut(usize) -> Option<(String, &'sta
         }
         report.done.push((sql, seen));
     }
-    report.warnings = notices
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|n| n.severity() == "WARNING")
-        .map(|n| n.message().to_string())
-        .collect();
+    report.warnings = warning_messages(&notices);
     report
 }
 

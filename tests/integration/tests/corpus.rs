@@ -71,13 +71,7 @@ fn corpus_verdicts_are_all_right() {
             }
         }
         let result = if outcome.is_ok() { Some(c.batch_execute(last)) } else { None };
-        let warnings: Vec<String> = notices
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|n| n.severity() == "WARNING")
-            .map(|n| n.message().to_string())
-            .collect();
+        let warnings = warning_messages(&notices);
         let verdict_ok = match (&outcome, &result, &case.expect) {
             (Err(e), _, _) => Err(e.clone()),
             (_, Some(Ok(())), Expect::Allowed) if warnings.is_empty() => Ok(()),
