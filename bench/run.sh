@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Overhead benchmark (issue 7). Not part of the test command: run by hand, ~30 minutes.
-#   ./bench/run.sh            # rows 3-4: ROUNDS=4 by default
+#   ./bench/run.sh            # row 3: DDL_ROUNDS=12, clusters in BENCH_DIR=/dev/shm/pgmg-bench
 #                             # rows 1-2: TPS_ROUNDS=6 TPS_SECONDS=30 CLIENTS=4 SCALE=10 PIN=1
 #   INSTALL=0 ./bench/run.sh  # measure the build already installed (no cargo pgrx install)
 #   TPS=0 ./bench/run.sh      # rows 3-4 only (rows 1-2 take ~25 minutes of the run)
@@ -16,7 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
-ROUNDS=${ROUNDS:-4}
 CLIENTS=${CLIENTS:-4}
 SCALE=${SCALE:-10}
 
