@@ -49,38 +49,65 @@ impl StatementText<'_> {
     }
 }
 
+/// Whether [`statement_facts`] measures relation sizes. Measuring one costs a relcache
+/// entry for its TOAST table and an `lseek` per fork, and only rules that might fire use
+/// it, so the hook judges in two passes (`crate::hook::verdict_for`): first with
+/// `Unmeasured` sizes, then, only when that pass found something, again with `Measured`.
+///
+/// `Unmeasured` reports every size as [`UNMEASURED`] (`u64::MAX`), the largest there is.
+/// Sound because every rule is monotonic in size: a bigger relation never takes a
+/// finding away (`Context::exempt` exempts only relations *below* the threshold,
+/// `adding-required-field` fires only *above* 0 bytes), so a statement with no finding at
+/// the largest size has none at its real size
+/// (`rules::tests::findings_only_grow_with_size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sizes {
+    Measured,
+    Unmeasured,
+}
+
+impl Sizes {
+    /// `rel`'s main fork plus its TOAST table's, or [`UNMEASURED`].
+    fn of(self, rel: &OpenRel) -> u64 {
+        match self {
+            Sizes::Measured => rel.size_with_toast(),
+            Sizes::Unmeasured => UNMEASURED,
+        }
+    }
+}
+
 /// Builds the facts for one utility statement.
 ///
 /// # Safety
 /// `node` must be a valid utility parse tree, called inside a transaction.
-pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText) -> Statement {
+pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, sizes: Sizes) -> Statement {
     unsafe {
         if is_a(node, pg_sys::NodeTag::T_IndexStmt) {
-            create_index(node.cast(), text).map_or(Statement::Other, Statement::CreateIndex)
+            create_index(node.cast(), text, sizes).map_or(Statement::Other, Statement::CreateIndex)
         } else if is_a(node, pg_sys::NodeTag::T_DropStmt) {
-            drop_stmt(node.cast()).unwrap_or(Statement::Other)
+            drop_stmt(node.cast(), sizes).unwrap_or(Statement::Other)
         } else if is_a(node, pg_sys::NodeTag::T_AlterTableStmt) {
-            alter_table(node.cast(), text).map_or(Statement::Other, Statement::AlterTable)
+            alter_table(node.cast(), text, sizes).map_or(Statement::Other, Statement::AlterTable)
         } else if is_a(node, pg_sys::NodeTag::T_ReindexStmt) {
-            reindex(node.cast(), text).map_or(Statement::Other, Statement::Reindex)
+            reindex(node.cast(), text, sizes).map_or(Statement::Other, Statement::Reindex)
         } else if is_a(node, pg_sys::NodeTag::T_VacuumStmt) {
-            vacuum_full(node.cast())
+            vacuum_full(node.cast(), sizes)
         } else if is_a(node, pg_sys::NodeTag::T_ClusterStmt) {
             let rv = (*(node as *mut pg_sys::ClusterStmt)).relation;
             if rv.is_null() {
                 Statement::Cluster { table: None }
             } else {
-                lookup(rv).and_then(|oid| relation(oid, true)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
+                lookup(rv).and_then(|oid| relation(oid, true, sizes)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
             }
         } else if is_a(node, pg_sys::NodeTag::T_RefreshMatViewStmt) {
-            refresh(node.cast())
+            refresh(node.cast(), sizes)
         } else if is_a(node, pg_sys::NodeTag::T_RenameStmt) {
-            rename(node.cast())
+            rename(node.cast(), sizes)
         } else if is_a(node, pg_sys::NodeTag::T_TruncateStmt) {
             let stmt = node as *mut pg_sys::TruncateStmt;
             let tables: Vec<Relation> = PgList::<pg_sys::RangeVar>::from_pg((*stmt).relations)
                 .iter_ptr()
-                .filter_map(|rv| lookup(rv).and_then(|oid| relation(oid, (*rv).inh)))
+                .filter_map(|rv| lookup(rv).and_then(|oid| relation(oid, (*rv).inh, sizes)))
                 .collect();
             if (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE && !tables.is_empty() {
                 Statement::TruncateCascade { tables }
@@ -213,19 +240,19 @@ impl Drop for OpenRel {
 
 /// The relation as the rules see it. With `recurse`, sizes and row estimates are summed
 /// over every partition and inheritance child the statement will also process.
-unsafe fn relation(oid: pg_sys::Oid, recurse: bool) -> Option<Relation> {
+unsafe fn relation(oid: pg_sys::Oid, recurse: bool, sizes: Sizes) -> Option<Relation> {
     let rel = unsafe { OpenRel::new(oid) }?;
-    Some(unsafe { relation_of(&rel, recurse) })
+    Some(unsafe { relation_of(&rel, recurse, sizes) })
 }
 
 /// [`relation`] for a relation the caller has open already.
-unsafe fn relation_of(rel: &OpenRel, recurse: bool) -> Relation {
+unsafe fn relation_of(rel: &OpenRel, recurse: bool, sizes: Sizes) -> Relation {
     let oid = unsafe { (*rel.0).rd_id };
     let mut out = Relation {
         name: rel.qualified_name(),
         kind: rel.kind(),
         created_in_transaction: rel.invisible_to_others(),
-        size_bytes: rel.size_with_toast(),
+        size_bytes: sizes.of(rel),
         estimated_rows: rel.reltuples(),
     };
     if out.kind == RelKind::PartitionedTable {
@@ -235,7 +262,7 @@ unsafe fn relation_of(rel: &OpenRel, recurse: bool) -> Relation {
         let children = unsafe { PgList::<c_void>::from_pg(find_all_inheritors(oid)) };
         for child in children.iter_oid().filter(|c| *c != oid) {
             if let Some(crel) = unsafe { OpenRel::new(child) } {
-                out.size_bytes += crel.size_with_toast();
+                out.size_bytes = out.size_bytes.saturating_add(sizes.of(&crel));
                 // Exempt only when every relation the statement reaches is new: a partition
                 // attached from an old table is as visible as ever.
                 out.created_in_transaction &= crel.invisible_to_others();
@@ -248,11 +275,11 @@ unsafe fn relation_of(rel: &OpenRel, recurse: bool) -> Relation {
     out
 }
 
-unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText) -> Option<CreateIndex> {
+unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes: Sizes) -> Option<CreateIndex> {
     unsafe {
         let rv = (*stmt).relation;
         let oid = lookup(rv)?;
-        let table = relation(oid, (*rv).inh)?;
+        let table = relation(oid, (*rv).inh, sizes)?;
         if table.kind == RelKind::PartitionedTable && !(*rv).inh {
             // CREATE INDEX ... ON ONLY parent: an invalid index on the parent, nothing built.
             return None;
@@ -265,12 +292,12 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText) -> Op
     }
 }
 
-unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt) -> Option<Statement> {
+unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt, sizes: Sizes) -> Option<Statement> {
     unsafe {
         if (*stmt).removeType == pg_sys::ObjectType::OBJECT_TABLE {
             let tables: Vec<Relation> = PgList::<pg_sys::List>::from_pg((*stmt).objects)
                 .iter_ptr()
-                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, false)))
+                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, false, sizes)))
                 .collect();
             if tables.is_empty() {
                 return None;
@@ -290,7 +317,7 @@ unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt) -> Option<Statement> {
             if table_oid == pg_sys::InvalidOid {
                 continue;
             }
-            let Some(table) = relation(table_oid, false) else { continue };
+            let Some(table) = relation(table_oid, false, sizes) else { continue };
             indexes.push(DroppedIndex {
                 name: index.qualified_name(),
                 partitioned: index.form().relkind as u8 == pg_sys::RELKIND_PARTITIONED_INDEX,
@@ -307,7 +334,7 @@ unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt) -> Option<Statement> {
     }
 }
 
-unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText) -> Option<AlterTable> {
+unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText, sizes: Sizes) -> Option<AlterTable> {
     unsafe {
         if (*stmt).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return None;
@@ -315,12 +342,12 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText) -
         let rv = (*stmt).relation;
         let oid = lookup(rv)?;
         let rel = OpenRel::new(oid)?;
-        let table = relation_of(&rel, (*rv).inh);
+        let table = relation_of(&rel, (*rv).inh, sizes);
         let lock = LockMode::from_pg(pg_sys::AlterTableGetLockLevel((*stmt).cmds)).unwrap_or(LockMode::AccessExclusive);
         let mut commands = Vec::new();
         if !table.created_in_transaction {
             for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
-                commands.extend(alter_table_cmd(&rel, cmd, text));
+                commands.extend(alter_table_cmd(&rel, cmd, text, sizes));
             }
         }
         Some(AlterTable { table, lock, commands })
@@ -342,13 +369,13 @@ unsafe fn str_val(node: *mut pg_sys::Node) -> String {
 }
 
 #[allow(non_upper_case_globals)]
-unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: &StatementText) -> Vec<AlterTableCmd> {
+unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: &StatementText, sizes: Sizes) -> Vec<AlterTableCmd> {
     use pg_sys::AlterTableType::*;
     unsafe {
         let def = (*cmd).def;
         match (*cmd).subtype {
-            AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => vec![add_constraint(rel, def.cast(), None, text)],
-            AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text),
+            AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => vec![add_constraint(rel, def.cast(), None, text, sizes)],
+            AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text, sizes),
             AT_DropColumn => vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }],
             AT_ValidateConstraint => {
                 use LockMode::*;
@@ -398,7 +425,7 @@ unsafe fn type_name_parts(tn: *mut pg_sys::TypeName) -> Vec<String> {
 /// ADD COLUMN: decides whether ATExecAddColumn will rewrite the table (its default cannot
 /// be stored as the attribute's missing value) and collects the column's inline
 /// constraints (REFERENCES, CHECK, UNIQUE, PRIMARY KEY) as their own commands.
-unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText) -> Vec<AlterTableCmd> {
+unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText, sizes: Sizes) -> Vec<AlterTableCmd> {
     use pg_sys::ConstrType::*;
     unsafe {
         let colname = cstr((*def).colname);
@@ -415,7 +442,7 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
                 CONSTR_IDENTITY => identity = true,
                 CONSTR_GENERATED => generated = true,
                 CONSTR_FOREIGN | CONSTR_CHECK | CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION => {
-                    out.push(add_constraint(rel, con, Some(&colname), text))
+                    out.push(add_constraint(rel, con, Some(&colname), text, sizes))
                 }
                 _ => {}
             }
@@ -496,6 +523,7 @@ unsafe fn add_constraint(
     con: *mut pg_sys::Constraint,
     inline_column: Option<&str>,
     text: &StatementText,
+    sizes: Sizes,
 ) -> AlterTableCmd {
     use pg_sys::ConstrType::*;
     unsafe {
@@ -531,7 +559,7 @@ unsafe fn add_constraint(
                     None => written,
                 };
                 let constraint = NewConstraint { name: name_for(&cols, "fkey"), named, definition };
-                let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, false));
+                let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, false, sizes));
                 AlterTableCmd::AddForeignKey {
                     constraint,
                     referenced,
@@ -568,7 +596,7 @@ unsafe fn add_constraint(
     }
 }
 
-unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText) -> Option<Reindex> {
+unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText, sizes: Sizes) -> Option<Reindex> {
     use pg_sys::ReindexObjectType::*;
     unsafe {
         let target = match (*stmt).kind {
@@ -583,9 +611,9 @@ unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText) -> Optio
             ReindexTarget::Index => {
                 let oid = lookup((*stmt).relation)?;
                 let table_oid = pg_sys::IndexGetRelation(oid, true);
-                (table_oid != pg_sys::InvalidOid).then(|| relation(table_oid, true)).flatten()
+                (table_oid != pg_sys::InvalidOid).then(|| relation(table_oid, true, sizes)).flatten()
             }
-            ReindexTarget::Table => lookup((*stmt).relation).and_then(|oid| relation(oid, true)),
+            ReindexTarget::Table => lookup((*stmt).relation).and_then(|oid| relation(oid, true, sizes)),
             _ => None,
         };
         Some(Reindex { target, concurrent, table, concurrent_sql: sqltext::add_reindex_concurrently(text.text) })
@@ -612,7 +640,7 @@ pub(crate) unsafe fn reindex_is_concurrent(stmt: *mut pg_sys::ReindexStmt) -> bo
 }
 
 /// VACUUM with the FULL option; anything else is not judged.
-unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt) -> Statement {
+unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt, sizes: Sizes) -> Statement {
     unsafe {
         if !vacuum_is_full(stmt) {
             return Statement::Other;
@@ -623,7 +651,7 @@ unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt) -> Statement {
         }
         let tables = rels
             .iter_ptr()
-            .filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, true)))
+            .filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, true, sizes)))
             .collect();
         Statement::VacuumFull { tables, whole_database: false }
     }
@@ -642,26 +670,26 @@ pub unsafe fn vacuum_is_full(stmt: *mut pg_sys::VacuumStmt) -> bool {
     }
 }
 
-unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt) -> Statement {
+unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt, sizes: Sizes) -> Statement {
     unsafe {
         let Some(oid) = lookup((*stmt).relation) else { return Statement::Other };
         let Some(rel) = OpenRel::new(oid) else { return Statement::Other };
         let populated = rel.form().relispopulated;
-        let view = relation_of(&rel, false);
+        let view = relation_of(&rel, false, sizes);
         Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData }
     }
 }
 
-unsafe fn rename(stmt: *mut pg_sys::RenameStmt) -> Statement {
+unsafe fn rename(stmt: *mut pg_sys::RenameStmt, sizes: Sizes) -> Statement {
     use pg_sys::ObjectType::*;
     unsafe {
         let new_name = quote_ident(&cstr((*stmt).newname));
         match ((*stmt).renameType, (*stmt).relationType) {
-            (OBJECT_COLUMN, OBJECT_TABLE) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false)) {
+            (OBJECT_COLUMN, OBJECT_TABLE) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false, sizes)) {
                 Some(table) => Statement::RenameColumn { table, column: quote_ident(&cstr((*stmt).subname)), new_name },
                 None => Statement::Other,
             },
-            (OBJECT_TABLE, _) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false)) {
+            (OBJECT_TABLE, _) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false, sizes)) {
                 Some(table) => Statement::RenameTable { table, new_name },
                 None => Statement::Other,
             },

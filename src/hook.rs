@@ -461,9 +461,17 @@ pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, 
     unsafe {
         // Catalog lookups take no lock: read the invalidations other sessions committed.
         pg_sys::AcceptInvalidationMessages();
-        let (stmt, targets) = in_subtransaction(|| (facts::statement_facts(node, text), locks::lock_targets(node)))?;
+        // First pass without sizes (the largest size makes every size-dependent rule fire,
+        // facts::Sizes); only when something fired, a second with the real sizes.
+        let (stmt, targets) =
+            in_subtransaction(|| (facts::statement_facts(node, text, facts::Sizes::Unmeasured), locks::lock_targets(node)))?;
         let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
-        let findings = rules::check_all(&stmt, &requests, &guc::context());
+        let ctx = guc::context();
+        let mut findings = rules::check_all(&stmt, &requests, &ctx);
+        if !findings.is_empty() {
+            let stmt = in_subtransaction(|| facts::statement_facts(node, text, facts::Sizes::Measured))?;
+            findings = rules::check_all(&stmt, &requests, &ctx);
+        }
         Ok((decision::decide(guc::mode(), &guc::rule_levels(), findings, overrides), targets))
     }
 }

@@ -156,6 +156,10 @@ pub enum RelKind {
     Other,
 }
 
+/// `Relation::size_bytes` of a relation whose size was not measured: the largest size, so
+/// that every size-dependent rule fires (see `facts::Sizes`).
+pub const UNMEASURED: u64 = u64::MAX;
+
 /// One relation as the guard sees it in the catalog right now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Relation {
@@ -168,7 +172,8 @@ pub struct Relation {
     pub created_in_transaction: bool,
     /// Size in bytes from the actual block counts (`RelationGetNumberOfBlocks` × BLCKSZ) of
     /// the main fork and of the TOAST table, summed over the partitions and inheritance
-    /// children the statement recurses to; indexes excluded.
+    /// children the statement recurses to; indexes excluded. [`UNMEASURED`] when the facts
+    /// were built without sizes (`facts::Sizes::Unmeasured`).
     pub size_bytes: u64,
     /// `pg_class.reltuples` (summed like `size_bytes`); `None` when never analyzed.
     pub estimated_rows: Option<f64>,
@@ -197,8 +202,9 @@ pub fn pretty_size(bytes: u64) -> String {
     let mut unit = 0;
     // pg_size_pretty: keep the unit while size < 10 * 1024 (limit = 10 * 1024).
     while size >= 10 * 1024 && unit < UNITS.len() - 1 {
-        // round half up, as pg_size_pretty's half_rounded()
-        size = (size + 512) / 1024;
+        // round half up, as pg_size_pretty's half_rounded() ((size + 512) / 1024, written
+        // so that it cannot overflow near u64::MAX)
+        size = size / 1024 + u64::from(size % 1024 >= 512);
         unit += 1;
     }
     format!("{} {}", size, UNITS[unit])
@@ -434,6 +440,19 @@ mod tests {
         ".XXXXXXX", // EXCLUSIVE
         "XXXXXXXX", // ACCESS EXCLUSIVE
     ];
+
+    /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.
+    #[test]
+    fn pretty_size_matches_pg_size_pretty() {
+        use super::{pretty_size, UNMEASURED};
+        assert_eq!(pretty_size(0), "0 bytes");
+        assert_eq!(pretty_size(10239), "10239 bytes");
+        assert_eq!(pretty_size(10240), "10 kB");
+        assert_eq!(pretty_size(10485248), "10 MB");
+        assert_eq!(pretty_size(71303168), "68 MB");
+        // No overflow at the largest size (an unmeasured relation's).
+        assert_eq!(pretty_size(UNMEASURED), "16777216 TB");
+    }
 
     #[test]
     fn conflicts_follow_the_documented_table() {

@@ -326,6 +326,205 @@ mod tests {
         }
     }
 
+    /// Every relation a statement's facts hold.
+    fn relations_mut(stmt: &mut Statement) -> Vec<&mut Relation> {
+        use crate::model::AlterTableCmd;
+        match stmt {
+            Statement::CreateIndex(ci) => vec![&mut ci.table],
+            Statement::DropIndex(di) => di.indexes.iter_mut().map(|i| &mut i.table).collect(),
+            Statement::AlterTable(at) => {
+                let mut v = vec![&mut at.table];
+                for c in &mut at.commands {
+                    if let AlterTableCmd::AddForeignKey {
+                        referenced: Some(r),
+                        ..
+                    } = c
+                    {
+                        v.push(r);
+                    }
+                }
+                v
+            }
+            Statement::Reindex(ri) => ri.table.iter_mut().collect(),
+            Statement::VacuumFull { tables, .. }
+            | Statement::DropTable { tables, .. }
+            | Statement::TruncateCascade { tables } => tables.iter_mut().collect(),
+            Statement::Cluster { table } => table.iter_mut().collect(),
+            Statement::RefreshMatView { view, .. } => vec![view],
+            Statement::RenameColumn { table, .. } | Statement::RenameTable { table, .. } => {
+                vec![table]
+            }
+            Statement::Other => vec![],
+        }
+    }
+
+    /// The two-pass judging of `hook::verdict_for` (facts::Sizes) is sound only if a
+    /// statement without findings at the largest size has none at any size: every rule
+    /// must be monotonic in `size_bytes`. Checked on every statement shape the rules
+    /// know, at sizes on both sides of the threshold and of 0, with and without row
+    /// estimates.
+    #[test]
+    fn findings_only_grow_with_size() {
+        use crate::model::*;
+        use testutil::*;
+        let constraint = |def: &str| NewConstraint {
+            name: "c".into(),
+            named: true,
+            definition: Some(def.into()),
+        };
+        let commands = vec![
+            AlterTableCmd::AddForeignKey {
+                constraint: constraint("FOREIGN KEY (a) REFERENCES r (id)"),
+                referenced: Some(table("public.r", 5)),
+                inline_column: None,
+                validates: true,
+            },
+            AlterTableCmd::AddCheck {
+                constraint: constraint("CHECK (a > 0)"),
+                validates: true,
+            },
+            AlterTableCmd::SetNotNull {
+                column: "a".into(),
+                suggested_constraint: "a_not_null".into(),
+                already_not_null: false,
+                proven_by_check: false,
+            },
+            AlterTableCmd::AlterColumnType {
+                column: "a".into(),
+                suggested_new_column: "a_new".into(),
+                suggested_old_column: "a_old".into(),
+                new_type: "bigint".into(),
+                rewrite: Some(true),
+            },
+            AlterTableCmd::AlterColumnType {
+                column: "a".into(),
+                suggested_new_column: "a_new".into(),
+                suggested_old_column: "a_old".into(),
+                new_type: "text".into(),
+                rewrite: None,
+            },
+            AlterTableCmd::AddUnique {
+                constraint: constraint("UNIQUE (a)"),
+                primary: true,
+                nullable_columns: vec!["a".into()],
+                columns: "(a)".into(),
+            },
+            AlterTableCmd::AddExclusion {
+                constraint: constraint("EXCLUDE USING gist (a WITH &&)"),
+            },
+            AlterTableCmd::ValidateConstraint {
+                constraint: "c".into(),
+                held_lock: Some(LockMode::AccessExclusive),
+            },
+            AlterTableCmd::AddColumn {
+                column: "a".into(),
+                type_name: "integer".into(),
+                rewrite: Some(AddColumnRewrite::VolatileDefault),
+                not_null_without_default: false,
+                default_sql: Some("random()".into()),
+                not_null: false,
+            },
+            AlterTableCmd::AddColumn {
+                column: "a".into(),
+                type_name: "integer".into(),
+                rewrite: None,
+                not_null_without_default: true,
+                default_sql: None,
+                not_null: true,
+            },
+            AlterTableCmd::DropColumn { column: "a".into() },
+            AlterTableCmd::Rewrite {
+                action: "SET TABLESPACE",
+            },
+        ];
+        let t = || table("public.t", 5);
+        let mut statements = vec![
+            Statement::CreateIndex(CreateIndex {
+                table: t(),
+                concurrent: false,
+                concurrent_sql: None,
+            }),
+            Statement::DropIndex(DropIndex {
+                concurrent: false,
+                if_exists: false,
+                cascade: false,
+                indexes: vec![DroppedIndex {
+                    name: "public.i".into(),
+                    partitioned: false,
+                    created_in_transaction: false,
+                    table: t(),
+                }],
+            }),
+            Statement::Reindex(Reindex {
+                target: ReindexTarget::Table,
+                concurrent: false,
+                table: Some(t()),
+                concurrent_sql: None,
+            }),
+            Statement::VacuumFull {
+                tables: vec![t()],
+                whole_database: false,
+            },
+            Statement::Cluster { table: Some(t()) },
+            Statement::RefreshMatView {
+                view: t(),
+                concurrent: false,
+                populated: true,
+                with_no_data: false,
+            },
+            Statement::RenameColumn {
+                table: t(),
+                column: "a".into(),
+                new_name: "b".into(),
+            },
+            Statement::RenameTable {
+                table: t(),
+                new_name: "u".into(),
+            },
+            Statement::DropTable {
+                tables: vec![t()],
+                cascade: true,
+            },
+            Statement::TruncateCascade { tables: vec![t()] },
+        ];
+        for lock in [
+            LockMode::AccessExclusive,
+            LockMode::ShareRowExclusive,
+            LockMode::ShareUpdateExclusive,
+        ] {
+            for c in &commands {
+                statements.push(alter(t(), lock, vec![c.clone()]));
+            }
+        }
+        let ids = |s: &Statement| -> Vec<&str> { check(s).iter().map(|f| f.rule.id).collect() };
+        for stmt in &statements {
+            for size in [0, 8192, 1024 * 1024 - 1, 1024 * 1024, 64 << 20] {
+                for rows in [None, Some(0.0), Some(1e6)] {
+                    let mut real = stmt.clone();
+                    let mut unmeasured = stmt.clone();
+                    for r in relations_mut(&mut real) {
+                        (r.size_bytes, r.estimated_rows) = (size, rows);
+                    }
+                    for r in relations_mut(&mut unmeasured) {
+                        (r.size_bytes, r.estimated_rows) = (UNMEASURED, rows);
+                    }
+                    let (at_size, at_largest) = (ids(&real), ids(&unmeasured));
+                    assert!(
+                        at_size.iter().all(|id| at_largest.contains(id)),
+                        "{stmt:?} at {size} bytes, {rows:?} rows: {at_size:?} not within {at_largest:?}"
+                    );
+                }
+            }
+        }
+        // The corpus reaches the size-dependent rules: a small table passes where an
+        // unmeasured one does not.
+        let index = &statements[0];
+        let mut small = index.clone();
+        relations_mut(&mut small)[0].size_bytes = 8192;
+        assert!(ids(&small).is_empty());
+        assert_eq!(ids(index), ["require-concurrent-index-creation"]);
+    }
+
     #[test]
     fn lock_detail_uses_the_right_article() {
         assert_eq!(
