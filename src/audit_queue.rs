@@ -203,7 +203,7 @@ pub fn max_payload() -> usize {
     (QUEUE_BYTES.load(Ordering::Relaxed) as usize / 4).saturating_sub(RECORD_HEADER)
 }
 
-/// Puts one record (`payload`, a JSON object) for database `dboid` in the queue and wakes
+/// Puts one record (`payload`, an encoded `audit::Record`) for database `dboid` in the queue and wakes
 /// the database's writer, or the launcher when it has none. Returns the record id. With
 /// `wait`, waits up to ENQUEUE_WAIT_MS for space (interruptible by a query cancel);
 /// without it (in abort callbacks) fails at once when the queue is full.

@@ -250,7 +250,7 @@ ON CONFLICT (id) DO NOTHING";
 fn parse_batch(batch: &[queue::Claimed]) -> Vec<(i64, QueuedRecord)> {
     batch
         .iter()
-        .filter_map(|r| match serde_json::from_slice::<QueuedRecord>(&r.payload) {
+        .filter_map(|r| match postcard::from_bytes::<QueuedRecord>(&r.payload) {
             Ok(q) => Some((r.id as i64, q)),
             Err(e) => {
                 log(PgLogLevel::WARNING, format!("pg_migration_guard audit writer discarded record {}: {e}", r.id));
@@ -270,11 +270,11 @@ fn insert_args(rows: &mut [(i64, QueuedRecord)]) -> Vec<pgrx::datum::DatumWithOi
     vec![
         column(rows, |(id, _)| *id),
         column(rows, |(_, q)| q.logged_at_us),
-        column(rows, |(_, q)| take(&mut q.session_role)),
-        column(rows, |(_, q)| take(&mut q.effective_role)),
-        column(rows, |(_, q)| take(&mut q.application_name)),
-        column(rows, |(_, q)| q.client_addr.take()),
-        column(rows, |(_, q)| q.backend_pid),
+        column(rows, |(_, q)| take(&mut q.session.session_role)),
+        column(rows, |(_, q)| take(&mut q.session.effective_role)),
+        column(rows, |(_, q)| take(&mut q.session.application_name)),
+        column(rows, |(_, q)| q.session.client_addr.take()),
+        column(rows, |(_, q)| q.session.backend_pid),
         column(rows, |(_, q)| q.xid.map(|x| x.to_string())),
         column(rows, |(_, q)| take(&mut q.statement)),
         column(rows, |(_, q)| take(&mut q.command_tag)),
@@ -285,7 +285,7 @@ fn insert_args(rows: &mut [(i64, QueuedRecord)]) -> Vec<pgrx::datum::DatumWithOi
         column(rows, |(_, q)| q.override_reason.take()),
         column(rows, |(_, q)| q.duration_us),
         column(rows, |(_, q)| q.rewrote_table),
-        column(rows, |(_, q)| q.locks.take().map(|l| l.to_string())),
+        column(rows, |(_, q)| q.locks.take().and_then(|l| serde_json::to_string(&l).ok())),
         column(rows, |(_, q)| q.error_sqlstate.take()),
     ]
 }
