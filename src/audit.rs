@@ -30,26 +30,28 @@ use crate::audit_queue::{self, EnqueueError};
 use crate::hook::Judgement;
 
 /// Writes the decision's LOG line. LOG lines go to the server log only (not to the
-/// client) under the default `log_min_messages` and `client_min_messages`:
+/// client) under the default `log_min_messages` and `client_min_messages`. One message,
+/// no DETAIL — each further field would cost PostgreSQL another `log_line_prefix` (about
+/// a third of the line's price, docs/benchmarks.md):
 ///
 /// ```text
-/// LOG:  pg_migration_guard: allowed ALTER TABLE
-/// DETAIL:  statement: ALTER TABLE orders ADD COLUMN note text
+/// LOG:  pg_migration_guard: allowed ALTER TABLE; statement: ALTER TABLE orders ADD COLUMN note text
+/// LOG:  pg_migration_guard: rejected CREATE INDEX: require-concurrent-index-creation: CREATE INDEX would block writes to public.orders; statement: CREATE INDEX ON orders (total)
 /// ```
 ///
-/// The DETAIL carries this statement alone; the `STATEMENT:` line PostgreSQL would add
-/// (the whole query string, which the DETAIL already has for a single statement) is
+/// The line carries this statement alone; the `STATEMENT:` line PostgreSQL would add
+/// (the whole query string, which the line already has for a single statement) is
 /// suppressed with `errhidestmt`, as pgaudit does; a statement run inside a function keeps
 /// its CONTEXT line. The message is not translated (`errmsg_internal`): it is
 /// machine-readable (src/backend/utils/error/elog.c).
 pub fn log_line(j: &Judgement) {
-    let message = j.message().unwrap_or("");
-    let primary = if message.is_empty() {
-        format!("pg_migration_guard: {} {}", j.verdict.decision.as_str(), j.command_tag)
-    } else {
-        format!("pg_migration_guard: {} {}: {}", j.verdict.decision.as_str(), j.command_tag, message)
+    let decision = j.verdict.decision.as_str();
+    let line = match j.message() {
+        Some(message) if !message.is_empty() => {
+            format!("pg_migration_guard: {decision} {}: {message}; statement: {}", j.command_tag, j.statement)
+        }
+        _ => format!("pg_migration_guard: {decision} {}; statement: {}", j.command_tag, j.statement),
     };
-    let detail = format!("statement: {}", j.statement);
     // ereport() by hand: errstart and errfinish are not in pgrx's bindings, and pgrx's
     // ErrorReport has no errhidestmt. Only raw pointers to palloc'd copies are live while
     // PostgreSQL's functions run: an ERROR inside errfinish (out of memory) would longjmp
@@ -61,17 +63,14 @@ pub fn log_line(j: &Judgement) {
     unsafe {
         // (an interior NUL, impossible in statement text PostgreSQL received as a C
         // string, would end the copy)
-        let primary_c = primary.as_pg_cstr();
-        let detail_c = detail.as_pg_cstr();
-        drop((primary, detail));
+        let line_c = line.as_pg_cstr();
+        drop(line);
         if errstart(pg_sys::LOG as _, c"pg_migration_guard".as_ptr()) {
-            pg_sys::errmsg_internal(c"%s".as_ptr(), primary_c);
-            pg_sys::errdetail_internal(c"%s".as_ptr(), detail_c);
+            pg_sys::errmsg_internal(c"%s".as_ptr(), line_c);
             pg_sys::errhidestmt(true);
             errfinish(c"src/audit.rs".as_ptr(), line!() as _, c"log_line".as_ptr());
         }
-        pg_sys::pfree(primary_c.cast());
-        pg_sys::pfree(detail_c.cast());
+        pg_sys::pfree(line_c.cast());
     }
 }
 

@@ -327,8 +327,8 @@ fn error_sqlstate_records_the_failure_of_an_allowed_statement() {
 }
 
 /// Every decision — allowed, warned, rejected, overridden, exempt — is one audit row and one
-/// `LOG:  pg_migration_guard: <decision> <command tag>[: message]` message naming the
-/// statement (in the line or its DETAIL).
+/// `LOG:  pg_migration_guard: <decision> <command tag>[: message]; statement: <statement>`
+/// line, without DETAIL.
 #[test]
 fn every_decision_is_one_audit_row_and_one_log_line() {
     let mut admin = connect("A");
@@ -375,13 +375,18 @@ fn every_decision_is_one_audit_row_and_one_log_line() {
         let rows = wait_for_audit(&mut admin, "application_name = $1 AND statement LIKE $2", &[&app, &pattern], 1);
         assert_eq!((rows[0].decision.as_str(), rows[0].command_tag.as_str()), (decision, command_tag), "{:#?}", rows[0]);
 
-        // `LOG:  pg_migration_guard: <decision> <command tag>[: message]`
+        // `LOG:  pg_migration_guard: <decision> <command tag>[: message]; statement: <statement>`
         let head = format!("LOG:  pg_migration_guard: {decision} {command_tag}");
-        let with_message = format!("{head}:");
+        let (plain, with_message) = (format!("{head}; statement: "), format!("{head}: "));
         let matching = |entries: &[LogEntry]| {
             entries
                 .iter()
-                .filter(|e| (e.head == head || e.head.starts_with(&with_message)) && e.text.contains(marker.as_str()))
+                .filter(|e| {
+                    (e.head.starts_with(&plain) || e.head.starts_with(&with_message))
+                        && e.head.contains("; statement: ")
+                        && e.head.contains(marker.as_str())
+                        && !e.text.contains("DETAIL:")
+                })
                 .count()
         };
         let start = Instant::now();
