@@ -30,6 +30,10 @@ CREATE TABLE guard_fixture.order_lines (order_id bigint REFERENCES guard_fixture
 CREATE MATERIALIZED VIEW guard_fixture.sales_by_status AS
     SELECT o.status, count(*) AS n, o.id % 1000 AS bucket FROM guard_fixture.orders o, generate_series(1, 20) GROUP BY 1, 3;
 CREATE UNIQUE INDEX ON guard_fixture.sales_by_status (status, bucket);
+-- A small heap whose data lives in its TOAST table (400 uncompressed 3.2 kB values).
+CREATE TABLE guard_fixture.documents (id int PRIMARY KEY, body text);
+ALTER TABLE guard_fixture.documents ALTER COLUMN body SET STORAGE EXTERNAL;
+INSERT INTO guard_fixture.documents SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 400) g;
 CREATE DOMAIN guard_fixture.positive_int AS integer CHECK (VALUE > 0);
 CREATE DOMAIN guard_fixture.plain_int AS integer;
 CREATE ROLE guard_app_user NOLOGIN;
@@ -446,6 +450,27 @@ fn small_table_threshold_exempts_rewrites_of_small_tables_only() {
     allowed("CREATE INDEX ON guard_fixture.orders (quantity)");
     // DROP INDEX is about the lock queue, not the size: still judged.
     rejected("DROP INDEX guard_fixture.orders_status_idx", "require-concurrent-index-deletion");
+}
+
+// A table's size includes its TOAST table, measured from its files like pg_relation_size.
+#[pg_test]
+fn toast_table_counts_in_the_table_size() {
+    let (heap, toast) = Spi::get_two::<i64, i64>(
+        "SELECT pg_relation_size(oid), pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'guard_fixture.documents'::regclass",
+    )
+    .unwrap();
+    let (heap, toast) = (heap.unwrap(), toast.unwrap());
+    assert!(heap < 1024 * 1024 && heap + toast > 1024 * 1024, "fixture: heap {heap}, TOAST {toast}");
+    let toast_oid = Spi::get_one::<pg_sys::Oid>("SELECT reltoastrelid FROM pg_class WHERE oid = 'guard_fixture.documents'::regclass")
+        .unwrap()
+        .unwrap();
+    assert_eq!(unsafe { crate::facts::main_fork_bytes_by_path(toast_oid) }, Some(toast as u64));
+    // A view has no files.
+    let view = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_catalog.pg_tables'::regclass::oid").unwrap().unwrap();
+    assert_eq!(unsafe { crate::facts::main_fork_bytes_by_path(view) }, None);
+    let f = rejected("CREATE INDEX ON guard_fixture.documents (id)", "require-concurrent-index-creation");
+    let size = Spi::get_one::<String>(&format!("SELECT pg_size_pretty({}::bigint)", heap + toast)).unwrap().unwrap();
+    assert!(f.detail.contains(&size), "{size}: {f:?}");
 }
 
 #[pg_test]
