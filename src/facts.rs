@@ -49,9 +49,9 @@ impl StatementText<'_> {
     }
 }
 
-/// Whether [`statement_facts`] measures relation sizes. Measuring one costs a relcache
-/// entry for its TOAST table and an `lseek` per fork, and only rules that might fire use
-/// it, so the hook judges in two passes (`crate::hook::verdict_for`): first with
+/// Whether [`statement_facts`] measures relation sizes. Measuring one costs an `lseek` of
+/// its main fork and a pg_class lookup and `stat` for its TOAST table, and only rules that
+/// might fire use it, so the hook judges in two passes (`crate::hook::verdict_for`): first with
 /// `Unmeasured` sizes, then, only when that pass found something, again with `Measured`.
 ///
 /// `Unmeasured` reports every size as [`UNMEASURED`] (`u64::MAX`), the largest there is.
@@ -218,8 +218,8 @@ impl OpenRel {
     }
     /// Main fork plus the TOAST table's main fork. The TOAST table is measured by its files
     /// (`main_fork_bytes_by_path`), which needs its pg_class row only, not a relcache
-    /// entry: building one cost ~33 k instructions per statement, and nothing else of the
-    /// guard or of most statements needs it.
+    /// entry: building one cost ~33 k instructions per measured statement, and nothing else
+    /// of the guard or of most statements needs it.
     fn size_with_toast(&self) -> u64 {
         let toast = self.form().reltoastrelid;
         let toast_bytes = if toast != pg_sys::InvalidOid {
@@ -238,8 +238,8 @@ impl OpenRel {
 }
 
 /// Main-fork bytes of relation `oid` measured the way `pg_relation_size` does
-/// (src/backend/utils/adt/dbsize.c, `calculate_relation_size`: the sizes of the fork's
-/// 1 GB segment files `path`, `path.1`, ... up to the first missing one), with the path
+/// (src/backend/utils/adt/dbsize.c, `calculate_relation_size`: the sum of the sizes of the
+/// fork's 1 GB segment files `path`, `path.1`, ...; see `segmented_file_bytes`), with the path
 /// from `pg_relation_filepath` (the same file, same function: it reads the pg_class row
 /// through the syscache and builds no relcache entry). Paths are relative to the data
 /// directory, the backend's working directory. `None` when the relation has no file
