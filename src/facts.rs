@@ -246,11 +246,11 @@ impl OpenRel {
 /// path (no storage) or its first segment is missing — a rewrite committed since the
 /// catalog snapshot — so the caller measures through the relcache instead.
 pub(crate) unsafe fn main_fork_bytes_by_path(oid: pg_sys::Oid) -> Option<u64> {
+    // text palloc'd in the current memory context, read at once
     let path = unsafe {
         pgrx::direct_function_call::<&str>(|f| pg_sys::pg_relation_filepath(f), &[Some(pg_sys::Datum::from(oid))])
-    }?
-    .to_string();
-    segmented_file_bytes(&path, pg_sys::RELSEG_SIZE as u64 * pg_sys::BLCKSZ as u64, |file| std::fs::metadata(file).ok().map(|m| m.len()))
+    }?;
+    segmented_file_bytes(path, pg_sys::RELSEG_SIZE as u64 * pg_sys::BLCKSZ as u64, |file| std::fs::metadata(file).ok().map(|m| m.len()))
 }
 
 /// The size of a fork stored as segments `path`, `path.1`, ... of `segment_bytes` each,
@@ -937,7 +937,7 @@ pub unsafe fn owned_by_current_user(oid: pg_sys::Oid) -> bool {
 mod tests {
     use super::segmented_file_bytes;
 
-    /// Files of a fork with 1-unit segments: sizes by name.
+    /// A fork's files: their sizes by name (`None`: no such file).
     fn fork<'a>(files: &'a [(&'a str, u64)]) -> impl Fn(&str) -> Option<u64> + 'a {
         move |name| files.iter().find(|(n, _)| *n == name).map(|(_, len)| *len)
     }

@@ -170,10 +170,10 @@ pub struct Relation {
     /// relation and every partition or child the statement recurses to), or a temporary
     /// table: no other session can see it, so nothing done to it can block anyone.
     pub created_in_transaction: bool,
-    /// Size in bytes from the actual block counts (`RelationGetNumberOfBlocks` × BLCKSZ) of
-    /// the main fork and of the TOAST table, summed over the partitions and inheritance
-    /// children the statement recurses to; indexes excluded. [`UNMEASURED`] when the facts
-    /// were built without sizes (`facts::Sizes::Unmeasured`).
+    /// Size in bytes of the main fork (`RelationGetNumberOfBlocks` × BLCKSZ) and of the
+    /// TOAST table's main fork (its files' sizes, as `pg_relation_size`), summed over the
+    /// partitions and inheritance children the statement recurses to; indexes excluded.
+    /// [`UNMEASURED`] when the facts were built without sizes (`facts::Sizes::Unmeasured`).
     pub size_bytes: u64,
     /// `pg_class.reltuples` (summed like `size_bytes`); `None` when never analyzed.
     pub estimated_rows: Option<f64>,
