@@ -15,10 +15,10 @@
 # shared_preload_libraries the worker would load the installed library as a second
 # copy. Preloading is enough for rows 1-2: the hook is installed by _PG_init, no CREATE
 # EXTENSION is needed.
-#   GUARD_SO=/path/to/pg_migration_guard.so   library to copy (default: the installed one,
-#                                             $(pg_config --pkglibdir)/pg_migration_guard.so)
+#   GUARD_SO=/path/to/pg_migration_guard.so   library to copy (default: the one
+#                                             install_extension installed, $GUARD_LIB_DIR)
 guard_lib_copy() {
-  local src=${GUARD_SO:-$("${PG_CONFIG}" --pkglibdir)/pg_migration_guard.so}
+  local src=${GUARD_SO:-${GUARD_LIB_DIR:-}/pg_migration_guard.so}
   [ -r "$src" ] || { echo "guard library not found: $src (set GUARD_SO)" >&2; return 1; }
   local tmp sum
   install -d -m 755 /tmp/pgmg-bench-lib

@@ -1,7 +1,19 @@
-# Shared helpers for scripts/demo.sh and scripts/test.sh (sourced, not run).
-PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/${PG_MAJOR}/bin
+# Shared helpers for scripts/demo.sh, scripts/test.sh, tests/clients/run.sh and bench/
+# (sourced, not run).
+#
+# Never touch a running server's files: the project never writes into the system's
+# PostgreSQL library directory. Its servers run the system's PostgreSQL programs from a
+# private tree (PG_TREE, built by scripts/setup.sh: the programs copied, the libraries
+# linked), whose pg_config reports the tree's own lib/ as PKGLIBDIR, so `cargo pgrx test`
+# installs its test build there; and the clusters the scripts start load the guard library
+# from a content-addressed directory (install_extension), never rewritten once written.
+PG_MAJOR=${PG_MAJOR:-15}
+SYSTEM_PG_BIN=/usr/lib/postgresql/${PG_MAJOR}/bin
+PG_TREE=${PGMG_PG_TREE:-/var/tmp/pgmg/pg${PG_MAJOR}}
+PG_BIN=${PG_TREE}/bin
 PG_CONFIG=${PG_BIN}/pg_config
+# Where install_extension puts each build of the library: <dir>/<sha256 prefix>/.
+GUARD_LIB_ROOT=${PGMG_LIB_ROOT:-/var/tmp/pgmg/lib}
 
 # Run a command as the postgres OS user: PostgreSQL refuses to run as root.
 as_pg() {
@@ -9,15 +21,18 @@ as_pg() {
 }
 
 # start_cluster DIR PORT PRELOAD: a throwaway cluster in DIR, listening only on the Unix
-# socket in /tmp, with shared_preload_libraries = PRELOAD (may be empty).
+# socket in /tmp, with shared_preload_libraries = PRELOAD (may be empty). When
+# install_extension ran, the guard is loaded from its private copy (dynamic_library_path).
 start_cluster() {
   local dir=$1 port=$2 preload=$3
   stop_cluster "$dir"
   rm -rf "$dir"
   install -d -o postgres "$dir"
   as_pg "${PG_BIN}/initdb" -D "$dir/data" --auth=trust -U postgres >/dev/null
+  local libpath=''
+  [ -n "${GUARD_LIB_DIR:-}" ] && libpath="-c dynamic_library_path=${GUARD_LIB_DIR}:\$libdir"
   as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
-    -o "-p $port -k /tmp -c listen_addresses='127.0.0.1' -c shared_preload_libraries='$preload' -c fsync=off" \
+    -o "-p $port -k /tmp -c listen_addresses='127.0.0.1' -c shared_preload_libraries='$preload' -c fsync=off $libpath" \
     start >/dev/null
 }
 
@@ -28,7 +43,34 @@ stop_cluster() {
   fi
 }
 
-# Build the extension in release mode and install it into the system PostgreSQL.
+# install_atomically SRC DEST [MODE]: writes DEST as a new file beside it, then renames it
+# over DEST, so that a process that has DEST open or mapped keeps the old file intact.
+install_atomically() {
+  local src=$1 dest=$2 mode=${3:-644} tmp
+  tmp=$(mktemp "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
+  cp "$src" "$tmp" && chmod "$mode" "$tmp" && mv -f "$tmp" "$dest"
+}
+
+# Builds the extension in release mode (cargo pgrx package) and installs it without
+# touching a running server's files:
+#   - the library into GUARD_LIB_ROOT/<first 12 hex digits of its sha256>/, written once
+#     and never rewritten; GUARD_LIB_DIR is set to that directory, and start_cluster puts it
+#     first in dynamic_library_path (the library is preloaded by name);
+#   - the control file and SQL scripts into the server's SHAREDIR/extension (read by
+#     CREATE/ALTER EXTENSION only, never mapped), each replaced by a rename.
 install_extension() {
-  cargo pgrx install --release --pg-config "${PG_CONFIG}" >/dev/null
+  cargo pgrx package --pg-config "${PG_CONFIG}" >/dev/null
+  local out=target/release/pg_migration_guard-pg${PG_MAJOR} so sum f sharedir
+  so=$(find "$out" -name pg_migration_guard.so | head -1)
+  [ -n "$so" ] || { echo "install_extension: no pg_migration_guard.so under $out" >&2; return 1; }
+  sum=$(sha256sum "$so" | cut -c1-12)
+  GUARD_LIB_DIR=$GUARD_LIB_ROOT/$sum
+  install -d -m 755 "$GUARD_LIB_DIR"
+  [ -f "$GUARD_LIB_DIR/pg_migration_guard.so" ] || install_atomically "$so" "$GUARD_LIB_DIR/pg_migration_guard.so" 755
+  sharedir=$("${PG_CONFIG}" --sharedir)
+  while IFS= read -r f; do
+    install_atomically "$f" "$sharedir/extension/$(basename "$f")"
+  done < <(find "$out" -path '*/extension/*' -type f)
+  export GUARD_LIB_DIR
+  echo "install_extension: library $GUARD_LIB_DIR/pg_migration_guard.so" >&2
 }

@@ -170,6 +170,64 @@ pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides
     }
 }
 
+/// Why the guard could not judge a statement: an error while it read the statement's facts
+/// (the cause is PostgreSQL's or the guard's own message), or a fact it could not decide
+/// without waiting for another session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgingFailure {
+    pub cause: String,
+    /// What the user can do about this cause, when there is something specific.
+    pub hint: Option<String>,
+}
+
+/// `pg_migration_guard.on_judging_error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnJudgingError {
+    Reject,
+    Allow,
+}
+
+/// The verdict on a statement the guard could not judge. Fail closed: in mode `enforce`
+/// with `on_judging_error = reject` it is rejected, naming the cause and the setting; with
+/// `allow`, or in mode `warn`, it runs unjudged with a WARNING naming the cause (decision
+/// `warned`). No rule fired, so `rules` is empty; the cause is in the message, which the
+/// audit row keeps.
+pub fn undecided(mode: Mode, on_error: OnJudgingError, command_tag: &str, failure: &JudgingFailure) -> Verdict {
+    if mode == Mode::Off {
+        return Verdict::allowed();
+    }
+    let reject = mode == Mode::Enforce && on_error == OnJudgingError::Reject;
+    let message = format!("pg_migration_guard could not judge this {command_tag} statement: {}", failure.cause);
+    let (outcome, setting) = if reject {
+        ("The statement was not run.", "reject")
+    } else {
+        ("The statement runs unjudged: no rule was checked and no lock was taken ahead.", "allow")
+    };
+    let policy = if mode == Mode::Warn {
+        "pg_migration_guard.mode is warn.".to_string()
+    } else {
+        format!("pg_migration_guard.on_judging_error is {setting}.")
+    };
+    let detail = format!("{outcome}\n{policy}");
+    let hint = if reject {
+        let mut h = failure.hint.clone().unwrap_or_else(|| "Run the statement again.".to_string());
+        h.push_str(
+            " If the guard cannot judge it at all and it is known to be safe, a superuser can let statements the guard \
+             cannot judge run unjudged: SET pg_migration_guard.on_judging_error = allow;",
+        );
+        h
+    } else {
+        String::new()
+    };
+    Verdict {
+        decision: if reject { Decision::Rejected } else { Decision::Warned },
+        rules: vec![],
+        report: Some(Report { message, detail, hint }),
+        overridden: vec![],
+        override_reason: None,
+    }
+}
+
 /// One report for all findings: the first finding's message, every finding's detail and
 /// hint, and a last DETAIL line saying which policy produced it.
 fn render(judged: &[&Judged], mode: Mode) -> Report {
@@ -304,6 +362,36 @@ mod tests {
         assert!(v.overridden.is_empty());
         assert_eq!(v.override_reason, None);
         assert!(v.report.unwrap().detail.contains("allow_overrides is off"));
+    }
+
+    #[test]
+    fn a_statement_that_could_not_be_judged_is_rejected_by_default() {
+        let failure = JudgingFailure { cause: "stack depth limit exceeded".into(), hint: None };
+        let v = undecided(Mode::Enforce, OnJudgingError::Reject, "ALTER TABLE", &failure);
+        assert_eq!(v.decision, Decision::Rejected);
+        assert!(v.rules.is_empty());
+        let r = v.report.unwrap();
+        assert_eq!(r.message, "pg_migration_guard could not judge this ALTER TABLE statement: stack depth limit exceeded");
+        assert!(r.detail.starts_with("The statement was not run."), "{}", r.detail);
+        assert!(r.detail.ends_with("pg_migration_guard.on_judging_error is reject."), "{}", r.detail);
+        assert!(r.hint.contains("SET pg_migration_guard.on_judging_error = allow;"), "{}", r.hint);
+    }
+
+    #[test]
+    fn a_statement_that_could_not_be_judged_runs_with_a_warning_when_allowed_or_in_warn_mode() {
+        let failure = JudgingFailure { cause: "boom".into(), hint: Some("Wait.".into()) };
+        for (mode, policy) in [(Mode::Enforce, "on_judging_error is allow."), (Mode::Warn, "mode is warn.")] {
+            let on_error = if mode == Mode::Warn { OnJudgingError::Reject } else { OnJudgingError::Allow };
+            let v = undecided(mode, on_error, "CREATE INDEX", &failure);
+            assert_eq!(v.decision, Decision::Warned);
+            let r = v.report.unwrap();
+            assert!(r.message.ends_with("CREATE INDEX statement: boom"), "{}", r.message);
+            assert!(r.detail.starts_with("The statement runs unjudged"), "{}", r.detail);
+            assert!(r.detail.ends_with(policy), "{}", r.detail);
+        }
+        let v = undecided(Mode::Enforce, OnJudgingError::Reject, "CREATE INDEX", &failure);
+        assert!(v.report.unwrap().hint.starts_with("Wait. "));
+        assert_eq!(undecided(Mode::Off, OnJudgingError::Reject, "CREATE INDEX", &failure), Verdict::allowed());
     }
 
     #[test]

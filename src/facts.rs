@@ -1,10 +1,15 @@
 //! Facts layer: parse node + live catalog → plain Rust values ([`crate::model`]).
 //!
-//! Every `pg_sys` touch of the judging path lives here. Relations are looked up without
-//! taking locks (`NoLock`): the guard must not queue behind anyone before PostgreSQL does,
-//! and must not upgrade a lock the statement is about to take. The caller runs all of this
-//! inside an internal subtransaction, so a catalog error (a relation dropped concurrently,
-//! an unknown type) is caught there and never blocks the statement.
+//! Reads what the rules need from the parse tree and the live catalog. Relations are looked
+//! up without taking locks (`NoLock`): the guard must not queue behind anyone before
+//! PostgreSQL does, and must not upgrade a lock the statement is about to take. The caller
+//! runs all of this inside an internal subtransaction: an error here is caught there and
+//! becomes a judging failure, which `pg_migration_guard.on_judging_error` decides (reject
+//! by default).
+//!
+//! Judging never runs a user's code: expressions are planned (constant-folded) only when
+//! they call nothing but built-in functions (`calls_only_builtin_functions`). Names from the
+//! catalog are bytes in the database encoding (`name_bytes`), never assumed to be UTF-8.
 
 use std::ffi::{c_char, c_void, CStr, CString};
 
@@ -120,6 +125,25 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, siz
     }
 }
 
+/// The bytes of a catalog name up to its terminating NUL. Names are bytes in the database
+/// encoding, not necessarily UTF-8 (an SQL_ASCII database accepts any byte), so they are
+/// compared as bytes and shown lossily, never converted with a check that could fail.
+pub(crate) fn name_bytes(n: &pg_sys::NameData) -> &[u8] {
+    let data: &[c_char] = &n.data;
+    // SAFETY: c_char and u8 have the same size and alignment.
+    let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len()) };
+    bytes.iter().position(|b| *b == 0).map_or(bytes, |end| &bytes[..end])
+}
+
+/// The bytes of a C string (empty for null).
+unsafe fn cstr_bytes<'a>(p: *const c_char) -> &'a [u8] {
+    if p.is_null() {
+        b""
+    } else {
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    }
+}
+
 pub(crate) unsafe fn cstr(p: *const c_char) -> String {
     if p.is_null() {
         String::new()
@@ -172,14 +196,14 @@ impl OpenRel {
     pub(crate) fn form(&self) -> &pg_sys::FormData_pg_class {
         unsafe { &*(*self.0).rd_rel }
     }
+    /// The relation's name for messages (bytes that are not UTF-8 shown as U+FFFD).
     fn relname(&self) -> String {
-        pgrx::name_data_to_str(&self.form().relname).to_string()
+        String::from_utf8_lossy(name_bytes(&self.form().relname)).into_owned()
     }
     pub(crate) fn qualified_name(&self) -> String {
         unsafe {
             let nsp = pg_sys::get_namespace_name(self.form().relnamespace);
-            let name = CString::new(self.relname()).unwrap_or_default();
-            cstr(pg_sys::quote_qualified_identifier(nsp, name.as_ptr()))
+            cstr(pg_sys::quote_qualified_identifier(nsp, self.form().relname.data.as_ptr()))
         }
     }
     fn kind(&self) -> RelKind {
@@ -537,9 +561,16 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
 }
 
 /// Cooks the default the way ALTER TABLE will (cookDefault: transformExpr as a column
-/// default, coercion to the column type, collations), plans it, and asks
-/// contain_volatile_functions — ATExecAddColumn's own test for the missing-value fast path.
-/// Also returns the cooked default as SQL (`deparse_expression`), for the HINT.
+/// default, coercion to the column type, collations) and asks contain_volatile_functions —
+/// ATExecAddColumn's own test for the missing-value fast path (StoreAttrDefault), which
+/// PostgreSQL runs on the planned expression. Planning (`expression_planner`) folds
+/// constants, which runs every immutable function with constant arguments: the guard plans
+/// only expressions that call nothing but PostgreSQL's built-in functions
+/// ([`calls_only_builtin_functions`]); an expression that calls a user's function is tested
+/// unplanned — folding only ever removes function calls, so it is volatile planned only if
+/// it is volatile unplanned, and a false alarm can only come from a volatile call that
+/// constant folding would have removed (`CASE WHEN false THEN random() ...` beside a user's
+/// function). Also returns the cooked default as SQL (`deparse_expression`), for the HINT.
 unsafe fn cooked_default(raw: *mut pg_sys::Node, typid: pg_sys::Oid, typmod: i32, colname: &str) -> (bool, Option<String>) {
     unsafe {
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
@@ -550,8 +581,43 @@ unsafe fn cooked_default(raw: *mut pg_sys::Node, typid: pg_sys::Oid, typmod: i32
             return (false, None);
         }
         let sql = cstr(pg_sys::deparse_expression(cooked, std::ptr::null_mut(), false, false));
-        let planned = pg_sys::expression_planner(cooked.cast());
-        (pg_sys::contain_volatile_functions(planned.cast()), Some(sql))
+        let tested: *mut pg_sys::Node =
+            if calls_only_builtin_functions(cooked) { pg_sys::expression_planner(cooked.cast()).cast() } else { cooked };
+        (pg_sys::contain_volatile_functions(tested), Some(sql))
+    }
+}
+
+/// Whether `expr` calls only functions built into PostgreSQL (created by initdb: oid below
+/// FirstNormalObjectId), counting operators' functions, casts, type input/output functions
+/// of I/O coercions and aggregates (`check_functions_in_node`, the test
+/// contain_volatile_functions uses). Only then may the guard plan it: planning evaluates
+/// immutable functions with constant arguments (eval_const_expressions), and judging must
+/// never run a user's code — a function that fails or behaves differently the first time
+/// would decide the verdict.
+///
+/// # Safety
+/// `expr` is an analyzed expression tree, inside a transaction.
+pub(crate) unsafe fn calls_only_builtin_functions(expr: *mut pg_sys::Node) -> bool {
+    unsafe { !user_function_walker(expr, std::ptr::null_mut()) }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn user_function_walker(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn is_user_function(func: pg_sys::Oid, _context: *mut c_void) -> bool {
+        u32::from(func) >= pg_sys::FirstNormalObjectId
+    }
+    unsafe {
+        if node.is_null() {
+            return false;
+        }
+        // As PostgreSQL's own walkers: a deep tree must end in "stack depth limit exceeded",
+        // never in a crash.
+        pg_sys::check_stack_depth();
+        if pg_sys::check_functions_in_node(node, Some(is_user_function), std::ptr::null_mut()) {
+            return true;
+        }
+        pg_sys::expression_tree_walker(node, Some(user_function_walker), context)
     }
 }
 
@@ -614,7 +680,7 @@ unsafe fn add_constraint(
                 let cols = key_list((*con).keys);
                 let nullable_columns = if primary {
                     cols.iter()
-                        .filter(|c| inline_column.is_some() || attribute(rel, c).is_none_or(|a| !a.attnotnull))
+                        .filter(|c| inline_column.is_some() || attribute(rel, c.as_bytes()).is_none_or(|a| !a.attnotnull))
                         .map(|c| quote_ident(c))
                         .collect()
                 } else {
@@ -735,10 +801,10 @@ unsafe fn rename(stmt: *mut pg_sys::RenameStmt, sizes: Sizes) -> Statement {
     }
 }
 
-/// The live attribute named `name`, if any.
-fn attribute<'a>(rel: &'a OpenRel, name: &str) -> Option<&'a pg_sys::FormData_pg_attribute> {
+/// The live attribute named `name` (its bytes, as the parser left them), if any.
+fn attribute<'a>(rel: &'a OpenRel, name: &[u8]) -> Option<&'a pg_sys::FormData_pg_attribute> {
     let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel.0).rd_att) };
-    let found = desc.iter().find(|a| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)?;
+    let found = desc.iter().find(|a| !a.attisdropped && name_bytes(&a.attname) == name)?;
     // The descriptor belongs to the relcache entry, which outlives `desc`.
     Some(unsafe { &*(found as *const pg_sys::FormData_pg_attribute) })
 }
@@ -750,7 +816,7 @@ unsafe fn make_column_var(att: &pg_sys::FormData_pg_attribute) -> *mut pg_sys::V
 unsafe fn set_not_null(rel: &OpenRel, colname: *mut c_char) -> AlterTableCmd {
     unsafe {
         let column = cstr(colname);
-        let Some(att) = attribute(rel, &column) else { return AlterTableCmd::Other };
+        let Some(att) = attribute(rel, cstr_bytes(colname)) else { return AlterTableCmd::Other };
         let already_not_null = att.attnotnull;
         // NotNullImpliedByRelConstraints (tablecmds.c): does a valid CHECK constraint prove
         // "col IS NOT NULL"? PartConstraintImpliedByRelConstraint runs the same predicate
@@ -779,7 +845,7 @@ unsafe fn set_not_null(rel: &OpenRel, colname: *mut c_char) -> AlterTableCmd {
 unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sys::ColumnDef) -> AlterTableCmd {
     unsafe {
         let column = cstr(colname);
-        let Some(att) = attribute(rel, &column) else { return AlterTableCmd::Other };
+        let Some(att) = attribute(rel, cstr_bytes(colname)) else { return AlterTableCmd::Other };
         let mut typid = pg_sys::InvalidOid;
         let mut typmod: i32 = -1;
         pg_sys::typenameTypeIdAndMod(std::ptr::null_mut(), (*def).typeName, &mut typid, &mut typmod);
@@ -801,8 +867,16 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
 
 /// Builds the transform PostgreSQL builds (ATPrepAlterColumnType: the USING expression or
 /// a Var of the column, coerce_to_target_type with COERCION_ASSIGNMENT, expression_planner)
-/// and runs ATColumnChangeRequiresRewrite's test on it. `None` when undecided: the column
-/// cannot be cast (PostgreSQL will refuse the statement), or USING cannot be analyzed now.
+/// and runs ATColumnChangeRequiresRewrite's test on it. `None` when the column cannot be
+/// cast (PostgreSQL will refuse the statement with its own error).
+///
+/// A transform that calls a user's function is not planned (planning would run it, see
+/// [`calls_only_builtin_functions`]) and counts as a rewrite: only a chain of relabelings
+/// around the column itself is not one, and a user's function is not a relabeling.
+///
+/// Raises 55P03 when USING must be analyzed and another session holds a lock on the table
+/// that conflicts with ACCESS SHARE: the guard does not queue for it, and without the
+/// analysis the rewrite cannot be decided (a judging failure, `on_judging_error`).
 unsafe fn type_change_rewrites(
     rel: &OpenRel,
     att: &pg_sys::FormData_pg_attribute,
@@ -820,7 +894,16 @@ unsafe fn type_change_rewrites(
             // entry wants the relation locked; take ACCESS SHARE only if it is free right now
             // (never queue), inside the judging subtransaction, whose rollback releases it.
             if !pg_sys::ConditionalLockRelationOid((*rel.0).rd_id, pg_sys::AccessShareLock as _) {
-                return None;
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                    format!(
+                        "another session holds a lock on {} that keeps the USING expression from being analyzed without waiting",
+                        rel.qualified_name()
+                    ),
+                    "pg_migration_guard",
+                )
+                .set_hint("Run the statement again when the other session's transaction has ended.")
+                .report(pgrx::PgLogLevel::ERROR);
             }
             let nsitem = pg_sys::addRangeTableEntryForRelation(
                 pstate,
@@ -849,6 +932,9 @@ unsafe fn type_change_rewrites(
             return None;
         }
         pg_sys::assign_expr_collations(pstate, transform);
+        if !calls_only_builtin_functions(transform) {
+            return Some(true);
+        }
         let planned = pg_sys::expression_planner(transform.cast()).cast();
         Some(column_change_requires_rewrite(planned, att.attnum))
     }

@@ -44,6 +44,28 @@ pub enum LockTimeoutPolicy {
 
 pub static LOCK_TIMEOUT_POLICY: GucSetting<LockTimeoutPolicy> = GucSetting::<LockTimeoutPolicy>::new(LockTimeoutPolicy::Auto);
 
+/// `pg_migration_guard.on_judging_error`: what happens to a statement the guard could not
+/// judge (an error while reading its facts, a fact that cannot be decided without waiting).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum JudgingErrorPolicy {
+    /// Refuse the statement with an ERROR naming the cause (fail closed).
+    #[name = c"reject"]
+    Reject,
+    /// Let it run unjudged, with a WARNING naming the cause.
+    #[name = c"allow"]
+    Allow,
+}
+
+pub static ON_JUDGING_ERROR: GucSetting<JudgingErrorPolicy> = GucSetting::<JudgingErrorPolicy>::new(JudgingErrorPolicy::Reject);
+
+/// The current `on_judging_error` as the decision layer's type.
+pub fn on_judging_error() -> crate::decision::OnJudgingError {
+    match ON_JUDGING_ERROR.get() {
+        JudgingErrorPolicy::Reject => crate::decision::OnJudgingError::Reject,
+        JudgingErrorPolicy::Allow => crate::decision::OnJudgingError::Allow,
+    }
+}
+
 /// `pg_migration_guard.lock_attempt_timeout`, in ms: the longest single wait in the lock queue.
 pub static LOCK_ATTEMPT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
 
@@ -290,6 +312,17 @@ when the value is set. Only superusers can change it.",
             None,
         );
     }
+    GucRegistry::define_enum_guc(
+        c"pg_migration_guard.on_judging_error",
+        c"What pg_migration_guard does with a DDL statement it could not judge: reject or allow.",
+        c"reject (default) refuses the statement with an ERROR that names the cause (the guard failed while \
+reading the catalog, or a fact could not be decided without waiting for another session's lock) and audits it \
+as rejected; allow lets it run unjudged with a WARNING naming the cause and audits it as allowed. \
+In mode warn a statement that could not be judged always runs, with the WARNING. Only superusers can change it.",
+        &ON_JUDGING_ERROR,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"pg_migration_guard.small_table_threshold",
         c"Relations smaller than this are exempt from the rewrite, scan and index-build rules.",

@@ -25,7 +25,8 @@ use pgrx::pg_sys;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::audit::{Outcome, Session};
-use crate::decision::{self, Decision, Overrides, Verdict};
+use crate::decision::{self, Decision, JudgingFailure, Overrides, Verdict};
+use crate::subxact::Caught;
 use crate::locks::{self, Target};
 use crate::{audit, facts, guc, lockqueue, overrides, rules, sqltext, subxact};
 
@@ -317,6 +318,8 @@ pub struct Judgement {
     pub verdict: Verdict,
     /// Why the session is exempt (decision `exempt`).
     pub exemption: Option<String>,
+    /// The SQLSTATE of the error that kept the guard from judging the statement, if one did.
+    pub failure_code: Option<PgSqlErrorCode>,
     /// The table-level locks the statement takes (`crate::locks`).
     pub locks: Vec<Target>,
     /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
@@ -382,12 +385,34 @@ pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
     }
 }
 
+/// The text of the statement being run: its own bytes within the query string (bounds as
+/// `CleanQuerytext` computes them) and their offset in it. Reads only the statement's own
+/// part of the string when PostgreSQL gave its length, so that judging each statement of a
+/// long multi-statement string costs the length of that statement, not of the whole string.
+unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> (&'a [u8], usize) {
+    unsafe {
+        if query_string.is_null() {
+            return (b"", 0);
+        }
+        let (location, len) = ((*pstmt).stmt_location, (*pstmt).stmt_len);
+        // The window of the query string that holds the statement: from its location, and
+        // `len` bytes long when known (the parser's locations lie within the string);
+        // otherwise to the end of the string (the last statement, or a single one).
+        let base = usize::try_from(location).unwrap_or(0);
+        let window: &[u8] = match usize::try_from(len) {
+            Ok(l) if l > 0 && location >= 0 => std::slice::from_raw_parts(query_string.add(base).cast::<u8>(), l),
+            _ => CStr::from_ptr(query_string.add(base)).to_bytes(),
+        };
+        let (start, end) = sqltext::clean_query_bounds(window, 0, window.len() as i32);
+        (&window[start..end], base + start)
+    }
+}
+
 unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char, exemption: Option<String>) -> Judgement {
     unsafe {
         let node = (*pstmt).utilityStmt;
-        let full: &[u8] = if query_string.is_null() { b"" } else { CStr::from_ptr(query_string).to_bytes() };
-        let (start, end) = sqltext::clean_query_bounds(full, (*pstmt).stmt_location, (*pstmt).stmt_len);
-        let statement = String::from_utf8_lossy(&full[start..end]).into_owned();
+        let (text_bytes, start) = statement_bounds(pstmt, query_string);
+        let statement = String::from_utf8_lossy(text_bytes).into_owned();
         let command_tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node)))
             .to_string_lossy()
             .into_owned();
@@ -396,6 +421,7 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             command_tag,
             verdict: Verdict::allowed(),
             exemption: None,
+            failure_code: None,
             locks: vec![],
             guc_nest_level: None,
             session: Session::current(),
@@ -407,7 +433,7 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
         };
         if let Some(reason) = exemption {
             // Not judged; the locks are still looked up, for the audit row.
-            j.locks = in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
+            j.locks = subxact::in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
             j.verdict.decision = Decision::Exempt;
             j.exemption = Some(reason);
             return j;
@@ -436,15 +462,14 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
                 j.verdict = verdict;
                 j.locks = locks;
             }
-            Err(cause) => {
-                // The guard's own failure must not block the statement: let it run, say so.
-                pgrx::pg_sys::panic::ErrorReport::new(
-                    PgSqlErrorCode::ERRCODE_WARNING,
-                    format!("pg_migration_guard could not judge this {} statement; it runs unjudged", j.command_tag),
-                    "pg_migration_guard",
-                )
-                .set_detail(cause)
-                .report(PgLogLevel::WARNING);
+            Err(caught) => {
+                // Fail closed (on_judging_error = reject, the default): the statement is
+                // refused with the cause. Its locks are still looked up, so that a statement
+                // let through unjudged has the right `locks` and `rewrote_table` in its row.
+                let failure = JudgingFailure { cause: caught.message, hint: caught.hint };
+                j.verdict = decision::undecided(guc::mode(), guc::on_judging_error(), &j.command_tag, &failure);
+                j.failure_code = Some(caught.code);
+                j.locks = subxact::in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
             }
         }
         j
@@ -452,28 +477,45 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
 }
 
 /// The judging path without acting on the verdict or auditing it: facts and lock targets
-/// (in a rolled-back subtransaction), rules, decision. `Err` carries the guard's own
-/// failure.
+/// (in a rolled-back subtransaction), rules, decision. `Err` carries why the statement could
+/// not be judged: an error while its facts were read (PostgreSQL's message and SQLSTATE),
+/// a fact that could not be decided without waiting, or a panic of the guard's own code.
 ///
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
-pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, overrides: &Overrides) -> Result<(Verdict, Vec<Target>), String> {
+pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, overrides: &Overrides) -> Result<(Verdict, Vec<Target>), Caught> {
     unsafe {
         // Catalog lookups take no lock: read the invalidations other sessions committed.
         pg_sys::AcceptInvalidationMessages();
         // First pass without sizes (the largest size makes every size-dependent rule fire,
         // facts::Sizes); only when something fired, a second with the real sizes.
         let (stmt, targets) =
-            in_subtransaction(|| (facts::statement_facts(node, text, facts::Sizes::Unmeasured), locks::lock_targets(node)))?;
+            subxact::in_subtransaction(|| (facts::statement_facts(node, text, facts::Sizes::Unmeasured), locks::lock_targets(node)))?;
         let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
         let ctx = guc::context();
-        let mut findings = rules::check_all(&stmt, &requests, &ctx);
+        let mut findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
         if !findings.is_empty() {
-            let stmt = in_subtransaction(|| facts::statement_facts(node, text, facts::Sizes::Measured))?;
-            findings = rules::check_all(&stmt, &requests, &ctx);
+            let stmt = subxact::in_subtransaction(|| facts::statement_facts(node, text, facts::Sizes::Measured))?;
+            findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
         }
-        Ok((decision::decide(guc::mode(), &guc::rule_levels(), findings, overrides), targets))
+        let (mode, levels) = (guc::mode(), guc::rule_levels());
+        let verdict = pure(move || decision::decide(mode, &levels, findings, overrides))?;
+        Ok((verdict, targets))
     }
+}
+
+/// Runs a pure (no PostgreSQL call) step of judging, turning a panic of the guard's own
+/// code into a judging failure instead of an ERROR that would leave the statement
+/// unaudited.
+fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Caught {
+        message: format!(
+            "internal error: {}",
+            panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("panic")
+        ),
+        code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        hint: None,
+    })
 }
 
 /// Reports the verdict to the client: ERROR for a rejection, WARNING for a warning or an
@@ -482,7 +524,8 @@ pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, 
 fn act(j: &Judgement) {
     let Some(report) = &j.verdict.report else { return };
     let (code, level) = match j.verdict.decision {
-        Decision::Rejected => (PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, PgLogLevel::ERROR),
+        // A statement the guard could not judge is refused with its cause's SQLSTATE.
+        Decision::Rejected => (j.failure_code.unwrap_or(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), PgLogLevel::ERROR),
         Decision::Warned | Decision::Overridden => (PgSqlErrorCode::ERRCODE_WARNING, PgLogLevel::WARNING),
         Decision::Allowed | Decision::Exempt => return,
     };
@@ -491,23 +534,4 @@ fn act(j: &Judgement) {
         e = e.set_hint(report.hint.clone());
     }
     e.report(level);
-}
-
-/// Runs `f` inside an internal subtransaction (the way PL/pgSQL runs an EXCEPTION block) and
-/// always rolls it back: judging only reads, and the rollback releases anything it took
-/// (a conditional lock, buffer pins, relcache references). A PostgreSQL error or Rust panic
-/// inside is caught and returned as text, except a query cancel (statement_timeout,
-/// pg_cancel_backend), which is raised again after the rollback, as PL/pgSQL's OTHERS
-/// does not catch it either.
-pub unsafe fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    match unsafe { subxact::run(subxact::OnSuccess::RollBack, f) } {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let report = subxact::report(&e);
-            if report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
-                e.rethrow();
-            }
-            Err(report.message().to_string())
-        }
-    }
 }

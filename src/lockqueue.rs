@@ -251,7 +251,7 @@ unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
         conflicting_holders(target)
     );
     unsafe {
-        crate::hook::in_subtransaction(|| {
+        internal_query(|| {
             Spi::connect(|client| {
                 let mut out = Vec::new();
                 for row in client.select(&sql, None, &[])? {
@@ -267,7 +267,29 @@ unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
                 Ok::<_, pgrx::spi::Error>(out)
             })
         })
+        .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
+    }
+}
+
+/// Runs one of the guard's internal queries (`f`, using SPI) so that the session cannot
+/// influence it: inside a rolled-back internal subtransaction, with `search_path` set to
+/// `pg_catalog, pg_temp` for its duration (operators and functions are then found in
+/// pg_catalog only: pg_temp is never searched for them, PostgreSQL documentation,
+/// "search_path"), as PostgreSQL's own internal queries do (ri_triggers.c qualifies every
+/// name; SECURITY DEFINER functions are advised to set it the same way). The queries name
+/// relations and functions with `pg_catalog.` too. They run with the session's privileges:
+/// what they show about other sessions is what the session may see.
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn internal_query<R>(f: impl FnOnce() -> R) -> Result<R, crate::subxact::Caught> {
+    unsafe {
+        crate::subxact::in_subtransaction(|| {
+            // Popped by the subtransaction's rollback (AtEOSubXact_GUC).
+            guc::set_in_new_nest_level(c"search_path", c"pg_catalog, pg_temp");
+            f()
+        })
     }
 }
 
@@ -356,7 +378,7 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
         marker = INTENT_MARKER,
         pairs = pairs.join(", ")
     );
-    let found = unsafe { crate::hook::in_subtransaction(|| Spi::get_one::<i32>(&sql)) };
+    let found = unsafe { internal_query(|| Spi::get_one::<i32>(&sql)) };
     let Ok(Ok(Some(pid))) = found else { return };
     let mode = target.request.mode;
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED, "deadlock detected", "pg_migration_guard")
@@ -374,29 +396,17 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
 /// in src/backend/storage/lmgr/proc.c: "sending cancel to blocking autovacuum PID"). The
 /// guard's waits are shorter than `deadlock_timeout`, so without this a migration would
 /// wait out its whole budget behind a routine autovacuum that PostgreSQL would have
-/// cancelled after one second. Anti-wraparound autovacuums are never cancelled, as in
-/// PostgreSQL. The worker is signalled like ProcSleep does it (SIGINT to its pid), which
-/// needs no privilege: it is the server's own decision, not the user's.
+/// cancelled after one second.
+///
+/// Decided from PostgreSQL's own state, never from SQL the session could influence: the
+/// holders of conflicting locks come from the lock manager (`GetLockConflicts`, as
+/// `WaitForLockers` finds them), and a holder is signalled only when its PGPROC, read under
+/// ProcArrayLock, still runs that virtual transaction and its status flags say autovacuum
+/// worker (`PROC_IS_AUTOVACUUM`) and not anti-wraparound (`PROC_VACUUM_FOR_WRAPAROUND`) —
+/// ProcSleep's own test. The signal is SIGINT to that pid, as ProcSleep sends it: the
+/// server's decision, which needs no privilege of the session.
 unsafe fn cancel_blocking_autovacuum(target: &Target) {
-    let sql = format!(
-        "SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
-         WHERE {} AND a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%(to prevent wraparound)%'",
-        conflicting_holders(target)
-    );
-    let found = unsafe {
-        crate::hook::in_subtransaction(|| {
-            Spi::connect(|c| {
-                let mut pids = Vec::new();
-                for row in c.select(&sql, None, &[])? {
-                    if let Some(pid) = row.get::<i32>(1)? {
-                        pids.push(pid);
-                    }
-                }
-                Ok::<_, pgrx::spi::Error>(pids)
-            })
-        })
-    };
-    let Ok(Ok(pids)) = found else { return };
+    let pids = unsafe { blocking_autovacuum_workers(target) };
     for pid in pids {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
@@ -406,6 +416,54 @@ unsafe fn cancel_blocking_autovacuum(target: &Target) {
         .set_detail(format!("Process {} waits for {} on {}.", unsafe { pg_sys::MyProcPid }, target.request.mode, target.request.relation))
         .report(PgLogLevel::LOG);
         unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+}
+
+/// `ProcArrayLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h, generated
+/// from lwlocknames.txt: the same on every supported version).
+const PROC_ARRAY_LOCK: usize = 4;
+
+/// The pids of the autovacuum workers (not anti-wraparound) that hold a lock on `target`
+/// conflicting with the mode it wants. See [`cancel_blocking_autovacuum`].
+///
+/// # Safety
+/// Inside a transaction, in a backend with a PGPROC.
+unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
+    unsafe {
+        let db = if pg_sys::IsSharedRelation(target.oid) { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId };
+        let tag = pg_sys::LOCKTAG {
+            locktag_field1: u32::from(db),
+            locktag_field2: u32::from(target.oid),
+            locktag_field3: 0,
+            locktag_field4: 0,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
+            locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+        };
+        let mut count: std::ffi::c_int = 0;
+        // Holders of conflicting locks other than this backend, as virtual transaction ids,
+        // ended by an invalid one (palloc'd in the current memory context).
+        let vxids = pg_sys::GetLockConflicts(&tag, target.request.mode as pg_sys::LOCKMODE, &mut count);
+        let vxids: Vec<pg_sys::VirtualTransactionId> = (0..count.max(0) as usize).map(|i| *vxids.add(i)).collect();
+        if vxids.is_empty() {
+            return vec![];
+        }
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(PROC_ARRAY_LOCK)).lock;
+        let mut pids = Vec::new();
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
+        let procs = (*pg_sys::ProcGlobal).allProcs;
+        for i in 0..(*pg_sys::ProcGlobal).allProcCount as usize {
+            let proc = &*procs.add(i);
+            if proc.pid == 0 {
+                continue;
+            }
+            let runs_holder = vxids.iter().any(|v| v.backendId == proc.backendId && v.localTransactionId == proc.lxid && v.localTransactionId != 0);
+            let flags = u32::from(proc.statusFlags);
+            if runs_holder && flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0 {
+                pids.push(proc.pid);
+            }
+        }
+        pg_sys::LWLockRelease(lock);
+        pids
     }
 }
 

@@ -641,3 +641,67 @@ fn volatile_default_hint_shows_the_real_expression() {
     assert!(f.hint.contains("ALTER TABLE guard_fixture.orders ALTER COLUMN token SET DEFAULT gen_random_uuid();"), "{f:?}");
     assert!(f.hint.contains("ALTER TABLE guard_fixture.orders ALTER COLUMN token SET NOT NULL;"), "{f:?}");
 }
+
+/// Judging never runs a user's function: an IMMUTABLE function with a side effect (a
+/// sequence advanced on each call) used in an ADD COLUMN default and in a USING expression
+/// is not called by the guard; PostgreSQL calls it when the statement runs. The statement
+/// is judged conservatively: a default calling a user's function is tested for volatility
+/// unplanned (IMMUTABLE: no rewrite), and a USING that calls one counts as a rewrite.
+#[pg_test]
+fn judging_never_runs_user_functions() {
+    Spi::run(
+        "CREATE SEQUENCE guard_fixture.calls; \
+         CREATE FUNCTION guard_fixture.counted() RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+         $$BEGIN PERFORM nextval('guard_fixture.calls'); RETURN 0; END$$",
+    )
+    .unwrap();
+    let calls = || Spi::get_one::<i64>("SELECT last_value - 1 + CASE WHEN is_called THEN 1 ELSE 0 END FROM guard_fixture.calls").unwrap().unwrap();
+    assert_eq!(calls(), 0);
+    let decision = Spi::get_one::<String>(
+        "SELECT decision FROM pg_migration_guard.judge_timing('ALTER TABLE guard_fixture.orders ADD COLUMN junk int DEFAULT guard_fixture.counted()', 3)",
+    )
+    .unwrap();
+    assert_eq!(decision.as_deref(), Some("allowed"));
+    let rules = Spi::get_one::<Vec<String>>(
+        "SELECT rules FROM pg_migration_guard.judge_timing('ALTER TABLE guard_fixture.orders ALTER COLUMN quantity TYPE bigint USING quantity + guard_fixture.counted()', 3)",
+    )
+    .unwrap()
+    .unwrap_or_default();
+    assert_eq!(rules, vec!["changing-column-type".to_string()]);
+    assert_eq!(calls(), 0, "the guard called the user's function while judging");
+    // PostgreSQL itself evaluates the immutable default once, when the statement runs.
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN junk int DEFAULT guard_fixture.counted()");
+    assert!(calls() >= 1, "PostgreSQL did not evaluate the default");
+}
+
+/// Built-in functions are still planned, so constant folding decides as PostgreSQL does:
+/// a STABLE now() default and an IMMUTABLE built-in expression store a missing value (no
+/// rewrite), a volatile one rewrites; varchar widening stays binary-coercible.
+#[pg_test]
+fn builtin_expressions_are_still_folded_as_postgres_folds_them() {
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN created_at timestamptz DEFAULT now()");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN code text DEFAULT upper('a' || 'b')");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN flag int DEFAULT CASE WHEN false THEN (random() * 10)::int ELSE 1 END");
+    rejected("ALTER TABLE guard_fixture.orders ADD COLUMN r float8 DEFAULT random()", "adding-field-with-default");
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN note TYPE varchar(80)");
+}
+
+/// A statement the guard cannot judge is rejected by default with the cause's SQLSTATE and
+/// the setting in the HINT (here: the stack depth limit, reached while the guard walks a
+/// deep default expression), and runs with a WARNING when on_judging_error = allow.
+#[pg_test]
+fn a_statement_that_cannot_be_judged_is_rejected_unless_allowed() {
+    Spi::run("SET max_stack_depth = '200kB'").unwrap();
+    let deep = format!("ALTER TABLE guard_fixture.orders ADD COLUMN deep int DEFAULT {}", vec!["1"; 3000].join("+"));
+    let f = run(&deep).expect_err("a statement the guard cannot judge must be refused");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX, "{f:?}");
+    assert!(f.message.starts_with("pg_migration_guard could not judge this ALTER TABLE statement: stack depth limit exceeded"), "{f:?}");
+    assert!(f.detail.contains("on_judging_error is reject"), "{f:?}");
+    assert!(f.hint.contains("SET pg_migration_guard.on_judging_error = allow;"), "{f:?}");
+    // With allow, the guard lets it run: the error is now PostgreSQL's own, from its own
+    // analysis of the same default.
+    Spi::run("SET pg_migration_guard.on_judging_error = allow").unwrap();
+    let f = run(&deep).expect_err("PostgreSQL itself cannot analyze the default within 200kB of stack");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX, "{f:?}");
+    assert_eq!(f.message, "stack depth limit exceeded", "{f:?}");
+}

@@ -5,6 +5,7 @@
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
+use pgrx::PgSqlErrorCode;
 
 /// What to do with the subtransaction when `f` returned normally.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -47,5 +48,45 @@ pub unsafe fn run<R>(on_success: OnSuccess, f: impl FnOnce() -> R) -> Result<R, 
 pub fn report(e: &CaughtError) -> &ErrorReportWithLevel {
     match e {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r,
+    }
+}
+
+/// An error caught by [`in_subtransaction`]: PostgreSQL's (or a Rust panic's) message,
+/// SQLSTATE and hint.
+#[derive(Debug, Clone)]
+pub struct Caught {
+    pub message: String,
+    pub code: PgSqlErrorCode,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for Caught {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Runs `f` inside an internal subtransaction (the way PL/pgSQL runs an EXCEPTION block) and
+/// always rolls it back: the callers only read, and the rollback releases anything `f` took
+/// (a conditional lock, buffer pins, relcache references, GUC nest levels). A PostgreSQL
+/// error or Rust panic inside is caught and returned, except a query cancel
+/// (statement_timeout, pg_cancel_backend) and an administrator's shutdown request, which
+/// are raised again after the rollback, as PL/pgSQL's OTHERS does not catch them either.
+///
+/// # Safety
+/// Must be called inside a transaction, from a backend's main thread.
+pub unsafe fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    match unsafe { run(OnSuccess::RollBack, f) } {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let r = report(&e);
+            let code = r.sql_error_code();
+            if matches!(code, PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN) {
+                e.rethrow();
+            }
+            // A Rust panic carries no SQLSTATE of its own: the guard's internal error.
+            let code = if matches!(e, CaughtError::RustPanic { .. }) { PgSqlErrorCode::ERRCODE_INTERNAL_ERROR } else { code };
+            Err(Caught { message: r.message().to_string(), code, hint: r.hint().map(str::to_string) })
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! SQL functions over the judging path: `judge_timing()`, the decision latency benchmark
-//! (issue 7, row 4), and `lock_targets()`.
+//! (bench/run.sh), and `lock_targets()`.
 
 use std::ffi::CString;
 use std::time::Instant;
@@ -70,7 +70,7 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
 /// `lock_targets()`: the locks the statement would take, without taking them.
 pub fn lock_targets(statement: &str) -> Vec<(pg_sys::Oid, String, String, bool, bool)> {
     let node = parse_judged(statement);
-    let targets = match unsafe { hook::in_subtransaction(|| locks::lock_targets(node)) } {
+    let targets = match unsafe { crate::subxact::in_subtransaction(|| locks::lock_targets(node)) } {
         Ok(t) => t,
         Err(cause) => invalid(format!("the guard could not list the locks: {cause}")),
     };
