@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Instruction counts of the guard on the statements applications send all the time (issue 7,
-# rows 1-2), with valgrind --tool=callgrind: repeatable where TPS on a shared machine is
+# Instruction counts of the guard on the statements applications send all the time (rows
+# 1-2 of bench/run.sh), with valgrind --tool=callgrind: repeatable where TPS on a shared machine is
 # not. Not part of the test command; run by hand (~5 minutes).
 #   ./bench/callgrind.sh                 # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend"
 #   GUARD_SO=/path/to/pg_migration_guard.so ./bench/callgrind.sh    # another build

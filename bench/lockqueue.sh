@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lock-queue benchmark (issue 4). Not part of the test command: run by hand, ~1 minute.
+# Lock-queue benchmark. Not part of the test command: run by hand, ~1 minute.
 #   ./bench/lockqueue.sh        # READER_SECONDS=6 CLIENTS=4 by default
 #
 # The incident: a report holds ACCESS SHARE on the 1M-row shop_order for READER_SECONDS; a

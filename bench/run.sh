@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Overhead benchmark (issue 7). Not part of the test command: run by hand, ~30 minutes.
+# Overhead benchmark. Not part of the test command: run by hand, ~30 minutes.
 #   ./bench/run.sh            # row 3: DDL_ROUNDS=12, clusters in BENCH_DIR=/dev/shm/pgmg-bench
 #                             # rows 1-2: TPS_ROUNDS=6 TPS_SECONDS=30 CLIENTS=4 SCALE=10 PIN=1
 #   INSTALL=0 ./bench/run.sh  # measure the build already installed (no cargo pgrx install)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rows 1-2 of the overhead benchmark (issue 7): pgbench TPS with and without the guard, on
+# Rows 1-2 of the overhead benchmark: pgbench TPS with and without the guard, on
 # ONE cluster restarted between rounds with and without the guard in
 # shared_preload_libraries. Not part of the test command; bench/run.sh calls it.
 #   ./bench/tps.sh                   # ROUNDS=6 SECONDS_PER_RUN=30 CLIENTS=4 SCALE=10 PIN=1

@@ -30,7 +30,8 @@ start_cluster() {
   install -d -o postgres "$dir"
   as_pg "${PG_BIN}/initdb" -D "$dir/data" --auth=trust -U postgres >/dev/null
   local libpath=''
-  [ -n "${GUARD_LIB_DIR:-}" ] && libpath="-c dynamic_library_path=${GUARD_LIB_DIR}:\$libdir"
+  # single-quoted: pg_ctl starts the server through a shell, which would expand $libdir
+  [ -n "${GUARD_LIB_DIR:-}" ] && libpath="-c dynamic_library_path='${GUARD_LIB_DIR}:\$libdir'"
   as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
     -o "-p $port -k /tmp -c listen_addresses='127.0.0.1' -c shared_preload_libraries='$preload' -c fsync=off $libpath" \
     start >/dev/null

@@ -598,26 +598,51 @@ unsafe fn cooked_default(raw: *mut pg_sys::Node, typid: pg_sys::Oid, typmod: i32
 /// # Safety
 /// `expr` is an analyzed expression tree, inside a transaction.
 pub(crate) unsafe fn calls_only_builtin_functions(expr: *mut pg_sys::Node) -> bool {
-    unsafe { !user_function_walker(expr, std::ptr::null_mut()) }
+    // One guarded boundary around the whole walk: an ERROR deep inside it (the stack depth
+    // limit) longjmps straight back here, through walker frames that own nothing, and
+    // becomes a Rust panic that the judging subtransaction catches. (A guard per level
+    // would re-raise the error once per level, all the way down the stack.)
+    unsafe { !pg_sys::ffi::pg_guard_ffi_boundary(|| raw::user_function_walker(expr, std::ptr::null_mut())) }
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn user_function_walker(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
-    #[pgrx::pg_guard]
-    unsafe extern "C-unwind" fn is_user_function(func: pg_sys::Oid, _context: *mut c_void) -> bool {
-        u32::from(func) >= pg_sys::FirstNormalObjectId
+/// The walk behind [`calls_only_builtin_functions`], on PostgreSQL's functions declared
+/// directly rather than through pgrx's guarded bindings: the walker is called back by
+/// `expression_tree_walker` once per tree level, and its frames must hold nothing that
+/// needs dropping, so that an ERROR may pass through them (plain old frames, Rust RFC 2945).
+mod raw {
+    use std::ffi::c_void;
+
+    use pgrx::pg_sys::{Node, Oid};
+
+    type Walker = Option<unsafe extern "C-unwind" fn(*mut Node, *mut c_void) -> bool>;
+    type Checker = Option<unsafe extern "C-unwind" fn(Oid, *mut c_void) -> bool>;
+
+    unsafe extern "C-unwind" {
+        fn check_stack_depth();
+        fn check_functions_in_node(node: *mut Node, checker: Checker, context: *mut c_void) -> bool;
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        fn expression_tree_walker(node: *mut Node, walker: Walker, context: *mut c_void) -> bool;
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        #[link_name = "expression_tree_walker_impl"]
+        fn expression_tree_walker(node: *mut Node, walker: Walker, context: *mut c_void) -> bool;
     }
-    unsafe {
-        if node.is_null() {
-            return false;
+
+    unsafe extern "C-unwind" fn is_user_function(func: Oid, _context: *mut c_void) -> bool {
+        u32::from(func) >= pgrx::pg_sys::FirstNormalObjectId
+    }
+
+    pub(super) unsafe extern "C-unwind" fn user_function_walker(node: *mut Node, context: *mut c_void) -> bool {
+        unsafe {
+            if node.is_null() {
+                return false;
+            }
+            // As PostgreSQL's own walkers: a deep tree ends in "stack depth limit exceeded".
+            check_stack_depth();
+            if check_functions_in_node(node, Some(is_user_function), std::ptr::null_mut()) {
+                return true;
+            }
+            expression_tree_walker(node, Some(user_function_walker), context)
         }
-        // As PostgreSQL's own walkers: a deep tree must end in "stack depth limit exceeded",
-        // never in a crash.
-        pg_sys::check_stack_depth();
-        if pg_sys::check_functions_in_node(node, Some(is_user_function), std::ptr::null_mut()) {
-            return true;
-        }
-        pg_sys::expression_tree_walker(node, Some(user_function_walker), context)
     }
 }
 

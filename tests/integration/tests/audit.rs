@@ -1,4 +1,4 @@
-//! The durable audit (issue 5) over real connections: every decision lands in
+//! The durable audit over real connections: every decision lands in
 //! `pg_migration_guard.audit_log` — written asynchronously by the audit writer, outside the
 //! statement's transaction, so rejected statements and aborted transactions are recorded
 //! too — with who sent it, from where, in which transaction, and what it actually did

@@ -1,4 +1,4 @@
-//! Lock-queue protection over real connections (issue 4): a long reader holds ACCESS SHARE on
+//! Lock-queue protection over real connections: a long reader holds ACCESS SHARE on
 //! the 1M-row `shop_order`, a migration that needs ACCESS EXCLUSIVE arrives, and the
 //! application keeps reading. The assertions are about ordering — which statement completes
 //! while which lock is still held — never about wall-clock thresholds.

@@ -1,4 +1,4 @@
-//! Security of the guard (issue 5) over real connections, as the non-superuser `sec_app`:
+//! Security of the guard over real connections, as the non-superuser `sec_app`:
 //! the audit table cannot be written, read (except through `migration_guard_reader`) or
 //! dropped; no policy setting can be changed and the hook cannot be unloaded; the guard's
 //! privileged functions cannot be called; DDL is judged whichever route it takes (DO,

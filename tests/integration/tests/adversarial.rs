@@ -1,0 +1,316 @@
+//! The guard against a determined session: an application role that owns its database and
+//! its tables, with no superuser privilege, trying to get unsafe DDL past the guard or to
+//! silence its audit. One scenario per route; each asserts that the unsafe statement did
+//! not run and that its decision has an audit row.
+//!
+//! The role is `adv_app` (LOGIN, owner of database `advdb`, where the extension is
+//! installed, and of `advdb.public.big`, ~2 MB: above the 1 MB small-table threshold, so
+//! CREATE INDEX on it is rejected and a type change that rewrites it is too). Each test
+//! finds its rows by a unique application name.
+
+use std::time::{Duration, Instant};
+
+use pg_migration_guard_integration::*;
+
+const DB: &str = "advdb";
+const APP_ROLE: &str = "adv_app";
+
+/// Creates the role, the database and the table once per test process (idempotent across
+/// processes: every object is created only if missing).
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut admin = connect("A");
+        ensure_role(&mut admin, APP_ROLE, "LOGIN");
+        let exists: bool = admin.query_one("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", &[&DB]).unwrap().get(0);
+        if !exists {
+            admin.batch_execute(&format!("CREATE DATABASE {DB} OWNER {APP_ROLE}")).unwrap();
+        }
+        let (mut db, _) = connect_db("A", DB, "postgres", "adversarial-setup");
+        db.batch_execute(&format!(
+            "SET pg_migration_guard.mode = off; \
+             CREATE EXTENSION IF NOT EXISTS pg_migration_guard; \
+             DROP TABLE IF EXISTS big; \
+             CREATE TABLE big AS SELECT g AS id, g % 100 AS x FROM generate_series(1, 60000) g; \
+             ALTER TABLE big OWNER TO {APP_ROLE}"
+        ))
+        .unwrap();
+    });
+}
+
+/// A session of the application role in its database.
+fn app(application_name: &str) -> Client {
+    setup();
+    connect_db("A", DB, APP_ROLE, application_name).0
+}
+
+/// A superuser session in the application's database (to read the audit).
+fn admin() -> Client {
+    setup();
+    connect_db("A", DB, "postgres", "adversarial-admin").0
+}
+
+fn column_type(c: &mut Client, table: &str, column: &str) -> String {
+    c.query_one(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2",
+        &[&table, &column],
+    )
+    .unwrap()
+    .get(0)
+}
+
+fn relfilenode(c: &mut Client, table: &str) -> u32 {
+    c.query_one("SELECT relfilenode FROM pg_class WHERE oid = $1::text::regclass", &[&table]).unwrap().get(0)
+}
+
+fn column_exists(c: &mut Client, table: &str, column: &str) -> bool {
+    c.query_one(
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2 AND NOT attisdropped)",
+        &[&table, &column],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// The one audit row of the session named `app` (waits for the writer).
+fn audit_of(app: &str) -> AuditRow {
+    let mut a = admin();
+    wait_for_audit(&mut a, "application_name = $1", &[&app], 1).remove(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Judging fails closed
+// ---------------------------------------------------------------------------------------
+
+/// An IMMUTABLE function that fails every other call, in an ADD COLUMN default beside a
+/// type change that rewrites the table: the guard used to run it while judging (constant
+/// folding), fail, and let the statement through unjudged. Judging never calls it now: the
+/// type change is judged and rejected, the table is not rewritten, the row says why.
+#[test]
+fn a_user_function_that_fails_while_judged_cannot_open_the_guard() {
+    let tag = format!("adv_boom_{}", unique_tag());
+    let mut setup = app(&format!("{tag}_setup"));
+    setup.batch_execute(
+        "DROP FUNCTION IF EXISTS boom(); DROP SEQUENCE IF EXISTS boom_calls; CREATE SEQUENCE boom_calls; \
+         CREATE FUNCTION boom() RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+         $$BEGIN IF nextval('boom_calls') % 2 = 1 THEN RAISE EXCEPTION 'boom'; END IF; RETURN 0; END$$",
+    )
+    .unwrap();
+    let mut c = app(&tag);
+    let before = relfilenode(&mut c, "big");
+    let e = expect_rejected(
+        c.batch_execute("ALTER TABLE big ADD COLUMN junk int DEFAULT boom(), ALTER COLUMN x TYPE bigint"),
+        "changing-column-type",
+    );
+    assert!(e.detail().unwrap_or_default().contains("rewrite"), "{e:?}");
+    assert_eq!(relfilenode(&mut c, "big"), before, "the table was rewritten");
+    assert_eq!(column_type(&mut c, "big", "x"), "integer");
+    assert!(!column_exists(&mut c, "big", "junk"));
+    let calls: i64 = c.query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM boom_calls", &[]).unwrap().get(0);
+    assert_eq!(calls, 0, "the guard called the user's function while judging");
+    let row = audit_of(&tag);
+    assert_eq!(row.decision, "rejected");
+    assert!(row.rules().contains(&"changing-column-type".to_string()), "{row:?}");
+    assert_eq!(row.session_role, APP_ROLE);
+}
+
+/// A default of thousands of terms makes the guard's analysis reach the stack depth limit
+/// (checked as PostgreSQL checks it, check_stack_depth) before PostgreSQL's own would;
+/// whichever way it goes, the type change beside it must not run unjudged.
+#[test]
+fn a_default_too_deep_to_analyze_cannot_open_the_guard() {
+    let tag = format!("adv_deep_{}", unique_tag());
+    let mut c = app(&tag);
+    let before = relfilenode(&mut c, "big");
+    let terms = vec!["1"; 4080].join("+");
+    let e = expect_db_error(c.batch_execute(&format!("ALTER TABLE big ADD COLUMN deep int DEFAULT {terms}, ALTER COLUMN x TYPE bigint")));
+    assert!(
+        e.message().starts_with("changing-column-type: ") || e.message().starts_with("pg_migration_guard could not judge this ALTER TABLE statement"),
+        "{e:?}"
+    );
+    assert_eq!(relfilenode(&mut c, "big"), before, "the table was rewritten");
+    assert_eq!(column_type(&mut c, "big", "x"), "integer");
+    let row = audit_of(&tag);
+    assert_eq!(row.decision, "rejected", "{row:?}");
+}
+
+/// While another session holds ACCESS EXCLUSIVE on the table, a `TYPE ... USING` cannot be
+/// analyzed without queueing for the lock: the guard used to call that "undecided" and let
+/// the rewrite through. It is now a judging failure: refused at once with 55P03 naming the
+/// cause and the setting, audited as rejected; the table is not rewritten afterwards.
+#[test]
+fn a_fact_that_cannot_be_decided_without_waiting_rejects_the_statement() {
+    let tag = format!("adv_using_{}", unique_tag());
+    let mut holder = app(&format!("{tag}_holder"));
+    let mut c = app(&tag);
+    let before = relfilenode(&mut c, "big");
+    holder.batch_execute("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE").unwrap();
+    let started = Instant::now();
+    let e = expect_db_error(c.batch_execute("ALTER TABLE big ALTER COLUMN x TYPE bigint USING x::bigint"));
+    holder.batch_execute("COMMIT").unwrap();
+    assert_eq!(e.code(), &SqlState::LOCK_NOT_AVAILABLE, "{e:?}");
+    assert!(e.message().starts_with("pg_migration_guard could not judge this ALTER TABLE statement: "), "{e:?}");
+    assert!(e.detail().unwrap_or_default().contains("on_judging_error is reject"), "{e:?}");
+    assert!(e.hint().unwrap_or_default().contains("on_judging_error = allow"), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the guard waited for the lock: {:?}", started.elapsed());
+    assert_eq!(relfilenode(&mut c, "big"), before, "the table was rewritten");
+    assert_eq!(column_type(&mut c, "big", "x"), "integer");
+    let row = audit_of(&tag);
+    assert_eq!(row.decision, "rejected");
+    assert!(row.message.as_deref().unwrap_or_default().contains("could not judge"), "{row:?}");
+}
+
+/// A table whose name is not valid UTF-8 (an SQL_ASCII database stores any byte) used to
+/// make the guard panic on the name and let the statement through. Names are bytes now:
+/// CREATE INDEX on it is judged and rejected like any other, and audited.
+#[test]
+fn a_name_that_is_not_utf8_is_judged_like_any_other() {
+    setup();
+    let mut root = connect("A");
+    let exists: bool = root.query_one("SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'advdb_ascii')", &[]).unwrap().get(0);
+    if !exists {
+        root.batch_execute(&format!(
+            "CREATE DATABASE advdb_ascii OWNER {APP_ROLE} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ))
+        .unwrap();
+    }
+    let (mut su, _) = connect_db("A", "advdb_ascii", "postgres", "adversarial-setup");
+    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_migration_guard").unwrap();
+    let tag = format!("adv_ascii_{}", unique_tag());
+    let (mut c, _) = connect_db("A", "advdb_ascii", APP_ROLE, &format!("{tag}_setup"));
+    // chr(233) is the single byte 0xE9 in SQL_ASCII: "café" in Latin-1, invalid as UTF-8.
+    // The DDL goes through EXECUTE so that the client never sends or reads the raw byte.
+    c.batch_execute(
+        "DO $$ BEGIN EXECUTE format('DROP TABLE IF EXISTS %I', 'caf' || chr(233)); \
+         EXECUTE format('CREATE TABLE %I AS SELECT g AS id, g %% 100 AS x FROM generate_series(1, 60000) g', 'caf' || chr(233)); END $$",
+    )
+    .unwrap();
+    let created: bool = c.query_one("SELECT to_regclass(quote_ident('caf' || chr(233))) IS NOT NULL", &[]).unwrap().get(0);
+    assert!(created, "fixture table missing");
+    let (mut c, _) = connect_db("A", "advdb_ascii", APP_ROLE, &tag);
+    let e = expect_rejected(
+        c.batch_execute("DO $$ BEGIN EXECUTE format('CREATE INDEX ON %I (x)', 'caf' || chr(233)); END $$"),
+        "require-concurrent-index-creation",
+    );
+    assert_eq!(e.code(), &REJECTED);
+    let indexes: i64 =
+        c.query_one("SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(quote_ident('caf' || chr(233)))", &[]).unwrap().get(0);
+    assert_eq!(indexes, 0, "the index was built");
+    let rows = wait_for_audit(&mut su, "application_name = $1", &[&tag], 1);
+    assert_eq!(rows[0].decision, "rejected");
+    assert_eq!(rows[0].rules(), vec!["require-concurrent-index-creation".to_string()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The guard's internal queries cannot be hijacked
+// ---------------------------------------------------------------------------------------
+
+/// With `=` operators of its own for (text,text), (oid,integer) and (oid,oid) that are
+/// always true, in a schema first on its search_path, the role used to make the guard's
+/// "cancel the blocking autovacuum" query select every backend holding a relation lock in
+/// the cluster and send it a cancel. The guard now decides from PostgreSQL's own process
+/// state, and its queries resolve operators in pg_catalog only: a superuser's query in
+/// another database and the role's own reader run undisturbed; the ALTER fails with 55P03
+/// once its budget is spent, naming the reader; its row exists.
+#[test]
+fn own_operators_on_the_search_path_cannot_hijack_the_guards_queries() {
+    let tag = format!("adv_ops_{}", unique_tag());
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push(format!("ALTER ROLE {APP_ROLE} IN DATABASE {DB} RESET pg_migration_guard.lock_retry_budget"));
+    let mut root = connect("A");
+    root.batch_execute(&format!("ALTER ROLE {APP_ROLE} IN DATABASE {DB} SET pg_migration_guard.lock_retry_budget = '1s'")).unwrap();
+    let mut setup = app(&format!("{tag}_setup"));
+    setup.batch_execute(
+        "DROP SCHEMA IF EXISTS evil CASCADE; CREATE SCHEMA evil; \
+         CREATE FUNCTION evil.t(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'; \
+         CREATE FUNCTION evil.t(oid, integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'; \
+         CREATE FUNCTION evil.t(oid, oid) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'; \
+         CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.t); \
+         CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = evil.t); \
+         CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.t)",
+    )
+    .unwrap();
+    let mut c = app(&tag);
+    c.batch_execute("SET search_path = evil, pg_catalog, public").unwrap();
+    // The operators are the ones the session's queries now resolve.
+    let hijacked: bool = c.query_one("SELECT 'a'::text = 'b'::text", &[]).unwrap().get(0);
+    assert!(hijacked, "the session's own = operator is not in effect");
+    // A superuser's query in another database, holding a relation lock.
+    let mut bystander = connect_as("A", "postgres", &format!("{tag}_bystander")).0;
+    let bystander_pid = backend_pid(&mut bystander);
+    bystander.batch_execute("CREATE TABLE IF NOT EXISTS adv_bystander (a int)").unwrap();
+    let bystander_thread = std::thread::spawn(move || bystander.batch_execute("BEGIN; LOCK TABLE adv_bystander IN ACCESS SHARE MODE; SELECT pg_sleep(4); COMMIT"));
+    // The role's own reader, holding ACCESS SHARE on the table the ALTER wants.
+    let mut reader = app(&format!("{tag}_reader"));
+    let reader_pid = backend_pid(&mut reader);
+    reader.batch_execute("BEGIN; SELECT count(*) FROM public.big").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let e = expect_db_error(c.batch_execute("ALTER TABLE public.big ADD COLUMN hijack int"));
+    assert_eq!(e.code(), &SqlState::LOCK_NOT_AVAILABLE, "{e:?}");
+    assert!(e.detail().unwrap_or_default().contains(&format!("{tag}_reader")), "the blocker list is missing the reader: {e:?}");
+    // Neither was cancelled: the reader's transaction is still usable, the bystander's
+    // sleep finished normally.
+    reader.batch_execute("SELECT 1; COMMIT").expect("the reader was cancelled");
+    bystander_thread.join().unwrap().expect("the superuser's query in another database was cancelled");
+    assert!(!column_exists(&mut c, "public.big", "hijack"));
+    let row = audit_of(&tag);
+    assert_eq!(row.error_sqlstate.as_deref(), Some("55P03"), "{row:?}");
+    let log = std::fs::read_to_string(std::env::var("PGMG_LOG_A").expect("PGMG_LOG_A")).expect("read the server log");
+    for pid in [reader_pid, bystander_pid] {
+        assert!(!log.contains(&format!("sending cancel to blocking autovacuum PID {pid}\n")), "the guard signalled pid {pid}");
+    }
+    drop(cleanup);
+}
+
+// ---------------------------------------------------------------------------------------
+// Long query strings
+// ---------------------------------------------------------------------------------------
+
+/// Judging each statement of a multi-statement string reads that statement only, not the
+/// rest of the string: 3,000 judged statements followed by a 20 MB comment take about as
+/// long with the guard as without it (it used to measure the whole remaining string for
+/// every statement: seconds instead of a fraction of one). A ratio, not a time: the same
+/// string in the same session with the guard on and off.
+#[test]
+fn a_long_multi_statement_string_is_judged_in_linear_time() {
+    setup();
+    let (mut c, _) = connect_db("A", DB, "postgres", &format!("adv_long_{}", unique_tag()));
+    c.batch_execute("CREATE TABLE IF NOT EXISTS long_target (a int)").unwrap();
+    let mut sql = "COMMENT ON TABLE long_target IS 'x';\n".repeat(3000);
+    sql.push_str("/*");
+    sql.push_str(&"x".repeat(20 * 1024 * 1024));
+    sql.push_str("*/");
+    let time = |c: &mut Client, mode: &str| {
+        c.batch_execute(&format!("SET pg_migration_guard.mode = {mode}")).unwrap();
+        let t = Instant::now();
+        c.batch_execute(&sql).unwrap();
+        t.elapsed()
+    };
+    time(&mut c, "off"); // warm-up
+    let off = time(&mut c, "off");
+    let on = time(&mut c, "enforce");
+    assert!(on < off * 5 + Duration::from_secs(2), "guard {on:?} vs none {off:?}: judging is not linear in the string's length");
+}
+
+// ---------------------------------------------------------------------------------------
+// The library a server loads is never rewritten
+// ---------------------------------------------------------------------------------------
+
+/// The test clusters load the guard from a private, content-addressed copy (placed first in
+/// dynamic_library_path by scripts/common.sh), never from the system's library directory,
+/// which the project never writes: installing a new build cannot rewrite a file a running
+/// server has mapped.
+#[test]
+fn the_server_maps_a_private_copy_of_the_library() {
+    let mut c = connect("A");
+    let pid = backend_pid(&mut c);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read the backend's memory map (run as root)");
+    let mapped: Vec<&str> = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.ends_with("/pg_migration_guard.so")).collect();
+    assert!(!mapped.is_empty(), "pg_migration_guard.so is not mapped by backend {pid}");
+    for path in &mapped {
+        assert!(!path.starts_with("/usr/lib/postgresql/"), "the server maps the system's copy: {path}");
+    }
+    let libpath: String = c.query_one("SHOW dynamic_library_path", &[]).unwrap().get(0);
+    let dir = std::path::Path::new(mapped[0]).parent().unwrap().to_str().unwrap().to_string();
+    assert!(libpath.starts_with(&dir), "dynamic_library_path {libpath} does not start with {dir}");
+}
