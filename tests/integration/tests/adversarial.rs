@@ -162,7 +162,10 @@ fn a_fact_that_cannot_be_decided_without_waiting_rejects_the_statement() {
 
 /// A table whose name is not valid UTF-8 (an SQL_ASCII database stores any byte) used to
 /// make the guard panic on the name and let the statement through. Names are bytes now:
-/// CREATE INDEX on it is judged and rejected like any other, and audited.
+/// CREATE INDEX on it is judged and rejected like any other, and audited. The statements go
+/// through psql with client_encoding SQL_ASCII (the bytes then pass unchanged both ways);
+/// the checks read nothing but counts and the audit row, whose texts the guard stored as
+/// valid UTF-8.
 #[test]
 fn a_name_that_is_not_utf8_is_judged_like_any_other() {
     setup();
@@ -177,24 +180,41 @@ fn a_name_that_is_not_utf8_is_judged_like_any_other() {
     let (mut su, _) = connect_db("A", "advdb_ascii", "postgres", "adversarial-setup");
     su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_migration_guard").unwrap();
     let tag = format!("adv_ascii_{}", unique_tag());
-    let (mut c, _) = connect_db("A", "advdb_ascii", APP_ROLE, &format!("{tag}_setup"));
-    // chr(233) is the single byte 0xE9 in SQL_ASCII: "café" in Latin-1, invalid as UTF-8.
-    // The DDL goes through EXECUTE so that the client never sends or reads the raw byte.
-    c.batch_execute(
-        "DO $$ BEGIN EXECUTE format('DROP TABLE IF EXISTS %I', 'caf' || chr(233)); \
-         EXECUTE format('CREATE TABLE %I AS SELECT g AS id, g %% 100 AS x FROM generate_series(1, 60000) g', 'caf' || chr(233)); END $$",
-    )
-    .unwrap();
-    let created: bool = c.query_one("SELECT to_regclass(quote_ident('caf' || chr(233))) IS NOT NULL", &[]).unwrap().get(0);
-    assert!(created, "fixture table missing");
-    let (mut c, _) = connect_db("A", "advdb_ascii", APP_ROLE, &tag);
-    let e = expect_rejected(
-        c.batch_execute("DO $$ BEGIN EXECUTE format('CREATE INDEX ON %I (x)', 'caf' || chr(233)); END $$"),
-        "require-concurrent-index-creation",
-    );
-    assert_eq!(e.code(), &REJECTED);
-    let indexes: i64 =
-        c.query_one("SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(quote_ident('caf' || chr(233)))", &[]).unwrap().get(0);
+    // "caf" + the byte 0xE9 ("café" in Latin-1, invalid as UTF-8) + a unique suffix.
+    let mut name = b"caf\xe9_".to_vec();
+    name.extend_from_slice(tag.as_bytes());
+    let psql = |app: &str, sql: &[u8]| {
+        let mut script = b"\\set ON_ERROR_STOP 1\n".to_vec();
+        script.extend_from_slice(sql);
+        let mut child = std::process::Command::new("psql")
+            .args(["-X", "-q", "-h", "/tmp", "-p", &port("A").to_string(), "-U", APP_ROLE, "-d", "advdb_ascii"])
+            .env("PGCLIENTENCODING", "SQL_ASCII")
+            .env("PGAPPNAME", app)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&script).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut create = b"CREATE TABLE \"".to_vec();
+    create.extend_from_slice(&name);
+    create.extend_from_slice(b"\" AS SELECT g AS id, g % 100 AS x FROM generate_series(1, 60000) g;\n");
+    let out = psql(&format!("{tag}_setup"), &create);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut index = b"CREATE INDEX ON \"".to_vec();
+    index.extend_from_slice(&name);
+    index.extend_from_slice(b"\" (x);\n");
+    let out = psql(&tag, &index);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "CREATE INDEX ran");
+    assert!(stderr.contains("ERROR:  require-concurrent-index-creation: "), "{stderr}");
+    let indexes: i64 = su
+        .query_one("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname::text LIKE $1", &[&format!("%{tag}")])
+        .unwrap()
+        .get(0);
     assert_eq!(indexes, 0, "the index was built");
     let rows = wait_for_audit(&mut su, "application_name = $1", &[&tag], 1);
     assert_eq!(rows[0].decision, "rejected");
@@ -255,7 +275,8 @@ fn own_operators_on_the_search_path_cannot_hijack_the_guards_queries() {
     assert!(!column_exists(&mut c, "public.big", "hijack"));
     let row = audit_of(&tag);
     assert_eq!(row.error_sqlstate.as_deref(), Some("55P03"), "{row:?}");
-    let log = std::fs::read_to_string(std::env::var("PGMG_LOG_A").expect("PGMG_LOG_A")).expect("read the server log");
+    let log = std::fs::read(std::env::var("PGMG_LOG_A").expect("PGMG_LOG_A")).expect("read the server log");
+    let log = String::from_utf8_lossy(&log);
     for pid in [reader_pid, bystander_pid] {
         assert!(!log.contains(&format!("sending cancel to blocking autovacuum PID {pid}\n")), "the guard signalled pid {pid}");
     }
