@@ -2,8 +2,10 @@
 # Instruction counts of the guard on the statements applications send all the time (rows
 # 1-2 of bench/run.sh), with valgrind --tool=callgrind: repeatable where TPS on a shared machine is
 # not. Not part of the test command; run by hand (~5 minutes).
-#   ./bench/callgrind.sh                 # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend"
-#   GUARD_SO=/path/to/pg_migration_guard.so ./bench/callgrind.sh    # another build
+#   GUARD_SO=/path/to/pg_migration_guard.so ./bench/callgrind.sh
+#       # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend" SCALE=1
+# Without GUARD_SO it copies $GUARD_LIB_DIR/pg_migration_guard.so (set by install_extension),
+# so run alone it needs one of the two.
 #
 # Method: a template data directory with pgbench tables (scale $SCALE, default 1). For each
 # mode, configuration (none: nothing preloaded; guard: a private copy of the guard library

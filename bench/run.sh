@@ -2,10 +2,14 @@
 # Overhead benchmark. Not part of the test command: run by hand, ~30 minutes.
 #   ./bench/run.sh            # row 3: DDL_ROUNDS=12, clusters in BENCH_DIR=/dev/shm/pgmg-bench
 #                             # rows 1-2: TPS_ROUNDS=6 TPS_SECONDS=30 CLIENTS=4 SCALE=10 PIN=1
-#   INSTALL=0 ./bench/run.sh  # measure the build already installed (no cargo pgrx install)
+#   GUARD_LIB_DIR=/var/tmp/pgmg/lib/<sha256 prefix> INSTALL=0 ./bench/run.sh
+#                             # measure a build installed earlier (no cargo pgrx package);
+#                             # without GUARD_LIB_DIR bench/tps.sh finds no library, and the
+#                             # row 3-4 clusters load pg_migration_guard from $libdir
 #   TPS=0 ./bench/run.sh      # rows 3-4 only (rows 1-2 take ~25 minutes of the run)
 # Prints one table: each row measured with and without the guard in the same run,
-# alternating A/B order every round, medians and spread (min..max) over the rounds.
+# changing the order every round (rows 1-2: ABBA; row 3: none, guard and pgaudit in
+# rotation), medians and spread (min..max) over the rounds.
 #   1. pgbench TPC-B-like and select-only (-S)       TPS ratio guard/none    (bench/tps.sh:
 #   2. utility-heavy script (BEGIN; SET LOCAL; SHOW; SELECT 1; COMMIT)   TPS ratio   one
 #      cluster restarted with and without the preload, ABBA, pinned client and server)

@@ -2,8 +2,10 @@
 # Rows 1-2 of the overhead benchmark: pgbench TPS with and without the guard, on
 # ONE cluster restarted between rounds with and without the guard in
 # shared_preload_libraries. Not part of the test command; bench/run.sh calls it.
-#   ./bench/tps.sh                   # ROUNDS=6 SECONDS_PER_RUN=30 CLIENTS=4 SCALE=10 PIN=1
-#   ROUNDS=2 SECONDS_PER_RUN=5 ./bench/tps.sh     # quick check, ~2 minutes
+#   GUARD_SO=/path/to/pg_migration_guard.so ./bench/tps.sh   # ROUNDS=6 SECONDS_PER_RUN=30 CLIENTS=4 SCALE=10 PIN=1
+#   ROUNDS=2 SECONDS_PER_RUN=5 GUARD_SO=... ./bench/tps.sh   # quick check, ~2 minutes
+# Run alone it needs GUARD_SO (or GUARD_LIB_DIR, which install_extension exports: bench/run.sh
+# passes the build it installed).
 #
 # Method:
 # - one data directory (/tmp/pgmg-bench-tps/data, port 55444), initialised once with
