@@ -809,3 +809,95 @@ fn scanner_failure_is_returned_and_leaves_the_session_as_it_was() {
     assert_eq!(levels(), before);
     assert_eq!(Spi::get_one::<i32>("SELECT 1"), Ok(Some(1)));
 }
+
+// ---------------------------------------------------------------------------------------
+// exempt_roles: only memberships every link of which a superuser granted (guc::exemption)
+// ---------------------------------------------------------------------------------------
+
+fn exemption_reason() -> Option<String> {
+    unsafe { crate::guc::exemption() }
+}
+
+#[pg_test]
+fn exempt_roles_count_only_memberships_granted_by_superusers() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
+    )
+    .unwrap();
+    assert_eq!(exemption_reason(), None, "not a member");
+    // What a CREATEROLE role's GRANT g_listed TO itself records: itself as grantor.
+    Spi::run("GRANT g_listed TO SESSION_USER GRANTED BY g_creator").unwrap();
+    assert_eq!(exemption_reason(), None, "a membership a non-superuser granted");
+    Spi::run("REVOKE g_listed FROM SESSION_USER; GRANT g_listed TO SESSION_USER").unwrap();
+    let reason = exemption_reason().expect("a membership the superuser granted exempts");
+    assert!(reason.contains("\"g_listed\""), "{reason}");
+}
+
+#[pg_test]
+fn exempt_roles_follow_chains_of_superuser_grants_only() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
+         GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
+    )
+    .unwrap();
+    assert_eq!(exemption_reason(), None, "the first link granted by a non-superuser");
+    Spi::run("REVOKE g_team FROM SESSION_USER; GRANT g_team TO SESSION_USER").unwrap();
+    assert!(exemption_reason().is_some(), "every link granted by a superuser");
+    Spi::run("REVOKE g_listed FROM g_team; GRANT g_listed TO g_team GRANTED BY g_creator").unwrap();
+    assert_eq!(exemption_reason(), None, "the second link granted by a non-superuser");
+}
+
+#[pg_test]
+fn exempt_roles_judge_the_grantor_as_it_is_now() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER; \
+         GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
+    )
+    .unwrap();
+    assert!(exemption_reason().is_some(), "granted by a superuser");
+    Spi::run("ALTER ROLE g_admin NOSUPERUSER").unwrap();
+    assert_eq!(exemption_reason(), None, "the grantor is no longer a superuser");
+    Spi::run("ALTER ROLE g_admin SUPERUSER").unwrap();
+    assert!(exemption_reason().is_some(), "the grantor is a superuser again");
+    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists.
+    Spi::run("DROP ROLE g_admin").unwrap();
+    assert_eq!(exemption_reason(), None, "the grantor was dropped");
+}
+
+#[pg_test]
+fn logging_in_as_a_listed_role_does_not_exempt() {
+    let me = Spi::get_one::<String>("SELECT quote_ident(session_user)").unwrap().unwrap();
+    Spi::run(&format!("SET LOCAL pg_migration_guard.exempt_roles = '{me}'")).unwrap();
+    assert_eq!(exemption_reason(), None);
+}
+
+#[pg_test]
+fn exempt_roles_follow_at_most_max_membership_depth_memberships() {
+    let depth = crate::guc::MAX_MEMBERSHIP_DEPTH;
+    // g_chain_k is k + 1 memberships away from the session user.
+    let mut sql = String::from("CREATE ROLE g_chain_0 NOLOGIN; GRANT g_chain_0 TO SESSION_USER;");
+    for k in 1..=depth {
+        sql += &format!("CREATE ROLE g_chain_{k} NOLOGIN; GRANT g_chain_{k} TO g_chain_{};", k - 1);
+    }
+    Spi::run(&sql).unwrap();
+    Spi::run(&format!("SET LOCAL pg_migration_guard.exempt_roles = 'g_chain_{}'", depth - 1)).unwrap();
+    assert!(exemption_reason().is_some(), "{depth} memberships away");
+    Spi::run(&format!("SET LOCAL pg_migration_guard.exempt_roles = 'g_chain_{depth}'")).unwrap();
+    assert_eq!(exemption_reason(), None, "{} memberships away", depth + 1);
+}
+
+#[pg_test]
+fn exempt_roles_that_do_not_exist_are_reported_and_ignored() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; GRANT g_listed TO SESSION_USER; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_nobody, g_listed, \"G Nobody\"'",
+    )
+    .unwrap();
+    assert_eq!(unsafe { crate::guc::missing_exempt_roles() }, vec!["g_nobody".to_string(), "G Nobody".to_string()]);
+    assert!(exemption_reason().is_some_and(|r| r.contains("\"g_listed\"")));
+    // Logs one WARNING per missing role and raises nothing.
+    unsafe { crate::guc::warn_missing_exempt_roles() };
+}
