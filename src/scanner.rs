@@ -1,5 +1,5 @@
-//! The comments of a statement's text, found by PostgreSQL's own lexer: what counts as a
-//! comment is exactly what the server's parser treated as one, so an annotation-like text
+//! The comments of a statement's text, found by PostgreSQL's own lexer: every comment this
+//! module returns is one the server's parser skipped as a comment, so annotation-like text
 //! inside a string literal, a quoted identifier or a dollar-quoted body is never read as
 //! an annotation (`crate::overrides` parses the bodies this module returns).
 //!
