@@ -35,6 +35,23 @@ fn connect_via(host: &str, name: &str, user: &str, app: &str) -> (Client, Arc<Mu
     (client, notices)
 }
 
+/// A connection as `user` to database `db` of cluster `name` over the Unix socket,
+/// collecting every NOTICE/WARNING it receives.
+pub fn connect_db(name: &str, db: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let client = Config::new()
+        .host("/tmp")
+        .port(port(name))
+        .user(user)
+        .dbname(db)
+        .application_name(app)
+        .notice_callback(move |n| sink.lock().unwrap().push(n))
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("connect to database {db} of cluster {name} as {user}: {e}"));
+    (client, notices)
+}
+
 /// The primary messages of the WARNINGs among `notices`, in the order they came.
 pub fn warning_messages(notices: &Mutex<Vec<postgres::error::DbError>>) -> Vec<String> {
     notices.lock().unwrap().iter().filter(|n| n.severity() == "WARNING").map(|n| n.message().to_string()).collect()
