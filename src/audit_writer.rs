@@ -71,8 +71,17 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(None, None);
     unsafe { queue::set_launcher_latch(pg_sys::MyLatch) };
+    warn_missing_exempt_roles();
     let mut writers: Vec<(pg_sys::Oid, DynamicBackgroundWorker)> = Vec::new();
     while !stop_requested() {
+        // pg_reload_conf() / SIGHUP: read the configuration again, check exempt_roles again.
+        if unsafe { std::ptr::read_volatile(&raw const pg_sys::ConfigReloadPending) } != 0 {
+            unsafe {
+                std::ptr::write_volatile(&raw mut pg_sys::ConfigReloadPending, 0);
+                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+            }
+            warn_missing_exempt_roles();
+        }
         // Writers that exited: hand back what they had claimed, free their slot.
         writers.retain(|(db, handle)| match handle.pid() {
             Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => true,
@@ -123,6 +132,17 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
         }
     }
     unsafe { queue::set_launcher_latch(std::ptr::null_mut()) };
+}
+
+/// A WARNING in the server log for each role `exempt_roles` lists that does not exist
+/// (`guc::warn_missing_exempt_roles`; pg_authid is a shared catalog, readable without a
+/// database connection).
+fn warn_missing_exempt_roles() {
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        crate::guc::warn_missing_exempt_roles();
+        pg_sys::CommitTransactionCommand();
+    }
 }
 
 fn database_exists(db: pg_sys::Oid) -> bool {

@@ -84,7 +84,8 @@ pub static SMALL_TABLE_THRESHOLD_KB: GucSetting<i32> = GucSetting::<i32>::new(10
 /// `pg_migration_guard.allow_overrides`: whether `pg_migration_guard:allow` annotations are honoured.
 pub static ALLOW_OVERRIDES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
-/// `pg_migration_guard.exempt_roles`: roles whose members' sessions are not judged.
+/// `pg_migration_guard.exempt_roles`: roles whose members' sessions are not judged
+/// (membership as `exempting_role` defines it). Default `''`.
 pub static EXEMPT_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
 /// `pg_migration_guard.application_name_pattern`: the sessions the guard applies to.
@@ -95,10 +96,12 @@ pub static AUDIT_QUEUE_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 /// Why the current session is exempt from judging, or `None` when the guard applies.
 ///
-/// Evaluated for the session user (the role that logged in, or that a superuser's SET
-/// SESSION AUTHORIZATION chose), never for the current user: SET ROLE, SECURITY DEFINER
-/// functions and procedures change the current user, and none of them may switch the
-/// guard off for the session that calls them.
+/// `exempt_roles`: the session is exempt when its session user reaches a listed role
+/// through a chain of memberships each of which a superuser granted (see
+/// `exempting_role`). Evaluated for the session user (the role that logged in, or that a
+/// superuser's SET SESSION AUTHORIZATION chose), never for the current user: SET ROLE,
+/// SECURITY DEFINER functions and procedures change the current user, and none of them may
+/// switch the guard off for the session that calls them.
 ///
 /// # Safety
 /// Inside a transaction (role lookups read the catalog).
@@ -106,14 +109,13 @@ pub unsafe fn exemption() -> Option<String> {
     unsafe {
         if let Some(roles) = EXEMPT_ROLES.get() {
             if !roles.to_bytes().is_empty() {
-                let session_user = pg_sys::GetSessionUserId();
-                for name in split_identifiers(&roles) {
-                    let Ok(cname) = CString::new(name.as_str()) else { continue };
-                    let role = pg_sys::get_role_oid(cname.as_ptr(), true);
-                    // _nosuper: a superuser is "a member of every role" for is_member_of_role.
-                    if role != pg_sys::InvalidOid && pg_sys::is_member_of_role_nosuper(session_user, role) {
-                        return Some(format!("the session user is a member of \"{name}\", listed in pg_migration_guard.exempt_roles"));
-                    }
+                let listed: Vec<(String, pg_sys::Oid)> =
+                    split_identifiers(&roles).into_iter().filter_map(|name| role_oid(&name).map(|oid| (name, oid))).collect();
+                if let Some(role) = exempting_role(pg_sys::GetSessionUserId(), &listed.iter().map(|(_, oid)| *oid).collect::<Vec<_>>()) {
+                    let name = listed.iter().find(|(_, oid)| *oid == role).map_or("", |(n, _)| n.as_str());
+                    return Some(format!(
+                        "the session user is a member of \"{name}\", listed in pg_migration_guard.exempt_roles, through grants by superusers"
+                    ));
                 }
             }
         }
@@ -131,6 +133,153 @@ pub unsafe fn exemption() -> Option<String> {
             }
         }
         None
+    }
+}
+
+/// The OID of role `name`, or `None` when no such role exists.
+unsafe fn role_oid(name: &str) -> Option<pg_sys::Oid> {
+    let cname = CString::new(name).ok()?;
+    let oid = unsafe { pg_sys::get_role_oid(cname.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// The longest chain of memberships `exempting_role` follows (levels of pg_auth_members
+/// from the session user); a listed role reached only through a longer chain does not
+/// exempt.
+pub const MAX_MEMBERSHIP_DEPTH: usize = 32;
+
+/// The first role of `listed` that `member` reaches through a chain of memberships
+/// (rows of pg_auth_members: `member` -> `roleid`) every one of which was granted by a
+/// role that is a superuser now (`grantor` -> `pg_authid.rolsuper`, via `superuser_arg`,
+/// which also answers false for a grantor that no longer exists), at most
+/// `MAX_MEMBERSHIP_DEPTH` memberships long. `member` itself does not count: logging in as
+/// a listed role does not exempt.
+///
+/// Why the grantor: on PostgreSQL 15 and before, a role with CREATEROLE may grant any
+/// non-superuser role to anyone, itself included, but the row it writes names itself as
+/// grantor: only a superuser may record another grantor ("must be superuser to set
+/// grantor", AddRoleMems in src/backend/commands/user.c). A membership granted by a
+/// superuser is therefore one a superuser made. PostgreSQL's own membership test
+/// (roles_is_member_of in src/backend/utils/adt/acl.c) follows every row whoever granted
+/// it, and also counts the implicit membership of a database owner in pg_database_owner,
+/// which has no row and does not count here.
+///
+/// On PostgreSQL 16 and later, CREATE ROLE run by a non-superuser records the creator's
+/// ADMIN membership in the new role with the bootstrap superuser as grantor, with INHERIT
+/// and SET false (CreateRole in user.c); such a row does not count here either: on those
+/// versions a membership counts only with INHERIT or SET.
+///
+/// Memberships are read from the catalog cache (`AUTHMEMMEMROLE`: the rows whose `member`
+/// is a given role, through pg_auth_members' (member, roleid) index), level by level;
+/// each role is visited once, so a cycle (which PostgreSQL refuses to create) cannot loop.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn exempting_role(member: pg_sys::Oid, listed: &[pg_sys::Oid]) -> Option<pg_sys::Oid> {
+    if listed.is_empty() {
+        return None;
+    }
+    let mut seen = std::collections::HashSet::from([member]);
+    let mut level = vec![member];
+    for _ in 0..MAX_MEMBERSHIP_DEPTH {
+        let mut next = Vec::new();
+        for role in level {
+            for granted in unsafe { memberships_granted_by_superusers(role) } {
+                if seen.insert(granted) {
+                    if listed.contains(&granted) {
+                        return Some(granted);
+                    }
+                    next.push(granted);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    None
+}
+
+/// One row of pg_auth_members, as laid out in the catalog (src/include/catalog/
+/// pg_auth_members.h): PostgreSQL 16 added `oid` first and `inherit_option`,
+/// `set_option` last.
+#[repr(C)]
+struct AuthMembersRow {
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    _oid: pg_sys::Oid,
+    roleid: pg_sys::Oid,
+    _member: pg_sys::Oid,
+    grantor: pg_sys::Oid,
+    _admin_option: bool,
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    inherit_option: bool,
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    set_option: bool,
+}
+
+impl AuthMembersRow {
+    /// Whether the membership can be used at all: on PostgreSQL 16 and later, only with
+    /// INHERIT or SET (see `exempting_role`); before, always.
+    fn usable(&self) -> bool {
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        return self.inherit_option || self.set_option;
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        return true;
+    }
+}
+
+/// The roles `member` is directly a member of through a membership that counts (see
+/// `exempting_role`), read through the catalog cache list of `AUTHMEMMEMROLE`
+/// (SearchSysCacheList1, as roles_is_member_of does).
+unsafe fn memberships_granted_by_superusers(member: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    let mut rows: Vec<(pg_sys::Oid, pg_sys::Oid, bool)> = Vec::new();
+    unsafe {
+        let list = pg_sys::SearchSysCacheList(
+            pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE as i32,
+            1,
+            pg_sys::Datum::from(member.to_u32()),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        let n = usize::try_from((*list).n_members).unwrap_or(0);
+        for &entry in (*list).members.as_slice(n) {
+            let row = &*(pg_sys::GETSTRUCT(&raw mut (*entry).tuple) as *const AuthMembersRow);
+            rows.push((row.roleid, row.grantor, row.usable()));
+        }
+        pg_sys::ReleaseCatCacheList(list);
+        // superuser_arg reads pg_authid (AUTHOID) and is false for a role that does not exist.
+        rows.into_iter().filter(|&(_, grantor, usable)| usable && pg_sys::superuser_arg(grantor)).map(|(role, _, _)| role).collect()
+    }
+}
+
+/// The names listed in `exempt_roles` that no role has, in the order listed.
+///
+/// # Safety
+/// Inside a transaction. Reads only pg_authid, a shared catalog: works in a process
+/// connected to no database (the audit launcher).
+pub unsafe fn missing_exempt_roles() -> Vec<String> {
+    let Some(roles) = EXEMPT_ROLES.get() else { return Vec::new() };
+    split_identifiers(&roles).into_iter().filter(|name| unsafe { role_oid(name) }.is_none()).collect()
+}
+
+/// Logs a WARNING for each name listed in `exempt_roles` that no role has. Called by the
+/// audit launcher at start and after each configuration reload, so the server log names a
+/// misspelt or not yet created role (which exempts nobody; a role created under that name
+/// later exempts only members a superuser granted it to).
+///
+/// # Safety
+/// Inside a transaction (see `missing_exempt_roles`).
+pub unsafe fn warn_missing_exempt_roles() {
+    for name in unsafe { missing_exempt_roles() } {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("role \"{name}\" listed in pg_migration_guard.exempt_roles does not exist"),
+            "pg_migration_guard",
+        )
+        .set_detail("No session is exempt through it.")
+        .set_hint("Create it as a NOLOGIN role and, as a superuser, grant it to the roles to exempt, or remove it from the list.")
+        .report(pgrx::PgLogLevel::WARNING);
     }
 }
 
@@ -392,9 +541,12 @@ the statement is judged as if it had none, and the error says so. Only superuser
         GucRegistry::define_string_guc_with_hooks(
             c"pg_migration_guard.exempt_roles",
             c"Roles whose members' sessions are not judged (their statements run and are audited as exempt).",
-            c"A comma-separated list of role names, as in search_path. Membership is that of the session user \
-(SET ROLE and SECURITY DEFINER functions do not change it); superuser status does not count as membership. \
-Names of roles that do not exist are ignored. Only superusers can change it; reloaded with the configuration.",
+            c"A comma-separated list of role names, as in search_path. A session is exempt when its session user \
+(SET ROLE and SECURITY DEFINER functions do not change it) is a member of a listed role through memberships \
+every one of which a superuser granted; logging in as a listed role, superuser status and memberships granted \
+by other roles do not count. List NOLOGIN group roles. Names of roles that do not exist are ignored (the audit \
+launcher logs a WARNING for each at server start and reload). Only superusers can change it; reloaded with the \
+configuration.",
             &EXEMPT_ROLES,
             GucContext::Suset,
             GucFlags::default(),

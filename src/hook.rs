@@ -28,7 +28,7 @@ use crate::audit::{Outcome, Session};
 use crate::decision::{self, Decision, JudgingFailure, Overrides, Verdict};
 use crate::subxact::Caught;
 use crate::locks::{self, Target};
-use crate::{audit, facts, guc, lockqueue, overrides, rules, sqltext, subxact};
+use crate::{audit, facts, guc, lockqueue, overrides, rules, scanner, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -438,7 +438,24 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             j.exemption = Some(reason);
             return j;
         }
-        let annotation = match overrides::parse(&j.statement) {
+        // The statement's comments as PostgreSQL's lexer finds them, looked for only when
+        // the text mentions the marker. When they cannot be found the statement is judged
+        // as if it had no annotation: a failure here must not let it through unjudged.
+        let comments = if overrides::mentions_marker(&j.statement) {
+            scanner::comments(text_bytes).unwrap_or_else(|cause| {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_WARNING,
+                    format!("pg_migration_guard could not find the comments of this {} statement; it is judged as if it had no annotation", j.command_tag),
+                    "pg_migration_guard",
+                )
+                .set_detail(format!("PostgreSQL's scanner failed on the statement's text: {cause}."))
+                .report(PgLogLevel::WARNING);
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let annotation = match overrides::parse(comments.iter().map(String::as_str)) {
             Ok(a) => a,
             Err(message) => {
                 // A malformed annotation is the user's error, reported as such (22023).

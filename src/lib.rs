@@ -25,6 +25,7 @@ mod guc;
 mod hook;
 mod lockqueue;
 mod locks;
+mod scanner;
 mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);

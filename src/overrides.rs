@@ -10,11 +10,12 @@
 //!
 //! Syntax, after the marker `pg_migration_guard:allow`: one or more rule ids separated by
 //! commas (whitespace around them allowed), then `reason="..."` (required, non-empty;
-//! `\"` and `\\` escape a quote and a backslash). The annotation must be in a comment
-//! (`--` to the end of the line, or `/* ... */`, nested as PostgreSQL nests them) that is
-//! part of the statement's text: for a multi-statement string, a comment written after a
-//! statement's semicolon belongs to the next statement. Text in string literals, quoted
-//! identifiers and dollar-quoted bodies is not a comment. Pure Rust, no `pg_sys`.
+//! `\"` and `\\` escape a quote and a backslash).
+//!
+//! This module parses annotations out of comment bodies; it does not decide what a comment
+//! is. That is PostgreSQL's lexer's job: `crate::scanner` finds the comments of the
+//! statement's text with the server's own scanner and passes their bodies here. Pure
+//! Rust, no `pg_sys`.
 
 use crate::rules::{rule_by_id, Rule, RULES};
 
@@ -41,11 +42,14 @@ impl Override {
     }
 }
 
-/// The annotation in `statement`, if any. `Err` (a message for SQLSTATE 22023) when an
-/// annotation is malformed: no rule, an unknown rule, no reason, or two annotations.
-pub fn parse(statement: &str) -> Result<Option<Override>, String> {
+/// The annotation among `comment_bodies` (the text of each comment of one statement,
+/// without its `--`, `/*` or `*/`), if any. A comment that does not contain the marker is
+/// ignored; in one that does, what follows the marker is the annotation, to the end of the
+/// comment. `Err` (a message for SQLSTATE 22023) when an annotation is malformed: no rule,
+/// an unknown rule, no reason, or two annotations in the statement.
+pub fn parse<'a>(comment_bodies: impl IntoIterator<Item = &'a str>) -> Result<Option<Override>, String> {
     let mut found: Option<Override> = None;
-    for comment in comments(statement) {
+    for comment in comment_bodies {
         let Some(at) = comment.find(MARKER) else { continue };
         let parsed = parse_body(&comment[at + MARKER.len()..])?;
         if found.is_some() {
@@ -54,6 +58,12 @@ pub fn parse(statement: &str) -> Result<Option<Override>, String> {
         found = Some(parsed);
     }
     Ok(found)
+}
+
+/// Whether `text` mentions the marker at all: when it does not, no comment of it can hold
+/// an annotation and the scanner need not run.
+pub fn mentions_marker(text: &str) -> bool {
+    text.contains(MARKER)
 }
 
 fn parse_body(body: &str) -> Result<Override, String> {
@@ -106,106 +116,25 @@ fn parse_body(body: &str) -> Result<Override, String> {
     Ok(Override { rules, reason: reason.trim().to_string() })
 }
 
-/// The bodies of the comments in `sql`, skipping literals and quoted identifiers.
-fn comments(sql: &str) -> Vec<&str> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
-                out.push(&sql[i + 2..end]);
-                i = end;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let start = i + 2;
-                let mut depth = 1;
-                i += 2;
-                while i < b.len() && depth > 0 {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
-                }
-                let end = if depth == 0 { i - 2 } else { b.len() };
-                out.push(&sql[start..end]);
-            }
-            b'\'' => {
-                // E'...' allows backslash escapes; '' is a quote in every string form.
-                let escapes = i > 0 && (b[i - 1] == b'E' || b[i - 1] == b'e');
-                i += 1;
-                while i < b.len() {
-                    if escapes && b[i] == b'\\' {
-                        i += 2;
-                    } else if b[i] == b'\'' {
-                        if b.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                        } else {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'$' => match dollar_tag(&b[i..]) {
-                Some(tag_len) => {
-                    let tag = &sql[i..i + tag_len];
-                    let body = i + tag_len;
-                    i = sql[body..].find(tag).map_or(b.len(), |p| body + p + tag_len);
-                }
-                None => i += 1,
-            },
-            _ => i += 1,
-        }
-    }
-    out
-}
-
-/// Length of a dollar-quote opening tag (`$$`, `$body$`) at the start of `b`.
-fn dollar_tag(b: &[u8]) -> Option<usize> {
-    let mut j = 1;
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
-        if j == 1 && b[j].is_ascii_digit() {
-            return None; // $1 is a parameter
-        }
-        j += 1;
-    }
-    (b.get(j) == Some(&b'$')).then_some(j + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The comment bodies crate::scanner would pass for a statement with these comments.
+    fn one(body: &str) -> Result<Option<Override>, String> {
+        parse([body])
+    }
+
     #[test]
     fn line_comment_annotation_is_parsed() {
-        let o = parse("-- pg_migration_guard:allow changing-column-type reason=\"write-idle in the window\"\nALTER TABLE t ALTER COLUMN c TYPE bigint")
-            .unwrap()
-            .unwrap();
+        let o = one(" pg_migration_guard:allow changing-column-type reason=\"write-idle in the window\"").unwrap().unwrap();
         assert_eq!(o.rules.iter().map(|r| r.id).collect::<Vec<_>>(), vec!["changing-column-type"]);
         assert_eq!(o.reason, "write-idle in the window");
     }
 
     #[test]
     fn block_comment_with_several_rules_and_escapes() {
-        let o = parse("ALTER TABLE t /* pg_migration_guard:allow changing-column-type , ban-drop-column reason=\"say \\\"ok\\\"\" */ DROP COLUMN a")
-            .unwrap()
-            .unwrap();
+        let o = one(" pg_migration_guard:allow changing-column-type , ban-drop-column reason=\"say \\\"ok\\\"\" ").unwrap().unwrap();
         assert_eq!(o.rules.len(), 2);
         assert!(o.covers(&crate::rules::BAN_DROP_COLUMN));
         assert!(!o.covers(&crate::rules::RENAMING_COLUMN));
@@ -213,42 +142,53 @@ mod tests {
     }
 
     #[test]
-    fn no_annotation_is_none() {
-        assert_eq!(parse("ALTER TABLE t ADD COLUMN c int -- just a comment").unwrap(), None);
-        assert_eq!(parse("CREATE INDEX i ON t (c)").unwrap(), None);
+    fn text_before_the_marker_and_after_the_reason_is_ignored() {
+        let o = one(" deploy 42: pg_migration_guard:allow ban-drop-column reason=\"column unused since v3\" (ticket) ").unwrap().unwrap();
+        assert_eq!(o.rules.iter().map(|r| r.id).collect::<Vec<_>>(), vec!["ban-drop-column"]);
+        assert_eq!(o.reason, "column unused since v3");
     }
 
     #[test]
-    fn marker_inside_literals_is_not_an_annotation() {
-        let sql = "COMMENT ON TABLE t IS '-- pg_migration_guard:allow ban-drop-column reason=\"x\"'";
-        assert_eq!(parse(sql).unwrap(), None);
-        let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 /* pg_migration_guard:allow ban-drop-column reason=\"x\" */ $$";
-        assert_eq!(parse(sql).unwrap(), None);
-        let sql = "ALTER TABLE \"-- pg_migration_guard:allow ban-drop-column reason=\"\"x\"\"\" ADD COLUMN c int";
-        assert_eq!(parse(sql).unwrap(), None);
+    fn no_annotation_is_none() {
+        assert_eq!(one(" just a comment").unwrap(), None);
+        assert_eq!(parse([]).unwrap(), None);
+        assert_eq!(parse([" first", " second: pg_migration_guard is great"]).unwrap(), None);
+    }
+
+    #[test]
+    fn mentions_marker_finds_the_marker_anywhere_in_the_text() {
+        // The cheap test before the scanner runs: true for the marker in a literal too (the
+        // scanner then decides), false only when no comment can hold an annotation.
+        assert!(mentions_marker("COMMENT ON TABLE t IS 'pg_migration_guard:allow'"));
+        assert!(mentions_marker("CREATE INDEX i ON t (c) -- pg_migration_guard:allow"));
+        assert!(!mentions_marker("CREATE INDEX i ON t (c) -- pg_migration_guard: allow"));
+        assert!(!mentions_marker("CREATE INDEX i ON t (c) -- PG_MIGRATION_GUARD:ALLOW"));
     }
 
     #[test]
     fn unknown_rule_is_an_error_naming_it() {
-        let e = parse("-- pg_migration_guard:allow no-such-rule reason=\"x\"\nDROP TABLE t").unwrap_err();
+        let e = one(" pg_migration_guard:allow no-such-rule reason=\"x\"").unwrap_err();
         assert!(e.contains("unknown rule \"no-such-rule\""), "{e}");
     }
 
     #[test]
     fn reason_is_required_and_quoted() {
-        assert!(parse("-- pg_migration_guard:allow ban-drop-column\nALTER TABLE t DROP COLUMN c").unwrap_err().contains("needs a reason"));
-        assert!(parse("-- pg_migration_guard:allow ban-drop-column reason=\"  \"\nALTER TABLE t DROP COLUMN c")
-            .unwrap_err()
-            .contains("non-empty reason"));
-        assert!(parse("-- pg_migration_guard:allow ban-drop-column reason=now\nALTER TABLE t DROP COLUMN c")
-            .unwrap_err()
-            .contains("double quotes"));
-        assert!(parse("-- pg_migration_guard:allow reason=\"x\"\nALTER TABLE t DROP COLUMN c").unwrap_err().contains("names no rule"));
+        assert!(one(" pg_migration_guard:allow ban-drop-column").unwrap_err().contains("needs a reason"));
+        assert!(one(" pg_migration_guard:allow ban-drop-column reason=\"  \"").unwrap_err().contains("non-empty reason"));
+        assert!(one(" pg_migration_guard:allow ban-drop-column reason=now").unwrap_err().contains("double quotes"));
+        assert!(one(" pg_migration_guard:allow ban-drop-column reason=\"unclosed").unwrap_err().contains("no closing double quote"));
+        assert!(one(" pg_migration_guard:allow reason=\"x\"").unwrap_err().contains("names no rule"));
     }
 
     #[test]
     fn two_annotations_are_an_error() {
-        let sql = "-- pg_migration_guard:allow ban-drop-column reason=\"a\"\n-- pg_migration_guard:allow renaming-column reason=\"b\"\nALTER TABLE t DROP COLUMN c";
-        assert!(parse(sql).unwrap_err().contains("only one"));
+        let bodies = [" pg_migration_guard:allow ban-drop-column reason=\"a\"", " pg_migration_guard:allow renaming-column reason=\"b\""];
+        assert!(parse(bodies).unwrap_err().contains("only one"));
+    }
+
+    #[test]
+    fn a_malformed_annotation_is_an_error_even_beside_a_valid_one() {
+        let bodies = [" pg_migration_guard:allow ban-drop-column reason=\"a\"", " pg_migration_guard:allow nope reason=\"b\""];
+        assert!(parse(bodies).unwrap_err().contains("unknown rule \"nope\""));
     }
 }

@@ -705,3 +705,263 @@ fn a_statement_that_cannot_be_judged_is_rejected_unless_allowed() {
     assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX, "{f:?}");
     assert_eq!(f.message, "stack depth limit exceeded", "{f:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Break-glass annotations: what is a comment is decided by PostgreSQL's lexer
+// (crate::scanner). guard_fixture.orders is above the small-table threshold, so a plain
+// CREATE INDEX on it is rejected unless an annotation is honoured.
+// ---------------------------------------------------------------------------------------
+
+/// An annotation letting the rule that rejects `CREATE INDEX` on guard_fixture.orders through.
+const ALLOW_INDEX: &str = "pg_migration_guard:allow require-concurrent-index-creation reason=\"night window\"";
+
+/// The comment bodies crate::scanner finds in `sql`, with the session's settings.
+fn comments_of(sql: &str) -> Vec<String> {
+    unsafe { crate::scanner::comments(sql.as_bytes()) }.unwrap_or_else(|e| panic!("scanning {sql:?}: {e}"))
+}
+
+fn orders_index_count() -> i64 {
+    Spi::get_one::<i64>("SELECT count(*) FROM pg_index WHERE indrelid = 'guard_fixture.orders'::regclass")
+        .unwrap()
+        .unwrap()
+}
+
+fn orders_index_exists(name: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_class WHERE relname = $1 AND relnamespace = 'guard_fixture'::regnamespace)",
+        &[name.into()],
+    )
+    .unwrap()
+    .unwrap()
+}
+
+#[pg_test]
+fn scanner_finds_every_comment_form() {
+    assert_eq!(
+        comments_of("-- lead\nCREATE /* inline */ INDEX i ON t (c) -- trail\n/* last */"),
+        vec![" lead", " inline ", " trail", " last "]
+    );
+    // A -- comment at the very end of the text, without a newline.
+    assert_eq!(comments_of("CREATE INDEX i ON t (c) -- end"), vec![" end"]);
+    assert_eq!(comments_of("CREATE INDEX i ON t (c)--"), vec![""]);
+    // Nested block comments are one comment, the inner one part of its body.
+    assert_eq!(comments_of("SELECT /* a /* b */ c */ 1 /* d */"), vec![" a /* b */ c ", " d "]);
+    // Right after tokens of every kind; an operator stops where a comment starts.
+    assert_eq!(
+        comments_of("SELECT 'x'/*1*/, E'y'--2\n, $$z$$/*3*/, \"q\"/*4*/, 1.5/*5*/, $1/*6*/, 1 +/*7*/ 2, B'01'/*8*/"),
+        vec!["1", "2", "3", "4", "5", "6", "7", "8"]
+    );
+    assert!(comments_of("SELECT 1").is_empty());
+}
+
+#[pg_test]
+fn scanner_sees_no_comment_inside_literals_or_quoted_names() {
+    for sql in [
+        "SELECT '-- not /* a */ comment'",
+        "SELECT 'it''s -- not a comment'",
+        "SELECT E'\\' /* not a comment */ '",
+        "SELECT e'\\\\\\' -- not a comment'",
+        "SELECT $$ /* not */ -- either $$",
+        "SELECT $body$ $x$ /* not */ $x$ $body$",
+        "SELECT \"/* not */ -- either\"",
+        "SELECT \"a\"\"/* still the identifier */\"",
+        "SELECT U&'/* not */ \\0041'",
+    ] {
+        assert!(comments_of(sql).is_empty(), "{sql}: {:?}", comments_of(sql));
+    }
+}
+
+// `a$q$` is one identifier (scan.l: `ident_cont` includes `$`), so `$q$` opens no dollar
+// quote there and the string literal after it holds no comment.
+#[pg_test]
+fn dollar_sign_inside_an_identifier_opens_no_dollar_quote() {
+    assert!(comments_of(&format!("CREATE INDEX a$q$ ON t (c) WHERE c <> '$q$ /* {ALLOW_INDEX} */'")).is_empty());
+    let before = orders_index_count();
+    rejected(
+        &format!("CREATE INDEX a$q$ ON guard_fixture.orders (status) WHERE status <> '$q$ /* {ALLOW_INDEX} */'"),
+        "require-concurrent-index-creation",
+    );
+    assert_eq!(orders_index_count(), before);
+    // The same statement with the annotation in a real comment is let through.
+    allowed(&format!("CREATE INDEX a$q$ ON guard_fixture.orders (status) WHERE status <> '$q$' /* {ALLOW_INDEX} */"));
+    assert!(orders_index_exists("a$q$"));
+}
+
+// With standard_conforming_strings off, '...' treats a backslash as an escape (scan.l:
+// `xqstart` begins state `xe`): `'\' /* ... */ '` is one string literal.
+#[pg_test]
+fn backslash_escaped_quote_with_standard_conforming_strings_off() {
+    Spi::run("SET LOCAL standard_conforming_strings = off").unwrap();
+    let fake = format!("CREATE INDEX orders_sco_idx ON guard_fixture.orders (status) WHERE status <> '\\' /* {ALLOW_INDEX} */ '");
+    assert!(comments_of(&fake).is_empty());
+    rejected(&fake, "require-concurrent-index-creation");
+    assert!(!orders_index_exists("orders_sco_idx"));
+    // '\'' is one quote when a backslash escapes: the comment after it is real.
+    let genuine = format!("CREATE INDEX orders_sco_idx ON guard_fixture.orders (status) WHERE status <> '\\'' /* {ALLOW_INDEX} */");
+    assert_eq!(comments_of(&genuine), vec![format!(" {ALLOW_INDEX} ")]);
+    allowed(&genuine);
+    assert!(orders_index_exists("orders_sco_idx"));
+}
+
+// A text whose comments depend on standard_conforming_strings: under on, `'\'` is a string,
+// then a comment, then `' -- '`; under off, `'\' /* ... */ '` is a string, then `-- '`.
+// A statement is parsed with the value of its parse time, which is not always the value when
+// it runs: SPI, like the simple-query protocol, parses a whole multi-statement string
+// before running its first statement. Only what is a comment either way counts.
+#[pg_test]
+fn comment_that_depends_on_standard_conforming_strings_is_not_honoured() {
+    let text = format!("CREATE INDEX orders_flip_idx ON guard_fixture.orders (status) WHERE status <> '\\' /* {ALLOW_INDEX} */ ' -- '");
+    Spi::run("SET LOCAL standard_conforming_strings = on").unwrap();
+    assert!(comments_of(&text).is_empty());
+    Spi::run("SET LOCAL standard_conforming_strings = off").unwrap();
+    assert!(comments_of(&text).is_empty());
+    // Parsed with off, judged after the SET turned it on.
+    rejected(&format!("SET LOCAL standard_conforming_strings = on; {text}"), "require-concurrent-index-creation");
+    assert!(!orders_index_exists("orders_flip_idx"));
+}
+
+// U&'...' is an ERROR with standard_conforming_strings off: a text that only lexes under
+// on was parsed under on, whatever the setting is when it is judged.
+#[pg_test]
+fn scanner_uses_the_setting_under_which_the_text_lexes() {
+    Spi::run("SET LOCAL standard_conforming_strings = off").unwrap();
+    assert_eq!(comments_of("SELECT U&'x' /* c */"), vec![" c "]);
+}
+
+#[pg_test]
+fn annotation_like_text_in_literals_and_quoted_names_is_not_honoured() {
+    let before = orders_index_count();
+    for sql in [
+        format!("CREATE INDEX orders_e_idx ON guard_fixture.orders (status) WHERE status <> E'\\' /* {ALLOW_INDEX} */ '"),
+        format!("CREATE INDEX orders_dq_idx ON guard_fixture.orders (status) WHERE status <> $x$ -- {ALLOW_INDEX}\n$x$"),
+        format!("CREATE INDEX orders_lit_idx ON guard_fixture.orders (status) WHERE status <> '/* {}'", ALLOW_INDEX.replace('\'', "''")),
+        format!("CREATE INDEX \"/* {} */\" ON guard_fixture.orders (status)", ALLOW_INDEX.replace('"', "\"\"")),
+    ] {
+        rejected(&sql, "require-concurrent-index-creation");
+    }
+    assert_eq!(orders_index_count(), before);
+}
+
+#[pg_test]
+fn genuine_annotation_in_each_comment_form_is_honoured() {
+    for (i, sql) in [
+        format!("-- {ALLOW_INDEX}\nCREATE INDEX orders_form0_idx ON guard_fixture.orders (status)"),
+        format!("CREATE -- {ALLOW_INDEX}\nINDEX orders_form1_idx ON guard_fixture.orders (status)"),
+        format!("CREATE INDEX orders_form2_idx /* {ALLOW_INDEX} */ ON guard_fixture.orders (status)"),
+        format!("CREATE INDEX orders_form3_idx ON guard_fixture.orders (status) /* outer /* nested */ {ALLOW_INDEX} */"),
+        format!("CREATE INDEX orders_form4_idx ON guard_fixture.orders (status) -- {ALLOW_INDEX}"),
+        format!("CREATE INDEX orders_form5_idx ON guard_fixture.orders (status) WHERE status <> E'\\'' /* {ALLOW_INDEX} */"),
+        format!("CREATE INDEX orders_form6_idx ON guard_fixture.orders (status) WHERE status <> $$ -- $$ -- {ALLOW_INDEX}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        allowed(sql);
+        assert!(orders_index_exists(&format!("orders_form{i}_idx")), "{sql}");
+    }
+}
+
+// A text the lexer refuses is an Err (the hook then judges the statement as unannotated),
+// not an ERROR, and the message levels the scan raised are back.
+#[pg_test]
+fn scanner_failure_is_returned_and_leaves_the_session_as_it_was() {
+    Spi::run("SET LOCAL client_min_messages = notice").unwrap();
+    let levels = || unsafe { (pg_sys::client_min_messages, pg_sys::log_min_messages) };
+    let before = levels();
+    let e = unsafe { crate::scanner::comments(b"SELECT 'unterminated /* x */") }.unwrap_err();
+    assert!(e.contains("unterminated quoted string"), "{e}");
+    assert_eq!(levels(), before);
+    assert_eq!(Spi::get_one::<i32>("SELECT 1"), Ok(Some(1)));
+}
+
+// ---------------------------------------------------------------------------------------
+// exempt_roles: only memberships every link of which a superuser granted (guc::exemption)
+// ---------------------------------------------------------------------------------------
+
+fn exemption_reason() -> Option<String> {
+    unsafe { crate::guc::exemption() }
+}
+
+#[pg_test]
+fn exempt_roles_count_only_memberships_granted_by_superusers() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
+    )
+    .unwrap();
+    assert_eq!(exemption_reason(), None, "not a member");
+    // What a CREATEROLE role's GRANT g_listed TO itself records: itself as grantor.
+    Spi::run("GRANT g_listed TO SESSION_USER GRANTED BY g_creator").unwrap();
+    assert_eq!(exemption_reason(), None, "a membership a non-superuser granted");
+    Spi::run("REVOKE g_listed FROM SESSION_USER; GRANT g_listed TO SESSION_USER").unwrap();
+    let reason = exemption_reason().expect("a membership the superuser granted exempts");
+    assert!(reason.contains("\"g_listed\""), "{reason}");
+}
+
+#[pg_test]
+fn exempt_roles_follow_chains_of_superuser_grants_only() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
+         GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
+    )
+    .unwrap();
+    assert_eq!(exemption_reason(), None, "the first link granted by a non-superuser");
+    Spi::run("REVOKE g_team FROM SESSION_USER; GRANT g_team TO SESSION_USER").unwrap();
+    assert!(exemption_reason().is_some(), "every link granted by a superuser");
+    Spi::run("REVOKE g_listed FROM g_team; GRANT g_listed TO g_team GRANTED BY g_creator").unwrap();
+    assert_eq!(exemption_reason(), None, "the second link granted by a non-superuser");
+}
+
+#[pg_test]
+fn exempt_roles_judge_the_grantor_as_it_is_now() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER; \
+         GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
+    )
+    .unwrap();
+    assert!(exemption_reason().is_some(), "granted by a superuser");
+    Spi::run("ALTER ROLE g_admin NOSUPERUSER").unwrap();
+    assert_eq!(exemption_reason(), None, "the grantor is no longer a superuser");
+    Spi::run("ALTER ROLE g_admin SUPERUSER").unwrap();
+    assert!(exemption_reason().is_some(), "the grantor is a superuser again");
+    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists.
+    Spi::run("DROP ROLE g_admin").unwrap();
+    assert_eq!(exemption_reason(), None, "the grantor was dropped");
+}
+
+#[pg_test]
+fn logging_in_as_a_listed_role_does_not_exempt() {
+    let me = Spi::get_one::<String>("SELECT quote_ident(session_user)").unwrap().unwrap();
+    Spi::run(&format!("SET LOCAL pg_migration_guard.exempt_roles = '{me}'")).unwrap();
+    assert_eq!(exemption_reason(), None);
+}
+
+#[pg_test]
+fn exempt_roles_follow_at_most_max_membership_depth_memberships() {
+    let depth = crate::guc::MAX_MEMBERSHIP_DEPTH;
+    // g_chain_k is k + 1 memberships away from the session user.
+    let mut sql = String::from("CREATE ROLE g_chain_0 NOLOGIN; GRANT g_chain_0 TO SESSION_USER;");
+    for k in 1..=depth {
+        sql += &format!("CREATE ROLE g_chain_{k} NOLOGIN; GRANT g_chain_{k} TO g_chain_{};", k - 1);
+    }
+    Spi::run(&sql).unwrap();
+    Spi::run(&format!("SET LOCAL pg_migration_guard.exempt_roles = 'g_chain_{}'", depth - 1)).unwrap();
+    assert!(exemption_reason().is_some(), "{depth} memberships away");
+    Spi::run(&format!("SET LOCAL pg_migration_guard.exempt_roles = 'g_chain_{depth}'")).unwrap();
+    assert_eq!(exemption_reason(), None, "{} memberships away", depth + 1);
+}
+
+#[pg_test]
+fn exempt_roles_that_do_not_exist_are_reported_and_ignored() {
+    Spi::run(
+        "CREATE ROLE g_listed NOLOGIN; GRANT g_listed TO SESSION_USER; \
+         SET LOCAL pg_migration_guard.exempt_roles = 'g_nobody, g_listed, \"G Nobody\"'",
+    )
+    .unwrap();
+    assert_eq!(unsafe { crate::guc::missing_exempt_roles() }, vec!["g_nobody".to_string(), "G Nobody".to_string()]);
+    assert!(exemption_reason().is_some_and(|r| r.contains("\"g_listed\"")));
+    // Logs one WARNING per missing role and raises nothing.
+    unsafe { crate::guc::warn_missing_exempt_roles() };
+}
