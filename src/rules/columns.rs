@@ -260,6 +260,22 @@ mod tests {
         assert!(check(&alter(empty, LockMode::AccessExclusive, vec![add_column(None, true)])).is_empty());
     }
 
+    /// A NOT NULL column of a domain with constraints is rewritten and has no default: when
+    /// adding-field-with-default reports it, adding-required-field stays silent; on a small
+    /// table that has rows, where the rewrite is harmless, the failure is still reported.
+    #[test]
+    fn required_field_is_not_reported_twice_with_the_rewrite() {
+        let cmd = || add_column(Some(AddColumnRewrite::DomainWithConstraints), true);
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![cmd()]));
+        let ids: Vec<&str> = f.iter().map(|f| f.rule.id).collect();
+        assert_eq!(ids, ["adding-field-with-default"]);
+        let mut small = table("public.small", 0);
+        small.size_bytes = 8192;
+        let f = check(&alter(small, LockMode::AccessExclusive, vec![cmd()]));
+        let ids: Vec<&str> = f.iter().map(|f| f.rule.id).collect();
+        assert_eq!(ids, ["adding-required-field"]);
+    }
+
     #[test]
     fn column_rewrites_on_small_tables_pass() {
         let f = check(&alter(

@@ -525,6 +525,64 @@ mod tests {
         assert_eq!(ids(index), ["require-concurrent-index-creation"]);
     }
 
+    /// The order of the findings is part of the output: the audit row lists the rules in
+    /// it, and the first error-level finding is the one the ERROR reports. An ALTER TABLE
+    /// reports the constraint rules, then the column rules (each group in subcommand
+    /// order), then table-rewrite, then ban-drop-column.
+    #[test]
+    fn alter_table_findings_come_group_by_group_in_subcommand_order() {
+        use crate::model::*;
+        use testutil::*;
+        let constraint = |def: &str| NewConstraint { name: "c".into(), named: true, definition: Some(def.into()) };
+        let commands = vec![
+            AlterTableCmd::DropColumn { column: "old".into() },
+            AlterTableCmd::Rewrite { action: "SET TABLESPACE" },
+            AlterTableCmd::AlterColumnType {
+                column: "a".into(),
+                suggested_new_column: "a_new".into(),
+                suggested_old_column: "a_old".into(),
+                new_type: "bigint".into(),
+                rewrite: Some(true),
+            },
+            AlterTableCmd::AddColumn {
+                column: "b".into(),
+                type_name: "uuid".into(),
+                rewrite: Some(AddColumnRewrite::VolatileDefault),
+                not_null_without_default: false,
+                default_sql: Some("gen_random_uuid()".into()),
+                not_null: false,
+            },
+            AlterTableCmd::AddExclusion { constraint: constraint("EXCLUDE USING gist (a WITH &&)") },
+            AlterTableCmd::AddUnique {
+                constraint: constraint("UNIQUE (a)"),
+                primary: false,
+                nullable_columns: vec![],
+                columns: "(a)".into(),
+            },
+            AlterTableCmd::AddCheck { constraint: constraint("CHECK (a > 0)"), validates: true },
+            AlterTableCmd::SetNotNull {
+                column: "a".into(),
+                suggested_constraint: "a_not_null".into(),
+                already_not_null: false,
+                proven_by_check: false,
+            },
+        ];
+        let ids: Vec<&str> = check(&alter(table("public.t", 5), LockMode::AccessExclusive, commands)).iter().map(|f| f.rule.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "ban-exclusion-constraint",
+                "disallowed-unique-constraint",
+                "constraint-missing-not-valid",
+                "changing-column-type",
+                "adding-field-with-default",
+                "adding-not-nullable-field",
+                "table-rewrite",
+                "ban-drop-column",
+            ]
+        );
+    }
+
     #[test]
     fn lock_detail_uses_the_right_article() {
         assert_eq!(
