@@ -2,12 +2,8 @@
 //! queries queue behind it (`pg_migration_guard.lock_timeout_policy = require`).
 
 use super::{Context, Finding, REQUIRE_LOCK_TIMEOUT};
+pub use crate::model::format_ms;
 use crate::model::LockRequest;
-
-/// Formats milliseconds the way a `SET lock_timeout` would be written: `2s`, `150ms`.
-pub fn format_ms(ms: u32) -> String {
-    if ms >= 1000 && ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
-}
 
 /// `require-lock-timeout`: with the `require` policy, a statement whose locks can hold up
 /// other sessions' reads or writes must run with a `lock_timeout` between 1 ms and
@@ -112,12 +108,5 @@ mod tests {
         let f = run(&locks, &ctx(0));
         assert!(f[0].message.contains("ACCESS EXCLUSIVE lock on public.shop_order"), "{}", f[0].message);
         assert!(f[0].detail.contains("SHARE ROW EXCLUSIVE on public.shop_customer"), "{}", f[0].detail);
-    }
-
-    #[test]
-    fn milliseconds_format_like_a_set() {
-        assert_eq!(format_ms(2000), "2s");
-        assert_eq!(format_ms(150), "150ms");
-        assert_eq!(format_ms(1500), "1500ms");
     }
 }
