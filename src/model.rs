@@ -210,6 +210,11 @@ pub fn pretty_size(bytes: u64) -> String {
     format!("{} {}", size, UNITS[unit])
 }
 
+/// Formats milliseconds the way a `SET lock_timeout` would be written: `2s`, `150ms`.
+pub fn format_ms(ms: u32) -> String {
+    if ms >= 1000 && ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}
+
 /// A statement the rules can judge. Anything else is `Other` and always allowed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Statement {
@@ -452,6 +457,14 @@ mod tests {
         assert_eq!(pretty_size(71303168), "68 MB");
         // No overflow at the largest size (an unmeasured relation's).
         assert_eq!(pretty_size(UNMEASURED), "16777216 TB");
+    }
+
+    #[test]
+    fn milliseconds_format_like_a_set() {
+        use super::format_ms;
+        assert_eq!(format_ms(2000), "2s");
+        assert_eq!(format_ms(150), "150ms");
+        assert_eq!(format_ms(1500), "1500ms");
     }
 
     #[test]

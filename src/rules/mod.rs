@@ -3,15 +3,53 @@
 //! No `pg_sys` here. Every rule is listed once in [`RULES`] with its id (squawk's name
 //! where squawk has the rule), default level and one-line summary; the code and the
 //! documentation both come from that table.
+//!
+//! Each rule lives in the file named after its id (`src/rules/<id with _>.rs`): one public
+//! function of the same name, the PostgreSQL facts it rests on, and its unit tests. A rule
+//! on a whole statement takes the [`Statement`]; a rule on one ALTER TABLE subcommand takes
+//! the [`AlterTable`] and the subcommand. [`check`] and [`check_all`] call them all.
 
-pub mod breaking;
-pub mod columns;
-pub mod constraints;
-pub mod indexes;
-pub mod locks;
-pub mod rewrites;
+pub mod hints;
 
-use crate::model::{LockMode, LockRequest, Relation, Statement};
+pub mod adding_field_with_default;
+pub mod adding_not_nullable_field;
+pub mod adding_required_field;
+pub mod ban_drop_column;
+pub mod ban_drop_table;
+pub mod ban_exclusion_constraint;
+pub mod ban_truncate_cascade;
+pub mod changing_column_type;
+pub mod constraint_missing_not_valid;
+pub mod disallowed_unique_constraint;
+pub mod renaming_column;
+pub mod renaming_table;
+pub mod require_concurrent_index_creation;
+pub mod require_concurrent_index_deletion;
+pub mod require_concurrent_refresh;
+pub mod require_concurrent_reindex;
+pub mod require_lock_timeout;
+pub mod table_rewrite;
+
+use adding_field_with_default::adding_field_with_default;
+use adding_not_nullable_field::adding_not_nullable_field;
+use adding_required_field::adding_required_field;
+use ban_drop_column::ban_drop_column;
+use ban_drop_table::ban_drop_table;
+use ban_exclusion_constraint::ban_exclusion_constraint;
+use ban_truncate_cascade::ban_truncate_cascade;
+use changing_column_type::changing_column_type;
+use constraint_missing_not_valid::constraint_missing_not_valid;
+use disallowed_unique_constraint::disallowed_unique_constraint;
+use renaming_column::renaming_column;
+use renaming_table::renaming_table;
+use require_concurrent_index_creation::require_concurrent_index_creation;
+use require_concurrent_index_deletion::require_concurrent_index_deletion;
+use require_concurrent_refresh::require_concurrent_refresh;
+use require_concurrent_reindex::require_concurrent_reindex;
+use require_lock_timeout::require_lock_timeout;
+use table_rewrite::table_rewrite;
+
+use crate::model::{AlterTable, LockMode, LockRequest, Relation, Statement};
 
 /// How seriously a rule's finding is taken before the session's mode applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +63,7 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level's name in `pg_migration_guard.rule_levels` and docs/rules.md.
     pub fn name(self) -> &'static str {
         match self {
             Level::Off => "off",
@@ -33,6 +72,7 @@ impl Level {
         }
     }
 
+    /// Parses a level name, case-insensitively; `warn` is accepted for `warning`.
     pub fn parse(s: &str) -> Option<Level> {
         match s.to_ascii_lowercase().as_str() {
             "off" => Some(Level::Off),
@@ -62,7 +102,9 @@ pub enum Family {
 pub struct Rule {
     /// Stable identifier, squawk's name where squawk has the rule.
     pub id: &'static str,
+    /// The level when `pg_migration_guard.rule_levels` does not name the rule.
     pub default_level: Level,
+    /// The hazard, which decides the exemptions ([`Context::exempt`]).
     pub family: Family,
     /// One line: what the rule catches.
     pub summary: &'static str,
@@ -70,6 +112,7 @@ pub struct Rule {
 
 macro_rules! rule {
     ($name:ident, $id:literal, $level:ident, $family:ident, $summary:literal) => {
+        #[doc = concat!("`", $id, "`: ", $summary, ".")]
         pub const $name: Rule = Rule { id: $id, default_level: Level::$level, family: Family::$family, summary: $summary };
     };
 }
@@ -141,6 +184,7 @@ pub fn rule_by_id(id: &str) -> Option<&'static Rule> {
 /// What one rule found in one statement.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
+    /// The rule that found it.
     pub rule: &'static Rule,
     /// Primary message without the rule id: short, lowercase, no final period.
     pub message: String,
@@ -189,41 +233,68 @@ impl Context {
     }
 }
 
-/// Runs every rule on one statement and the locks it will take (see `crate::locks`).
+/// Runs every rule on one statement and the locks it will take (see `crate::locks`): the
+/// statement rules ([`check`]), then `require-lock-timeout`.
 pub fn check_all(stmt: &Statement, locks: &[LockRequest], ctx: &Context) -> Vec<Finding> {
     let mut findings = check(stmt, ctx);
-    locks::check_lock_timeout(locks, ctx, &mut findings);
+    require_lock_timeout(locks, ctx, &mut findings);
     findings
 }
 
 /// Runs every statement rule on one statement.
+///
+/// The order of the findings is part of the output (the audit row lists the rules in that
+/// order; the first error-level finding is the ERROR). Each statement but ALTER TABLE has
+/// one rule; an ALTER TABLE gets the constraint rules, then the column rules, each group
+/// in subcommand order, then `table-rewrite`, then `ban-drop-column`.
 pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
     let out = &mut findings;
     match stmt {
-        Statement::CreateIndex(ci) => indexes::check_create_index(ci, ctx, out),
-        Statement::DropIndex(di) => indexes::check_drop_index(di, ctx, out),
-        Statement::Reindex(ri) => indexes::check_reindex(ri, ctx, out),
+        Statement::CreateIndex(_) => require_concurrent_index_creation(stmt, ctx, out),
+        Statement::DropIndex(_) => require_concurrent_index_deletion(stmt, ctx, out),
+        Statement::Reindex(_) => require_concurrent_reindex(stmt, ctx, out),
         Statement::AlterTable(at) => {
             if !at.table.created_in_transaction {
-                constraints::check_alter_table(at, ctx, out);
-                columns::check_alter_table(at, ctx, out);
-                rewrites::check_alter_table(at, ctx, out);
-                breaking::check_alter_table(at, ctx, out);
+                for_each_subcommand(at, &[constraint_missing_not_valid, disallowed_unique_constraint, ban_exclusion_constraint], ctx, out);
+                for_each_subcommand(
+                    at,
+                    &[adding_field_with_default, adding_required_field, adding_not_nullable_field, changing_column_type],
+                    ctx,
+                    out,
+                );
+                table_rewrite(stmt, ctx, out);
+                for_each_subcommand(at, &[ban_drop_column], ctx, out);
             }
         }
-        Statement::VacuumFull { tables, whole_database } => rewrites::check_vacuum_full(tables, *whole_database, ctx, out),
-        Statement::Cluster { table } => rewrites::check_cluster(table.as_ref(), ctx, out),
-        Statement::RefreshMatView { view, concurrent, populated, with_no_data } => {
-            rewrites::check_refresh(view, *concurrent, *populated, *with_no_data, ctx, out)
-        }
-        Statement::RenameColumn { table, column, new_name } => breaking::check_rename_column(table, column, new_name, ctx, out),
-        Statement::RenameTable { table, new_name } => breaking::check_rename_table(table, new_name, ctx, out),
-        Statement::DropTable { tables, cascade } => breaking::check_drop_table(tables, *cascade, ctx, out),
-        Statement::TruncateCascade { tables } => breaking::check_truncate_cascade(tables, ctx, out),
+        Statement::VacuumFull { .. } | Statement::Cluster { .. } => table_rewrite(stmt, ctx, out),
+        Statement::RefreshMatView { .. } => require_concurrent_refresh(stmt, ctx, out),
+        Statement::RenameColumn { .. } => renaming_column(stmt, ctx, out),
+        Statement::RenameTable { .. } => renaming_table(stmt, ctx, out),
+        Statement::DropTable { .. } => ban_drop_table(stmt, ctx, out),
+        Statement::TruncateCascade { .. } => ban_truncate_cascade(stmt, ctx, out),
         Statement::Other => {}
     }
     findings
+}
+
+/// A rule on one ALTER TABLE subcommand.
+type SubcommandRule = fn(&AlterTable, &crate::model::AlterTableCmd, &Context, &mut Vec<Finding>);
+
+/// Runs `rules` on each subcommand of `at`, subcommand by subcommand.
+fn for_each_subcommand(at: &AlterTable, rules: &[SubcommandRule], ctx: &Context, out: &mut Vec<Finding>) {
+    for cmd in &at.commands {
+        for rule in rules {
+            rule(at, cmd, ctx, out);
+        }
+    }
+}
+
+/// The path `format_ms` had before it moved to [`crate::model`], kept until its last user
+/// imports it from there.
+#[doc(hidden)]
+pub mod locks {
+    pub use crate::model::format_ms;
 }
 
 #[cfg(test)]
@@ -358,13 +429,9 @@ mod tests {
         }
     }
 
-    /// The two-pass judging of `hook::verdict_for` (facts::Sizes) is sound only if a
-    /// statement without findings at the largest size has none at any size: every rule
-    /// must be monotonic in `size_bytes`. Checked on every statement shape the rules
-    /// know, at sizes on both sides of the threshold and of 0, with and without row
-    /// estimates.
-    #[test]
-    fn findings_only_grow_with_size() {
+    /// One statement of every shape the rules know, on 5 MB tables: together they reach
+    /// every statement rule.
+    fn every_statement_shape() -> Vec<Statement> {
         use crate::model::*;
         use testutil::*;
         let constraint = |def: &str| NewConstraint {
@@ -496,6 +563,19 @@ mod tests {
                 statements.push(alter(t(), lock, vec![c.clone()]));
             }
         }
+        statements
+    }
+
+    /// The two-pass judging of `hook::verdict_for` (facts::Sizes) is sound only if a
+    /// statement without findings at the largest size has none at any size: every rule
+    /// must be monotonic in `size_bytes`. Checked on every statement shape the rules
+    /// know, at sizes on both sides of the threshold and of 0, with and without row
+    /// estimates.
+    #[test]
+    fn findings_only_grow_with_size() {
+        use crate::model::*;
+        use testutil::*;
+        let statements = every_statement_shape();
         let ids = |s: &Statement| -> Vec<&str> { check(s).iter().map(|f| f.rule.id).collect() };
         for stmt in &statements {
             for size in [0, 8192, 1024 * 1024 - 1, 1024 * 1024, 64 << 20] {
@@ -523,6 +603,110 @@ mod tests {
         relations_mut(&mut small)[0].size_bytes = 8192;
         assert!(ids(&small).is_empty());
         assert_eq!(ids(index), ["require-concurrent-index-creation"]);
+    }
+
+    /// `check` and `check_all` call every rule: each id of [`RULES`] comes out of some
+    /// statement shape (the statement rules) or of a lock request (`require-lock-timeout`).
+    #[test]
+    fn every_rule_is_reached() {
+        use crate::model::*;
+        let ctx = Context {
+            require_lock_timeout: Some(RequireLockTimeout { session_lock_timeout_ms: 0, max_lock_timeout_ms: 2000 }),
+            ..Context::default()
+        };
+        let lock = [LockRequest { relation: "public.t".into(), mode: LockMode::AccessExclusive, created_in_transaction: false }];
+        let mut reached: Vec<&str> = every_statement_shape()
+            .iter()
+            .flat_map(|s| check_all(s, &lock, &ctx))
+            .map(|f| f.rule.id)
+            .collect();
+        reached.sort();
+        reached.dedup();
+        let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        ids.sort();
+        assert_eq!(reached, ids);
+    }
+
+    /// A rule is found by its id: `src/rules/<id with _>.rs` defines `pub fn <id with _>(`,
+    /// and src/rules/ holds nothing else but mod.rs and hints.rs (a file left behind by a
+    /// rename fails too). Read from the crate's own directory, wherever the crate lives.
+    #[test]
+    fn every_rule_has_a_file_named_after_its_id() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rules");
+        let mut expected: Vec<String> = vec!["hints.rs".into(), "mod.rs".into()];
+        for rule in RULES {
+            let name = rule.id.replace('-', "_");
+            let path = dir.join(format!("{name}.rs"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(text.contains(&format!("\npub fn {name}(")), "{} does not define pub fn {name}", path.display());
+            assert!(text.starts_with(&format!("//! `{}`", rule.id)), "{} does not start with the rule id", path.display());
+            expected.push(format!("{name}.rs"));
+        }
+        expected.sort();
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        assert_eq!(found, expected, "files in {}", dir.display());
+    }
+
+    /// The order of the findings is part of the output: the audit row lists the rules in
+    /// it, and the first error-level finding is the one the ERROR reports. An ALTER TABLE
+    /// reports the constraint rules, then the column rules (each group in subcommand
+    /// order), then table-rewrite, then ban-drop-column.
+    #[test]
+    fn alter_table_findings_come_group_by_group_in_subcommand_order() {
+        use crate::model::*;
+        use testutil::*;
+        let constraint = |def: &str| NewConstraint { name: "c".into(), named: true, definition: Some(def.into()) };
+        let commands = vec![
+            AlterTableCmd::DropColumn { column: "old".into() },
+            AlterTableCmd::Rewrite { action: "SET TABLESPACE" },
+            AlterTableCmd::AlterColumnType {
+                column: "a".into(),
+                suggested_new_column: "a_new".into(),
+                suggested_old_column: "a_old".into(),
+                new_type: "bigint".into(),
+                rewrite: Some(true),
+            },
+            AlterTableCmd::AddColumn {
+                column: "b".into(),
+                type_name: "uuid".into(),
+                rewrite: Some(AddColumnRewrite::VolatileDefault),
+                not_null_without_default: false,
+                default_sql: Some("gen_random_uuid()".into()),
+                not_null: false,
+            },
+            AlterTableCmd::AddExclusion { constraint: constraint("EXCLUDE USING gist (a WITH &&)") },
+            AlterTableCmd::AddUnique {
+                constraint: constraint("UNIQUE (a)"),
+                primary: false,
+                nullable_columns: vec![],
+                columns: "(a)".into(),
+            },
+            AlterTableCmd::AddCheck { constraint: constraint("CHECK (a > 0)"), validates: true },
+            AlterTableCmd::SetNotNull {
+                column: "a".into(),
+                suggested_constraint: "a_not_null".into(),
+                already_not_null: false,
+                proven_by_check: false,
+            },
+        ];
+        let ids: Vec<&str> = check(&alter(table("public.t", 5), LockMode::AccessExclusive, commands)).iter().map(|f| f.rule.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "ban-exclusion-constraint",
+                "disallowed-unique-constraint",
+                "constraint-missing-not-valid",
+                "changing-column-type",
+                "adding-field-with-default",
+                "adding-not-nullable-field",
+                "table-rewrite",
+                "ban-drop-column",
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 -- followed by "autocommit" (run outside a transaction block, for CONCURRENTLY forms); its SQL
 -- follows, one statement per line ending with ";". Every statement but the last must run
 -- (allowed or warned); the last gets the expected verdict. Cases run in BEGIN ... ROLLBACK
--- unless autocommit; "-- then:" lines are cleanup run afterwards.
+-- unless autocommit; "-- then:" lines are cleanup run afterwards. The messages each case
+-- produces are compared with expected/shop.out (its header says how to renew it).
 
 -- ===== indexes
 -- expect: rejected require-concurrent-index-creation

@@ -1,6 +1,13 @@
 //! The rule corpus (tests/corpus/*.sql) on the 1M-row data set: every case must get exactly
 //! the verdict written above it. Zero wrong verdicts, in both directions: a missed rewrite
 //! and a false alarm both fail.
+//!
+//! The same run also records every message the client receives (ERROR, WARNING, NOTICE:
+//! severity, SQLSTATE, message, DETAIL, HINT, CONTEXT) and compares the transcript exactly
+//! with tests/corpus/expected/shop.out, so that a changed message text is a reviewable diff.
+//! `PGMG_BLESS=1` writes the transcript to that file instead of comparing.
+
+use std::path::{Path, PathBuf};
 
 use pg_migration_guard_integration::*;
 
@@ -13,6 +20,8 @@ enum Expect {
 
 struct Case {
     line: usize,
+    /// The expectation as written after `-- expect: `.
+    expect_text: String,
     expect: Expect,
     autocommit: bool,
     statements: Vec<String>,
@@ -35,7 +44,14 @@ fn parse(text: &str) -> Vec<Case> {
                 "rejected" => Expect::Rejected(words[1].to_string()),
                 other => panic!("line {}: unknown verdict {other}", i + 1),
             };
-            current = Some(Case { line: i + 1, expect, autocommit, statements: vec![], cleanup: vec![] });
+            current = Some(Case {
+                line: i + 1,
+                expect_text: rest.trim().to_string(),
+                expect,
+                autocommit,
+                statements: vec![],
+                cleanup: vec![],
+            });
         } else if let Some(rest) = line.strip_prefix("-- then: ") {
             current.as_mut().expect("-- then: outside a case").cleanup.push(rest.to_string());
         } else if line.starts_with("--") || line.trim().is_empty() {
@@ -48,6 +64,132 @@ fn parse(text: &str) -> Vec<Case> {
     cases
 }
 
+/// The header of the expected-output file: what it holds, how it is compared and renewed.
+const EXPECTED_HEADER: &str = "\
+-- Expected output of tests/corpus/shop.sql, checked exactly by tests/integration/tests/corpus.rs
+-- (corpus_verdicts_are_all_right) against a cluster loaded with examples/seed.sql.
+--
+-- One block per case: its line in shop.sql and its expectation, then each statement followed
+-- by every message the client received for it, as psql prints them with VERBOSITY verbose
+-- (severity, SQLSTATE, message; DETAIL, HINT and CONTEXT when present; no LOCATION).
+-- Cases run in BEGIN ... ROLLBACK unless autocommit; BEGIN, ROLLBACK and the cleanup
+-- (\"-- then:\") statements are not shown.
+--
+-- Normalised: the row count of public.shop_daily_sales is written N. The view has one row
+-- per minute of now() - g * 30 s (g = 1 .. 1000000): 500000 or 500001 rows, depending on
+-- the second at which examples/seed.sql ran. No other figure is normalised: the sizes and
+-- the other row counts come from a deterministic data set (row counts exact after VACUUM
+-- ANALYZE and index builds).
+--
+-- To renew after an intended change of the messages or of shop.sql, run the corpus test with
+-- PGMG_BLESS=1 (it writes this file instead of comparing) and review the diff.
+";
+
+/// One message as the client received it, with the fields a user reads.
+#[derive(Debug, Clone, PartialEq)]
+struct Message {
+    severity: String,
+    sqlstate: String,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+    context: Option<String>,
+}
+
+impl Message {
+    fn from_db_error(e: &postgres::error::DbError) -> Message {
+        Message {
+            // The non-localized severity, whatever lc_messages says.
+            severity: e.parsed_severity().map_or_else(|| e.severity().to_string(), |s| s.to_string()),
+            sqlstate: e.code().code().to_string(),
+            message: e.message().to_string(),
+            detail: e.detail().map(str::to_string),
+            hint: e.hint().map(str::to_string),
+            context: e.where_().map(str::to_string),
+        }
+    }
+
+    /// The message as psql prints it with `\set VERBOSITY verbose`, without LOCATION.
+    fn render(&self) -> String {
+        let mut s = format!("{}:  {}: {}\n", self.severity, self.sqlstate, self.message);
+        for (label, field) in [("DETAIL", &self.detail), ("HINT", &self.hint), ("CONTEXT", &self.context)] {
+            if let Some(text) = field {
+                s.push_str(&format!("{label}:  {text}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// Replaces the data-dependent figures described in [`EXPECTED_HEADER`]: the row count in
+/// `public.shop_daily_sales (<size>, about <count> rows)`.
+fn normalise(text: &str) -> String {
+    const VIEW: &str = "public.shop_daily_sales (";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(VIEW) {
+        let (before, from_view) = rest.split_at(at + VIEW.len());
+        out.push_str(before);
+        rest = from_view;
+        let Some(close) = rest.find(')') else { continue };
+        let inside = &rest[..close];
+        if let Some(about) = inside.find(", about ") {
+            let digits_start = about + ", about ".len();
+            let digits_len = inside[digits_start..].chars().take_while(char::is_ascii_digit).count();
+            if digits_len > 0 && &inside[digits_start + digits_len..] == " rows" {
+                out.push_str(&inside[..digits_start]);
+                out.push('N');
+                out.push_str(" rows");
+                rest = &rest[close..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The messages received since the last call, rendered, in the order they came.
+fn drain(notices: &std::sync::Mutex<Vec<postgres::error::DbError>>) -> String {
+    notices.lock().unwrap().drain(..).map(|n| Message::from_db_error(&n).render()).collect()
+}
+
+fn expected_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/expected/shop.out")
+}
+
+/// Compares `actual` with the expected-output file, or writes it there when `PGMG_BLESS=1`.
+/// On a difference, the actual output goes to the test's temporary directory and the
+/// message shows the first differing lines.
+fn check_expected_output(actual: &str) -> Result<(), String> {
+    let path = expected_path();
+    if std::env::var_os("PGMG_BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        eprintln!("PGMG_BLESS=1: wrote {}", path.display());
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (run the corpus test with PGMG_BLESS=1 to create it)", path.display()))?;
+    if expected == actual {
+        return Ok(());
+    }
+    let actual_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-shop.out");
+    std::fs::write(&actual_path, actual).unwrap_or_else(|e| panic!("{}: {e}", actual_path.display()));
+    let (e_lines, a_lines): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let first = e_lines.iter().zip(&a_lines).take_while(|(e, a)| e == a).count();
+    let from = first.saturating_sub(3);
+    let show = |lines: &[&str]| lines.iter().skip(from).take(first - from + 4).map(|l| format!("    {l}\n")).collect::<String>();
+    Err(format!(
+        "the messages differ from {} at line {}:\nexpected:\n{}actual:\n{}\
+         full output in {}; review with diff -u, then rerun with PGMG_BLESS=1 if the change is intended",
+        path.display(),
+        first + 1,
+        show(&e_lines),
+        show(&a_lines),
+        actual_path.display()
+    ))
+}
+
 #[test]
 fn corpus_verdicts_are_all_right() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/shop.sql")).unwrap();
@@ -57,21 +199,36 @@ fn corpus_verdicts_are_all_right() {
     let rows: i64 = c.query_one("SELECT count(*) FROM shop_order", &[]).unwrap().get(0);
     assert!(rows >= 1_000_000);
     let mut wrong = Vec::new();
+    let mut transcript = String::from(EXPECTED_HEADER);
     for case in &cases {
         notices.lock().unwrap().clear();
         if !case.autocommit {
             c.batch_execute("BEGIN").unwrap();
         }
+        transcript.push_str(&format!("\n-- line {}: {}\n", case.line, case.expect_text));
+        let mut warnings = Vec::new();
+        let mut run = |stmt: &str| {
+            let result = c.batch_execute(stmt);
+            warnings.extend(warning_messages(&notices));
+            transcript.push_str(&format!("{stmt};\n"));
+            transcript.push_str(&drain(&notices));
+            if let Err(e) = &result {
+                match e.as_db_error() {
+                    Some(d) => transcript.push_str(&Message::from_db_error(d).render()),
+                    None => transcript.push_str(&format!("client error: {e}\n")),
+                }
+            }
+            result
+        };
         let (last, setup) = case.statements.split_last().expect("empty case");
         let mut outcome: Result<(), String> = Ok(());
         for stmt in setup {
-            if let Err(e) = c.batch_execute(stmt) {
+            if let Err(e) = run(stmt) {
                 outcome = Err(format!("setup statement failed: {stmt}: {e}"));
                 break;
             }
         }
-        let result = if outcome.is_ok() { Some(c.batch_execute(last)) } else { None };
-        let warnings = warning_messages(&notices);
+        let result = if outcome.is_ok() { Some(run(last)) } else { None };
         let verdict_ok = match (&outcome, &result, &case.expect) {
             (Err(e), _, _) => Err(e.clone()),
             (_, Some(Ok(())), Expect::Allowed) if warnings.is_empty() => Ok(()),
@@ -98,7 +255,9 @@ fn corpus_verdicts_are_all_right() {
             c.batch_execute(stmt).unwrap_or_else(|e| panic!("cleanup {stmt}: {e}"));
         }
     }
+    let messages = check_expected_output(&normalise(&transcript));
     assert!(wrong.is_empty(), "{} wrong verdicts out of {}:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
+    messages.unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
@@ -109,4 +268,31 @@ fn corpus_parser_reads_cases() {
     assert!(cases[1].autocommit);
     assert_eq!(cases[1].statements, vec!["B", "C"]);
     assert_eq!(cases[1].cleanup, vec!["D"]);
+}
+
+#[test]
+fn messages_render_like_psql_verbose() {
+    let m = Message {
+        severity: "ERROR".into(),
+        sqlstate: "55000".into(),
+        message: "rule: text".into(),
+        detail: Some("Detail.".into()),
+        hint: Some("Do this:\nSELECT 1;".into()),
+        context: None,
+    };
+    assert_eq!(m.render(), "ERROR:  55000: rule: text\nDETAIL:  Detail.\nHINT:  Do this:\nSELECT 1;\n");
+    let w = Message { severity: "WARNING".into(), sqlstate: "01000".into(), detail: None, hint: None, ..m };
+    assert_eq!(w.render(), "WARNING:  01000: rule: text\n");
+}
+
+#[test]
+fn normalise_replaces_only_the_view_row_count() {
+    assert_eq!(
+        normalise("on public.shop_daily_sales (21 MB, about 500001 rows), then public.shop_order (71 MB, about 1000000 rows)"),
+        "on public.shop_daily_sales (21 MB, about N rows), then public.shop_order (71 MB, about 1000000 rows)"
+    );
+    // No row estimate, or not the view: unchanged.
+    for text in ["public.shop_daily_sales (21 MB) and (about 7 rows)", "public.shop_daily_sales_day_idx (about 3 rows)", "x"] {
+        assert_eq!(normalise(text), text);
+    }
 }

@@ -1,18 +1,23 @@
-//! Lock-queue rules: a statement that may wait behind another session's lock while later
-//! queries queue behind it (`pg_migration_guard.lock_timeout_policy = require`).
+//! `require-lock-timeout`: with `pg_migration_guard.lock_timeout_policy = require`, a
+//! statement that may wait behind another session's lock while later queries queue behind
+//! it.
+//!
+//! PostgreSQL facts (documentation: "Explicit Locking", table 13.2 "Conflicting Lock Modes",
+//! and the `lock_timeout` setting; src/backend/storage/lmgr/lock.c, the `waitMask` test in
+//! LockAcquireExtended): a lock request waits in the lock's queue, and a later request
+//! that conflicts with the waiting one queues behind it even when the lock's holder would
+//! let it through; `lock_timeout` bounds the wait and fails the statement with SQLSTATE
+//! 55P03.
+//! Unlike the statement rules, this one reads the locks the statement will take (the
+//! [`LockRequest`]s the extension computes for it), not its shape.
 
 use super::{Context, Finding, REQUIRE_LOCK_TIMEOUT};
-use crate::model::LockRequest;
+use crate::model::{format_ms, LockRequest};
 
-/// Formats milliseconds the way a `SET lock_timeout` would be written: `2s`, `150ms`.
-pub fn format_ms(ms: u32) -> String {
-    if ms >= 1000 && ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
-}
-
-/// `require-lock-timeout`: with the `require` policy, a statement whose locks can hold up
-/// other sessions' reads or writes must run with a `lock_timeout` between 1 ms and
-/// `pg_migration_guard.max_lock_timeout`.
-pub fn check_lock_timeout(locks: &[LockRequest], ctx: &Context, out: &mut Vec<Finding>) {
+/// With the `require` policy, flags a statement whose locks can hold up other sessions'
+/// reads or writes unless it runs with a `lock_timeout` between 1 ms and
+/// `pg_migration_guard.max_lock_timeout`; the finding names the strongest such lock.
+pub fn require_lock_timeout(locks: &[LockRequest], ctx: &Context, out: &mut Vec<Finding>) {
     let Some(policy) = ctx.require_lock_timeout else { return };
     if policy.session_lock_timeout_ms > 0 && policy.session_lock_timeout_ms <= policy.max_lock_timeout_ms {
         return;
@@ -62,7 +67,7 @@ mod tests {
 
     fn run(locks: &[LockRequest], ctx: &Context) -> Vec<Finding> {
         let mut out = vec![];
-        check_lock_timeout(locks, ctx, &mut out);
+        require_lock_timeout(locks, ctx, &mut out);
         out
     }
 
@@ -112,12 +117,5 @@ mod tests {
         let f = run(&locks, &ctx(0));
         assert!(f[0].message.contains("ACCESS EXCLUSIVE lock on public.shop_order"), "{}", f[0].message);
         assert!(f[0].detail.contains("SHARE ROW EXCLUSIVE on public.shop_customer"), "{}", f[0].detail);
-    }
-
-    #[test]
-    fn milliseconds_format_like_a_set() {
-        assert_eq!(format_ms(2000), "2s");
-        assert_eq!(format_ms(150), "150ms");
-        assert_eq!(format_ms(1500), "1500ms");
     }
 }

@@ -1,0 +1,268 @@
+//! `constraint-missing-not-valid`: ADD FOREIGN KEY or CHECK that checks every existing row
+//! while writes are blocked, and VALIDATE CONSTRAINT in the transaction that added the
+//! constraint NOT VALID.
+//!
+//! PostgreSQL facts (documentation: ALTER TABLE, "ADD table_constraint [ NOT VALID ]" and
+//! "VALIDATE CONSTRAINT"; src/backend/commands/tablecmds.c):
+//! - ADD FOREIGN KEY takes SHARE ROW EXCLUSIVE on the table and on the referenced table,
+//!   then checks every existing row (RI_Initial_Check) while holding them.
+//! - ADD CHECK takes ACCESS EXCLUSIVE and scans every row.
+//! - With NOT VALID the existing rows are not checked; ALTER TABLE ... VALIDATE CONSTRAINT
+//!   later checks them under SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes
+//!   (and only ROW SHARE on the referenced table).
+//! - PostgreSQL 15 refuses NOT VALID foreign keys on partitioned tables: the route there is
+//!   NOT VALID + VALIDATE on each partition, then the constraint on the parent, which
+//!   attaches the validated ones.
+//! - VALIDATE CONSTRAINT in the transaction that added the constraint NOT VALID scans while
+//!   the ADD's lock (SHARE ROW EXCLUSIVE for a foreign key, ACCESS EXCLUSIVE for a CHECK) is
+//!   still held: locks are kept until the transaction ends (squawk's
+//!   constraint-missing-not-valid flags the same pattern).
+
+use super::{lock_detail, Context, Finding, CONSTRAINT_MISSING_NOT_VALID};
+use crate::model::{AlterTable, AlterTableCmd, LockMode, NewConstraint, RelKind};
+
+/// Flags, in one ALTER TABLE subcommand on a table that is neither small nor created in this
+/// transaction: ADD FOREIGN KEY or ADD CHECK without NOT VALID, and VALIDATE CONSTRAINT while
+/// this transaction holds a lock that blocks writes on the table.
+pub fn constraint_missing_not_valid(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Context, out: &mut Vec<Finding>) {
+    if ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &at.table) {
+        return;
+    }
+    match cmd {
+        AlterTableCmd::AddForeignKey { constraint, referenced, validates: true, inline_column } => {
+            let partitioned = at.table.kind == RelKind::PartitionedTable;
+            // The referenced table gets SHARE ROW EXCLUSIVE (ATAddForeignKeyConstraint),
+            // whatever the ALTER TABLE takes on its own table.
+            let referenced_lock = LockMode::ShareRowExclusive;
+            let both = match referenced {
+                Some(r) if r.name != at.table.name && at.lock == referenced_lock => {
+                    format!("{} and on {}, blocking INSERT, UPDATE and DELETE on both,", at.table.describe(), r.describe())
+                }
+                Some(r) if r.name != at.table.name => format!(
+                    "{}, which {}, and {} lock on {}, which {},",
+                    at.table.describe(),
+                    at.lock.effect(),
+                    referenced_lock.with_article(),
+                    r.describe(),
+                    referenced_lock.effect()
+                ),
+                _ => format!("{}, which {},", at.table.describe(), at.lock.effect()),
+            };
+            // ADD COLUMN c ... REFERENCES t: the column must exist before the NOT VALID step.
+            let add_column = inline_column.as_ref().and_then(|col| {
+                at.commands.iter().find_map(|c| match c {
+                    AlterTableCmd::AddColumn { column, type_name, .. } if column == col => {
+                        Some(format!("ALTER TABLE {} ADD COLUMN {column} {type_name};\n", at.table.name))
+                    }
+                    _ => None,
+                })
+            });
+            out.push(Finding {
+                rule: &CONSTRAINT_MISSING_NOT_VALID,
+                message: format!("adding foreign key {} would scan {} while blocking writes", constraint.name, at.table.name),
+                detail: format!(
+                    "ALTER TABLE takes {} lock on {both} while it checks every existing row of {} against the referenced table.",
+                    at.lock.with_article(),
+                    at.table.name
+                ),
+                hint: if partitioned {
+                    format!(
+                        "PostgreSQL cannot add a NOT VALID foreign key to a partitioned table: add it to each \
+                         partition with NOT VALID, run VALIDATE CONSTRAINT on each, then add it to {} \
+                         (PostgreSQL attaches the validated partition constraints instead of scanning).",
+                        at.table.name
+                    )
+                } else {
+                    let hint = not_valid_hint(&at.table.name, constraint);
+                    match add_column {
+                        Some(add) => hint.replacen(":\n", &format!(":\n{add}"), 1),
+                        None => hint,
+                    }
+                },
+            });
+        }
+        AlterTableCmd::ValidateConstraint { constraint, held_lock: Some(held) } => {
+            let t = &at.table.name;
+            out.push(Finding {
+                rule: &CONSTRAINT_MISSING_NOT_VALID,
+                message: format!(
+                    "validating constraint {constraint} would scan {t} while this transaction holds {} lock on it",
+                    held.with_article()
+                ),
+                detail: format!(
+                    "VALIDATE CONSTRAINT itself needs only SHARE UPDATE EXCLUSIVE, but this transaction already holds {} \
+                     lock on {}, which {}, and keeps it while every existing row is checked: NOT VALID and VALIDATE \
+                     in one transaction are as blocking as adding the constraint directly.",
+                    held.with_article(),
+                    at.table.describe(),
+                    held.effect()
+                ),
+                hint: format!(
+                    "Commit after ADD CONSTRAINT ... NOT VALID and run the validation in a transaction of its own \
+                     (a separate migration, or a non-transactional step of the migration tool):\n\
+                     ALTER TABLE {t} VALIDATE CONSTRAINT {constraint};"
+                ),
+            });
+        }
+        AlterTableCmd::AddCheck { constraint, validates: true } => {
+            out.push(Finding {
+                rule: &CONSTRAINT_MISSING_NOT_VALID,
+                message: format!(
+                    "adding check constraint {} would scan {} under {} lock",
+                    constraint.name,
+                    at.table.name,
+                    at.lock.with_article()
+                ),
+                detail: lock_detail("ALTER TABLE", at.lock, &at.table.describe(), "it checks every existing row"),
+                hint: not_valid_hint(&at.table.name, constraint),
+            });
+        }
+        _ => {}
+    }
+}
+
+/// The two-step form: add NOT VALID (no scan), then VALIDATE CONSTRAINT (a scan under
+/// SHARE UPDATE EXCLUSIVE that blocks neither reads nor writes).
+fn not_valid_hint(table: &str, c: &NewConstraint) -> String {
+    let add = match &c.definition {
+        Some(def) => format!("ALTER TABLE {table} ADD CONSTRAINT {} {def} NOT VALID;", c.name),
+        None => format!("ALTER TABLE {table} ADD CONSTRAINT {} ... NOT VALID;", c.name),
+    };
+    format!(
+        "Add the constraint without checking existing rows, then validate it in a separate \
+         transaction under a SHARE UPDATE EXCLUSIVE lock, which blocks neither reads nor writes:\n\
+         {add}\nALTER TABLE {table} VALIDATE CONSTRAINT {};",
+        c.name
+    )
+}
+#[cfg(test)]
+mod tests {
+    use crate::model::*;
+    use crate::rules::testutil::*;
+
+    #[test]
+    fn validate_in_the_transaction_that_holds_a_write_lock_is_flagged() {
+        let validate = |held_lock| AlterTableCmd::ValidateConstraint { constraint: "orders_customer_fk".into(), held_lock };
+        let f = check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::ShareRowExclusive))]));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
+        assert_eq!(
+            f[0].message,
+            "validating constraint orders_customer_fk would scan public.orders while this transaction holds a SHARE ROW EXCLUSIVE lock on it"
+        );
+        assert!(f[0].hint.ends_with("ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_fk;"), "{}", f[0].hint);
+        // In a transaction of its own: SHARE UPDATE EXCLUSIVE only, nothing to flag.
+        assert!(check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(None)])).is_empty());
+        // Small tables are exempt like the other scan rules.
+        assert!(check(&alter(table("public.orders", 0), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::AccessExclusive))])).is_empty());
+    }
+
+    fn fk(validates: bool, named: bool) -> AlterTableCmd {
+        AlterTableCmd::AddForeignKey {
+            constraint: NewConstraint {
+                name: "orders_customer_id_fkey".into(),
+                named,
+                definition: Some("FOREIGN KEY (customer_id) REFERENCES customers (id)".into()),
+            },
+            referenced: Some(table("public.customers", 50)),
+            validates,
+            inline_column: None,
+        }
+    }
+
+    #[test]
+    fn inline_foreign_key_on_a_new_column_names_each_lock_and_adds_the_column_first() {
+        let add = AlterTableCmd::AddColumn {
+            column: "customer_id".into(),
+            type_name: "bigint".into(),
+            rewrite: None,
+            not_null_without_default: false,
+            default_sql: None,
+            not_null: false,
+        };
+        let fk = AlterTableCmd::AddForeignKey {
+            constraint: NewConstraint {
+                name: "orders_customer_id_fkey".into(),
+                named: false,
+                definition: Some("FOREIGN KEY (customer_id) REFERENCES customers (id)".into()),
+            },
+            referenced: Some(table("public.customers", 50)),
+            validates: true,
+            inline_column: Some("customer_id".into()),
+        };
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![add, fk]));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].detail.contains("ACCESS EXCLUSIVE lock on public.orders (68 MB"), "{}", f[0].detail);
+        assert!(f[0].detail.contains("which blocks every read and write"), "{}", f[0].detail);
+        assert!(f[0].detail.contains("a SHARE ROW EXCLUSIVE lock on public.customers (50 MB"), "{}", f[0].detail);
+        let steps: Vec<&str> = f[0].hint.lines().skip(1).collect();
+        assert_eq!(steps, [
+            "ALTER TABLE public.orders ADD COLUMN customer_id bigint;",
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;",
+            "ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey;",
+        ]);
+    }
+
+    fn check_cmd(validates: bool) -> AlterTableCmd {
+        AlterTableCmd::AddCheck {
+            constraint: NewConstraint {
+                name: "orders_amount_check".into(),
+                named: false,
+                definition: Some("CHECK (amount > 0)".into()),
+            },
+            validates,
+        }
+    }
+
+    #[test]
+    fn validating_foreign_key_is_flagged_with_not_valid_pair() {
+        let f = check(&alter(table("public.orders", 68), LockMode::ShareRowExclusive, vec![fk(true, false)]));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
+        assert!(f[0].detail.contains("SHARE ROW EXCLUSIVE lock on public.orders (68 MB"), "{}", f[0].detail);
+        assert!(f[0].detail.contains("public.customers (50 MB"));
+        assert!(f[0].hint.contains(
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;"
+        ));
+        assert!(f[0].hint.contains("ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey;"));
+    }
+
+    #[test]
+    fn not_valid_foreign_key_passes() {
+        assert!(check(&alter(table("public.orders", 68), LockMode::ShareRowExclusive, vec![fk(false, true)])).is_empty());
+    }
+
+    #[test]
+    fn validating_check_is_flagged_and_not_valid_check_passes() {
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![check_cmd(true)]));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].message.contains("ACCESS EXCLUSIVE"));
+        assert!(f[0].hint.contains("ADD CONSTRAINT orders_amount_check CHECK (amount > 0) NOT VALID;"));
+        assert!(check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![check_cmd(false)])).is_empty());
+    }
+
+    #[test]
+    fn constraints_on_table_created_in_transaction_pass() {
+        let f = check(&alter(new_table("public.fresh"), LockMode::AccessExclusive, vec![fk(true, false), check_cmd(true)]));
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn constraints_on_small_tables_pass() {
+        assert!(check(&alter(table("public.tiny", 0), LockMode::AccessExclusive, vec![fk(true, false), check_cmd(true)])).is_empty());
+    }
+
+    #[test]
+    fn partitioned_table_foreign_key_hint_does_not_suggest_refused_not_valid() {
+        let mut t = table("public.events", 100);
+        t.kind = RelKind::PartitionedTable;
+        let f = check(&alter(t, LockMode::ShareRowExclusive, vec![fk(true, false)]));
+        assert!(f[0].hint.contains("cannot add a NOT VALID foreign key to a partitioned table"));
+    }
+
+    #[test]
+    fn several_subcommands_each_reported() {
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![fk(true, false), check_cmd(true)]));
+        assert_eq!(f.len(), 2);
+    }
+}
