@@ -31,7 +31,7 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 use crate::guc;
 use crate::subxact::{self, OnSuccess};
 use crate::locks::Target;
-use crate::rules::locks::format_ms;
+use crate::model::format_ms;
 
 /// The longest pause between two rounds.
 const MAX_PAUSE: Duration = Duration::from_millis(500);

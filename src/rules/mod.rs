@@ -290,13 +290,6 @@ fn for_each_subcommand(at: &AlterTable, rules: &[SubcommandRule], ctx: &Context,
     }
 }
 
-/// The path `format_ms` had before it moved to [`crate::model`], kept until its last user
-/// imports it from there.
-#[doc(hidden)]
-pub mod locks {
-    pub use crate::model::format_ms;
-}
-
 #[cfg(test)]
 pub(crate) mod testutil {
     use crate::model::*;
