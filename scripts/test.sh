@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (see README.md). Installs what it needs, then runs:
-#   1. unit tests of the rules and #[pg_test] tests of the hook (cargo pgrx test, pg15);
+#   1. unit tests of the pure core (plain cargo test), unit tests of the extension and
+#      #[pg_test] tests of the hook (cargo pgrx test, pg15);
 #   2. integration tests over real connections against throwaway clusters:
 #      A: shared_preload_libraries = 'pg_stat_statements,pg_migration_guard', 1M-row data set
 #      B: shared_preload_libraries = 'pg_migration_guard,pg_stat_statements'
@@ -12,7 +13,10 @@ source scripts/common.sh
 
 ./scripts/setup.sh
 
-echo "== unit tests and #[pg_test] tests (cargo pgrx test pg15)"
+echo "== unit tests of the pure core (cargo test -p pg_migration_guard_core: no PostgreSQL needed)"
+cargo test -p pg_migration_guard_core
+
+echo "== unit tests of the extension and #[pg_test] tests (cargo pgrx test pg15)"
 PGRX_PGDATA=/tmp/pgrx-pgdata
 install -d -o postgres "$PGRX_PGDATA"
 # One test at a time: each #[pg_test] holds the locks its statements took on the shared

@@ -9,12 +9,9 @@
 
 use pgrx::prelude::*;
 
-pub mod decision;
-pub mod model;
-pub mod rules;
-pub mod sqltext;
-
-pub mod overrides;
+// The pure core (no PostgreSQL calls), re-exported under the paths the rest of the
+// extension uses.
+pub use pg_migration_guard_core::{decision, model, overrides, rules, sqltext};
 
 mod audit;
 mod audit_queue;

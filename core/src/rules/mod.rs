@@ -360,7 +360,7 @@ mod tests {
     /// section states the summary, default level and family the code has.
     #[test]
     fn docs_rules_md_matches_the_rule_table() {
-        let doc = include_str!("../../docs/rules.md");
+        let doc = include_str!("../../../docs/rules.md");
         let sections: Vec<(&str, &str)> = doc
             .split("\n## ")
             .skip(1)
