@@ -41,7 +41,7 @@ impl Decision {
 
 /// A finding with the level the policy gave it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Judged {
+pub struct LeveledFinding {
     pub finding: Finding,
     pub level: Level,
 }
@@ -116,20 +116,20 @@ impl RuleLevels {
 /// findings. A finding the annotation names (when `allow_overrides` is on) neither rejects
 /// nor warns; the statement is `overridden` unless another finding rejects it.
 pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides: &Overrides) -> Verdict {
-    let judged: Vec<Judged> = findings
+    let leveled: Vec<LeveledFinding> = findings
         .into_iter()
         .map(|f| {
             let level = levels.level(f.rule);
-            Judged { finding: f, level }
+            LeveledFinding { finding: f, level }
         })
         .filter(|j| j.level != Level::Off)
         .collect();
-    if judged.is_empty() || mode == Mode::Off {
+    if leveled.is_empty() || mode == Mode::Off {
         return Verdict::allowed();
     }
     let honoured = overrides.annotation.as_ref().filter(|_| overrides.allowed);
-    let (overridden, remaining): (Vec<&Judged>, Vec<&Judged>) =
-        judged.iter().partition(|j| honoured.is_some_and(|o| o.covers(j.finding.rule)));
+    let (overridden, remaining): (Vec<&LeveledFinding>, Vec<&LeveledFinding>) =
+        leveled.iter().partition(|j| honoured.is_some_and(|o| o.covers(j.finding.rule)));
     let rejects = mode == Mode::Enforce && remaining.iter().any(|j| j.level == Level::Error);
     let decision = match (rejects, overridden.is_empty()) {
         (true, _) => Decision::Rejected,
@@ -163,7 +163,7 @@ pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides
     }
     Verdict {
         decision,
-        rules: judged.iter().map(|j| j.finding.rule.id).collect(),
+        rules: leveled.iter().map(|j| j.finding.rule.id).collect(),
         report: Some(report),
         overridden: overridden.iter().map(|j| j.finding.rule.id).collect(),
         override_reason: honoured.filter(|_| !overridden.is_empty()).map(|o| o.reason.clone()),
@@ -230,20 +230,20 @@ pub fn undecided(mode: Mode, on_error: OnJudgingError, command_tag: &str, failur
 
 /// One report for all findings: the first finding's message, every finding's detail and
 /// hint, and a last DETAIL line saying which policy produced it.
-fn render(judged: &[&Judged], mode: Mode) -> Report {
-    let first = &judged[0].finding;
+fn render(leveled: &[&LeveledFinding], mode: Mode) -> Report {
+    let first = &leveled[0].finding;
     let mut message = format!("{}: {}", first.rule.id, first.message);
-    if judged.len() > 1 {
-        message.push_str(&format!(" (and {} more finding{})", judged.len() - 1, if judged.len() > 2 { "s" } else { "" }));
+    if leveled.len() > 1 {
+        message.push_str(&format!(" (and {} more finding{})", leveled.len() - 1, if leveled.len() > 2 { "s" } else { "" }));
     }
     let mut detail = String::new();
     let mut hint = String::new();
-    for (i, j) in judged.iter().enumerate() {
+    for (i, j) in leveled.iter().enumerate() {
         if i > 0 {
             detail.push('\n');
             hint.push('\n');
         }
-        if judged.len() > 1 {
+        if leveled.len() > 1 {
             detail.push_str(&format!("{}: ", j.finding.rule.id));
         }
         detail.push_str(&j.finding.detail);

@@ -13,3 +13,11 @@ pub mod model;
 pub mod overrides;
 pub mod rules;
 pub mod sqltext;
+
+// Words, one meaning each:
+// - a *finding* (`rules::Finding`) is what one rule found in one statement;
+// - a *leveled finding* (`decision::LeveledFinding`) is a finding with the level policy gave it;
+// - a *verdict* (`decision::Verdict`) is what the guard concluded about a statement: its
+//   decision, the rules that fired, the report the user sees;
+// - a *decision* (`decision::Decision`) is what the guard did with it: allowed, warned,
+//   rejected, overridden or exempt — the `decision` column of the audit log.
