@@ -21,6 +21,9 @@
 //! Statement text longer than a quarter of `audit_queue_size` is truncated in the row
 //! (the LOG line has all of it).
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
 use pgrx::pg_sys;
 use pgrx::pg_sys::AsPgCStr;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -44,6 +47,10 @@ use crate::hook::Judgement;
 /// suppressed with `errhidestmt`, as pgaudit does; a statement run inside a function keeps
 /// its CONTEXT line. The message is not translated (`errmsg_internal`): it is
 /// machine-readable (src/backend/utils/error/elog.c).
+///
+/// The whole line goes through [`escape_log_text`]: a newline in the statement, the
+/// message or an override reason is written as `\n`, so the line is one line of the
+/// server log and cannot imitate the lines that follow it.
 pub fn log_line(j: &Judgement) {
     let decision = j.verdict.decision.as_str();
     let line = match j.message() {
@@ -51,6 +58,10 @@ pub fn log_line(j: &Judgement) {
             format!("pg_migration_guard: {decision} {}: {message}; statement: {}", j.command_tag, j.statement)
         }
         _ => format!("pg_migration_guard: {decision} {}; statement: {}", j.command_tag, j.statement),
+    };
+    let line = match escape_log_text(&line) {
+        Cow::Borrowed(_) => line,
+        Cow::Owned(escaped) => escaped,
     };
     // ereport() by hand: errstart and errfinish are not in pgrx's bindings, and pgrx's
     // ErrorReport has no errhidestmt. Only raw pointers to palloc'd copies are live while
@@ -72,6 +83,47 @@ pub fn log_line(j: &Judgement) {
         }
         pg_sys::pfree(line_c.cast());
     }
+}
+
+/// `text` with the characters that could end a server-log line or forge another escaped,
+/// for the decision's LOG line ([`log_line`]): backslash as `\\` (so that the escaping
+/// is unambiguous), newline, carriage return and tab as `\n`, `\r`, `\t`, the other C0
+/// controls and DEL as `\xNN` (two lowercase hex digits), the C1 controls (U+0080 to
+/// U+009F, among them NEL) and the Unicode line and paragraph separators (U+2028, U+2029)
+/// as `\uNNNN`. Everything else is kept. Borrowed (no copy) when nothing needs escaping,
+/// which is the common case: the check is one pass over the bytes.
+pub fn escape_log_text(text: &str) -> Cow<'_, str> {
+    if !needs_escape(text.as_bytes()) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0}'..='\u{1f}' | '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", ch as u32);
+            }
+            '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", ch as u32);
+            }
+            _ => out.push(ch),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether [`escape_log_text`] changes `b` (UTF-8): a C0 control, DEL or backslash, a C1
+/// control (0xC2 0x80..0x9F) or U+2028/U+2029 (0xE2 0x80 0xA8/0xA9).
+fn needs_escape(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, &c)| match c {
+        0..=0x1f | 0x7f | b'\\' => true,
+        0xc2 => matches!(b.get(i + 1), Some(0x80..=0x9f)),
+        0xe2 => b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)),
+        _ => false,
+    })
 }
 
 /// The audit table's oid, when the extension is installed in this database.
@@ -342,6 +394,31 @@ mod tests {
                 error_sqlstate: None,
             }
         );
+    }
+
+    #[test]
+    fn log_text_escapes_what_could_end_or_forge_a_line() {
+        for plain in ["CREATE INDEX ON t (a) -- café ✓ \u{a0}\u{2013}\u{2027}\u{202a}", ""] {
+            assert!(matches!(escape_log_text(plain), Cow::Borrowed(_)), "{plain:?}");
+        }
+        assert_eq!(
+            escape_log_text("reason=\"a\n2026-01-01 00:00:00 UTC [1] LOG:  forged\""),
+            "reason=\"a\\n2026-01-01 00:00:00 UTC [1] LOG:  forged\""
+        );
+        assert_eq!(escape_log_text("a\r\nb\tc"), "a\\r\\nb\\tc");
+        assert_eq!(escape_log_text("\u{0}\u{1}\u{1b}[31m\u{1f}\u{7f}"), "\\x00\\x01\\x1b[31m\\x1f\\x7f");
+        assert_eq!(escape_log_text("a\u{85}b\u{2028}c\u{2029}d\u{9f}"), "a\\u0085b\\u2028c\\u2029d\\u009f");
+        // Backslash is escaped too, so the escaped text reads back unambiguously: a literal
+        // backslash-n in the statement is not mistaken for an escaped newline.
+        assert_eq!(escape_log_text("E'\\n' \\\\"), "E'\\\\n' \\\\\\\\");
+        assert_ne!(escape_log_text("\\n"), escape_log_text("\n"));
+        // Characters that share the lead bytes 0xC2 and 0xE2 but are not controls are kept.
+        assert_eq!(escape_log_text("\u{a0}é\u{2013}→\n"), "\u{a0}é\u{2013}→\\n");
+        // One line whatever comes in.
+        let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let escaped = escape_log_text(&all);
+        assert!(!escaped.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'));
+        assert_eq!(escaped.lines().count(), 1);
     }
 
     #[test]
