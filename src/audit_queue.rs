@@ -30,6 +30,10 @@ use pgrx::pg_sys;
 
 /// Record header bytes; records are aligned to this size, so a padding record always fits.
 const RECORD_HEADER: usize = 32;
+/// The smallest ring, in bytes: `pg_migration_guard.audit_queue_size`'s minimum (64 kB).
+/// The bounds of the record's fields (`crate::audit`) are chosen so that a record fits
+/// `max_payload_for(MIN_QUEUE_BYTES)`.
+pub const MIN_QUEUE_BYTES: usize = 64 * 1024;
 /// Databases that can have an audit writer at the same time.
 pub const MAX_WRITERS: usize = 64;
 /// How long a backend waits for space in a full queue before giving up on the record.
@@ -100,7 +104,7 @@ fn shmem_size() -> usize {
 /// Requests the shared memory and the LWLock. Called from `_PG_init` while
 /// shared_preload_libraries is processed.
 pub unsafe fn install(queue_kb: i32) {
-    QUEUE_BYTES.store(align(queue_kb.max(64) as usize * 1024) as u64, Ordering::Relaxed);
+    QUEUE_BYTES.store(align((queue_kb.max(0) as usize * 1024).max(MIN_QUEUE_BYTES)) as u64, Ordering::Relaxed);
     unsafe {
         #[cfg(any(feature = "pg13", feature = "pg14"))]
         request_shmem();
@@ -204,9 +208,15 @@ pub enum EnqueueError {
     Full,
 }
 
-/// The largest payload `enqueue` accepts.
+/// The largest payload `enqueue` accepts: a quarter of the ring, less a record header
+/// (16352 bytes at the smallest queue, 262112 at the default 1 MB).
 pub fn max_payload() -> usize {
-    (QUEUE_BYTES.load(Ordering::Relaxed) as usize / 4).saturating_sub(RECORD_HEADER)
+    max_payload_for(QUEUE_BYTES.load(Ordering::Relaxed) as usize)
+}
+
+/// The largest payload of a ring of `queue_bytes` bytes.
+pub const fn max_payload_for(queue_bytes: usize) -> usize {
+    (queue_bytes / 4).saturating_sub(RECORD_HEADER)
 }
 
 /// Puts one record (`payload`, an encoded `audit::Record`) for database `dboid` in the queue and wakes
