@@ -20,8 +20,14 @@
 //! What can be lost (everything below is still in the server log):
 //! - rows of records in the queue when the server stops, or when it restarts after a
 //!   crash (shared memory is reinitialised); a writer inserts them within about 0.1 s;
-//! - the record of a statement that found the queue full for 10 s (the backend then
-//!   reports a WARNING), or whose database has no free writer slot or worker process;
+//! - records of a database whose writer cannot deliver them (it keeps failing to start, or
+//!   to insert for a reason that may pass: the database is *stalled*, `audit_queue`): they
+//!   are discarded, oldest first, when the queue is full, and all of them once the writer
+//!   failed to start `audit_writer::DISCARD_AFTER_FAILURES` times in a row; each discard is
+//!   a LOG line;
+//! - the record of a statement that found the queue full for 10 s of records of databases
+//!   that are not stalled (their writers are behind, or more than `audit_queue::MAX_WRITERS`
+//!   databases wait for a writer): the backend then reports a WARNING;
 //! - records of a database that was dropped, or whose audit table is gone or altered so
 //!   that the insert fails (the writer discards the batch with a WARNING);
 //! - in databases without `CREATE EXTENSION pg_migration_guard` there is no table: the
