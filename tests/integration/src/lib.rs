@@ -19,19 +19,30 @@ pub fn connect_as(name: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<p
     connect_via("/tmp", name, user, app)
 }
 
-/// A connection to cluster `name` through `host` (a socket directory or an address).
+/// A connection as `user` to database `db` of cluster `name` over the Unix socket,
+/// collecting every NOTICE/WARNING it receives.
+pub fn connect_db(name: &str, db: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
+    connect_to("/tmp", name, db, user, app)
+}
+
+/// A connection to database `postgres` of cluster `name` through `host` (a socket
+/// directory or an address).
 fn connect_via(host: &str, name: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
+    connect_to(host, name, "postgres", user, app)
+}
+
+fn connect_to(host: &str, name: &str, db: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let client = Config::new()
         .host(host)
         .port(port(name))
         .user(user)
-        .dbname("postgres")
+        .dbname(db)
         .application_name(app)
         .notice_callback(move |n| sink.lock().unwrap().push(n))
         .connect(NoTls)
-        .unwrap_or_else(|e| panic!("connect through {host} to cluster {name} as {user}: {e}"));
+        .unwrap_or_else(|e| panic!("connect through {host} to database {db} of cluster {name} as {user}: {e}"));
     (client, notices)
 }
 
