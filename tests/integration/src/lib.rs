@@ -25,7 +25,8 @@ pub fn connect_db(name: &str, db: &str, user: &str, app: &str) -> (Client, Arc<M
     connect_to("/tmp", name, db, user, app)
 }
 
-/// A connection to cluster `name` through `host` (a socket directory or an address).
+/// A connection to database `postgres` of cluster `name` through `host` (a socket
+/// directory or an address).
 fn connect_via(host: &str, name: &str, user: &str, app: &str) -> (Client, Arc<Mutex<Vec<postgres::error::DbError>>>) {
     connect_to(host, name, "postgres", user, app)
 }
