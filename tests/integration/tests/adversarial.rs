@@ -938,7 +938,7 @@ fn a_300_kb_override_reason_gets_a_row() {
     let index = format!("adv_idx_{tag}");
     let sql = format!("-- pg_migration_guard:allow {INDEX_RULE} reason=\"{reason}\"\nCREATE INDEX {index} ON public.big (x)");
     c.batch_execute(&sql).unwrap();
-    assert!(index_exists(&mut su, &index));
+    assert!(public_index_exists(&mut su, &index));
     su.batch_execute(&format!("SET pg_migration_guard.mode = off; DROP INDEX public.{index}; RESET pg_migration_guard.mode")).unwrap();
     let rows = wait_for_audit(&mut su, "application_name = $1", &[&app], 1);
     let row = &rows[0];
@@ -963,7 +963,7 @@ fn a_300_kb_bogus_rule_id_gets_a_row() {
     let sql = format!("-- pg_migration_guard:allow {bogus} reason=\"r\"\nCREATE INDEX {index} ON public.big (x)");
     let e = expect_db_error(c.batch_execute(&sql));
     assert_eq!(e.code(), &SqlState::INVALID_PARAMETER_VALUE, "{}", e.message().chars().take(200).collect::<String>());
-    assert!(!index_exists(&mut su, &index));
+    assert!(!public_index_exists(&mut su, &index));
     let rows = wait_for_audit(&mut su, "application_name = $1", &[&app], 1);
     let row = &rows[0];
     assert_eq!(row.decision, "rejected");
