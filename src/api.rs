@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use pgrx::{pg_sys, PgList, PgSqlErrorCode};
 
-use crate::{facts, hook, locks};
+use crate::hook;
+use crate::judging::{facts, lock_targets as locks};
 
 fn invalid(message: String) -> ! {
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "judge_timing")

@@ -27,8 +27,9 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 use crate::audit::{Outcome, Session};
 use crate::decision::{self, Decision, JudgingFailure, Overrides, Verdict};
 use crate::subxact::Caught;
-use crate::locks::{self, Target};
-use crate::{audit, facts, guc, lockqueue, overrides, rules, scanner, sqltext, subxact};
+use crate::judging::lock_targets::{self as locks, Target};
+use crate::judging::{facts, scanner};
+use crate::{audit, guc, lockqueue, overrides, rules, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -320,7 +321,7 @@ pub struct Judgement {
     pub exemption: Option<String>,
     /// The SQLSTATE of the error that kept the guard from judging the statement, if one did.
     pub failure_code: Option<PgSqlErrorCode>,
-    /// The table-level locks the statement takes (`crate::locks`).
+    /// The table-level locks the statement takes (`crate::judging::lock_targets`).
     pub locks: Vec<Target>,
     /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
     /// statement ran.
