@@ -45,7 +45,34 @@ use self::queue::EnqueueError;
 
 pub mod queue;
 pub mod writer;
-use crate::hook::Judgement;
+use crate::decision::Verdict;
+use crate::judging::lock_targets::Target;
+
+/// One decision as the audit records it (pgaudit's `AuditEvent`): the statement, who sent
+/// it, the guard's verdict, and the locks the statement takes. The hook builds it when it
+/// judges the statement and hands it to [`log_line`] and [`record`].
+pub struct Event {
+    pub statement: String,
+    pub command_tag: String,
+    pub verdict: Verdict,
+    /// Why the session is exempt (decision `exempt`), or why an annotation was refused.
+    pub exemption: Option<String>,
+    /// The table-level locks the statement takes (`crate::judging::lock_targets`).
+    pub locks: Vec<Target>,
+    /// Who sent it.
+    pub session: Session,
+    /// Whether this database has the audit table (decided while the catalog is readable).
+    pub audited: bool,
+    /// When judging started (GetCurrentTimestamp).
+    pub started_at: pg_sys::TimestampTz,
+}
+
+impl Event {
+    /// The message the audit row and the LOG line carry.
+    pub fn message(&self) -> Option<&str> {
+        self.verdict.report.as_ref().map(|r| r.message.as_str()).or(self.exemption.as_deref())
+    }
+}
 
 /// Writes the decision's LOG line. LOG lines go to the server log only (not to the
 /// client) under the default `log_min_messages` and `client_min_messages`. One message,
@@ -66,7 +93,7 @@ use crate::hook::Judgement;
 /// The whole line goes through [`escape_log_text`]: a newline in the statement, the
 /// message or an override reason is written as `\n`, so the line is one line of the
 /// server log and cannot imitate the lines that follow it.
-pub fn log_line(j: &Judgement) {
+pub fn log_line(j: &Event) {
     let decision = j.verdict.decision.as_str();
     let line = match j.message() {
         Some(message) if !message.is_empty() => {
@@ -477,7 +504,7 @@ pub enum Outcome {
 ///
 /// # Safety
 /// Backend main thread. With `wait`, inside a valid transaction.
-pub unsafe fn record(j: &Judgement, outcome: Outcome, wait: bool) {
+pub unsafe fn record(j: &Event, outcome: Outcome, wait: bool) {
     if !j.audited {
         return;
     }
