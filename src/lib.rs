@@ -13,16 +13,12 @@ use pgrx::prelude::*;
 // extension uses.
 pub use pg_migration_guard_core::{decision, model, overrides, rules, sqltext};
 
+mod api;
 mod audit;
-mod audit_queue;
-mod audit_writer;
-mod timing;
-mod facts;
 mod guc;
 mod hook;
+mod judging;
 mod lockqueue;
-mod locks;
-mod scanner;
 mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -37,8 +33,8 @@ pub extern "C-unwind" fn _PG_init() {
         if pg_sys::process_shared_preload_libraries_in_progress {
             PRELOADED = true;
             hook::install();
-            audit_queue::install(guc::AUDIT_QUEUE_SIZE_KB.get());
-            audit_writer::register_launcher();
+            audit::queue::install(guc::AUDIT_QUEUE_SIZE_KB.get());
+            audit::writer::register_launcher();
         }
     }
 }
@@ -93,7 +89,7 @@ mod pg_migration_guard {
             name!(iterations, i32),
         ),
     > {
-        let row = super::timing::judge_timing(statement, iterations);
+        let row = super::api::judge_timing(statement, iterations);
         TableIterator::once(row)
     }
 
@@ -116,7 +112,7 @@ mod pg_migration_guard {
             name!(writers, Vec<i32>),
         ),
     > {
-        let rows = unsafe { super::audit_queue::status() }.map(|s| {
+        let rows = unsafe { super::audit::queue::status() }.map(|s| {
             (
                 s.size_bytes as i64,
                 s.used_bytes as i64,
@@ -153,7 +149,7 @@ mod pg_migration_guard {
             name!(taken_ahead, bool),
         ),
     > {
-        TableIterator::new(super::timing::lock_targets(statement))
+        TableIterator::new(super::api::lock_targets(statement))
     }
 }
 

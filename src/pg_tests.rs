@@ -464,10 +464,10 @@ fn toast_table_counts_in_the_table_size() {
     let toast_oid = Spi::get_one::<pg_sys::Oid>("SELECT reltoastrelid FROM pg_class WHERE oid = 'guard_fixture.documents'::regclass")
         .unwrap()
         .unwrap();
-    assert_eq!(unsafe { crate::facts::main_fork_bytes_by_path(toast_oid) }, Some(toast as u64));
+    assert_eq!(unsafe { crate::judging::facts::main_fork_bytes_by_path(toast_oid) }, Some(toast as u64));
     // A view has no files.
     let view = Spi::get_one::<pg_sys::Oid>("SELECT 'pg_catalog.pg_tables'::regclass::oid").unwrap().unwrap();
-    assert_eq!(unsafe { crate::facts::main_fork_bytes_by_path(view) }, None);
+    assert_eq!(unsafe { crate::judging::facts::main_fork_bytes_by_path(view) }, None);
     let f = rejected("CREATE INDEX ON guard_fixture.documents (id)", "require-concurrent-index-creation");
     let size = Spi::get_one::<String>(&format!("SELECT pg_size_pretty({}::bigint)", heap + toast)).unwrap().unwrap();
     assert!(f.detail.contains(&size), "{size}: {f:?}");
@@ -708,16 +708,16 @@ fn a_statement_that_cannot_be_judged_is_rejected_unless_allowed() {
 
 // ---------------------------------------------------------------------------------------
 // Break-glass annotations: what is a comment is decided by PostgreSQL's lexer
-// (crate::scanner). guard_fixture.orders is above the small-table threshold, so a plain
+// (crate::judging::scanner). guard_fixture.orders is above the small-table threshold, so a plain
 // CREATE INDEX on it is rejected unless an annotation is honoured.
 // ---------------------------------------------------------------------------------------
 
 /// An annotation letting the rule that rejects `CREATE INDEX` on guard_fixture.orders through.
 const ALLOW_INDEX: &str = "pg_migration_guard:allow require-concurrent-index-creation reason=\"night window\"";
 
-/// The comment bodies crate::scanner finds in `sql`, with the session's settings.
+/// The comment bodies crate::judging::scanner finds in `sql`, with the session's settings.
 fn comments_of(sql: &str) -> Vec<String> {
-    unsafe { crate::scanner::comments(sql.as_bytes()) }.unwrap_or_else(|e| panic!("scanning {sql:?}: {e}"))
+    unsafe { crate::judging::scanner::comments(sql.as_bytes()) }.unwrap_or_else(|e| panic!("scanning {sql:?}: {e}"))
 }
 
 fn orders_index_count() -> i64 {
@@ -868,7 +868,7 @@ fn scanner_failure_is_returned_and_leaves_the_session_as_it_was() {
     Spi::run("SET LOCAL client_min_messages = notice").unwrap();
     let levels = || unsafe { (pg_sys::client_min_messages, pg_sys::log_min_messages) };
     let before = levels();
-    let e = unsafe { crate::scanner::comments(b"SELECT 'unterminated /* x */") }.unwrap_err();
+    let e = unsafe { crate::judging::scanner::comments(b"SELECT 'unterminated /* x */") }.unwrap_err();
     assert!(e.contains("unterminated quoted string"), "{e}");
     assert_eq!(levels(), before);
     assert_eq!(Spi::get_one::<i32>("SELECT 1"), Ok(Some(1)));

@@ -2,8 +2,8 @@
 //! 1. one LOG line in the server log, written when the decision is made (before the
 //!    statement runs, and before the ERROR of a rejection), and
 //! 2. one row in `pg_migration_guard.audit_log` of the statement's database, written by the
-//!    database's audit writer (`crate::audit_writer`) in a transaction of its own from a
-//!    record this backend puts in the shared-memory queue (`crate::audit_queue`) when the
+//!    database's audit writer (`crate::audit::writer`) in a transaction of its own from a
+//!    record this backend puts in the shared-memory queue (`crate::audit::queue`) when the
 //!    outcome is known: right before a rejection's ERROR, after the statement completed, or
 //!    in the (sub)transaction abort that a failed statement caused.
 //!
@@ -13,7 +13,7 @@
 //! Every variable-length field of a record has a bound (the `*_MAX` constants below; the
 //! statement takes the room the others leave), and a longer value is cut at a character
 //! boundary and ends with ` [truncated by pg_migration_guard: N bytes in all]`, so that a
-//! record always fits the queue (`audit_queue::max_payload`): a decision never loses its
+//! record always fits the queue (`queue::max_payload`): a decision never loses its
 //! row to its own size. The LOG line carries every field in full, with control characters
 //! escaped (`escape_log_text`) so that it stays one line.
 //!
@@ -26,7 +26,7 @@
 //!   failed to start `audit_writer::DISCARD_AFTER_FAILURES` times in a row; each discard is
 //!   a LOG line;
 //! - the record of a statement that found the queue full for 10 s of records of databases
-//!   that are not stalled (their writers are behind, or more than `audit_queue::MAX_WRITERS`
+//!   that are not stalled (their writers are behind, or more than `queue::MAX_WRITERS`
 //!   databases wait for a writer): the backend then reports a WARNING;
 //! - records of a database that was dropped, or whose audit table is gone or altered so
 //!   that the insert fails (the writer discards the batch with a WARNING);
@@ -41,8 +41,38 @@ use pgrx::pg_sys::AsPgCStr;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::audit_queue::{self, EnqueueError};
-use crate::hook::Judgement;
+use self::queue::EnqueueError;
+
+pub mod queue;
+pub mod writer;
+use crate::decision::Verdict;
+use crate::judging::lock_targets::Target;
+
+/// One decision as the audit records it (pgaudit's `AuditEvent`): the statement, who sent
+/// it, the guard's verdict, and the locks the statement takes. The hook builds it when it
+/// judges the statement and hands it to [`log_line`] and [`record`].
+pub struct Event {
+    pub statement: String,
+    pub command_tag: String,
+    pub verdict: Verdict,
+    /// Why the session is exempt (decision `exempt`), or why an annotation was refused.
+    pub exemption: Option<String>,
+    /// The table-level locks the statement takes (`crate::judging::lock_targets`).
+    pub locks: Vec<Target>,
+    /// Who sent it.
+    pub session: Session,
+    /// Whether this database has the audit table (decided while the catalog is readable).
+    pub audited: bool,
+    /// When judging started (GetCurrentTimestamp).
+    pub started_at: pg_sys::TimestampTz,
+}
+
+impl Event {
+    /// The message the audit row and the LOG line carry.
+    pub fn message(&self) -> Option<&str> {
+        self.verdict.report.as_ref().map(|r| r.message.as_str()).or(self.exemption.as_deref())
+    }
+}
 
 /// Writes the decision's LOG line. LOG lines go to the server log only (not to the
 /// client) under the default `log_min_messages` and `client_min_messages`. One message,
@@ -63,7 +93,7 @@ use crate::hook::Judgement;
 /// The whole line goes through [`escape_log_text`]: a newline in the statement, the
 /// message or an override reason is written as `\n`, so the line is one line of the
 /// server log and cannot imitate the lines that follow it.
-pub fn log_line(j: &Judgement) {
+pub fn log_line(j: &Event) {
     let decision = j.verdict.decision.as_str();
     let line = match j.message() {
         Some(message) if !message.is_empty() => {
@@ -245,7 +275,7 @@ pub const RELATION_NAME_MAX: usize = 256;
 /// "rewritten": false}`; `rewrote_table` still covers every relation.
 pub const LOCKS_MAX: usize = 16;
 /// `statement` takes the room the other fields leave in the largest record the queue
-/// takes (`audit_queue::max_payload`: a quarter of `audit_queue_size`, less 32 bytes):
+/// takes (`queue::max_payload`: a quarter of `audit_queue_size`, less 32 bytes):
 /// at least this many bytes (2 kB) at the smallest queue (64 kB); about 250 kB at the
 /// default 1 MB.
 pub const STATEMENT_MIN: usize = 2048;
@@ -269,7 +299,7 @@ const OTHER_FIELDS_MAX: usize = 10 // logged_at_us
     + (1 + 3 + LOCKS_MAX * ((3 + RELATION_NAME_MAX) + (3 + 32) + 1)) // locks (a mode name has at most 22 bytes)
     + (1 + 3 + 5); // error_sqlstate
 
-const _: () = assert!(OTHER_FIELDS_MAX + 4 + STATEMENT_MIN <= audit_queue::max_payload_for(audit_queue::MIN_QUEUE_BYTES));
+const _: () = assert!(OTHER_FIELDS_MAX + 4 + STATEMENT_MIN <= queue::max_payload_for(queue::MIN_QUEUE_BYTES));
 
 /// Cuts `text` to at most `max` bytes: the longest prefix that ends at a character
 /// boundary and leaves room for ` [truncated by pg_migration_guard: N bytes in all]` (N:
@@ -474,7 +504,7 @@ pub enum Outcome {
 ///
 /// # Safety
 /// Backend main thread. With `wait`, inside a valid transaction.
-pub unsafe fn record(j: &Judgement, outcome: Outcome, wait: bool) {
+pub unsafe fn record(j: &Event, outcome: Outcome, wait: bool) {
     if !j.audited {
         return;
     }
@@ -511,8 +541,8 @@ pub unsafe fn record(j: &Judgement, outcome: Outcome, wait: bool) {
         locks,
         error_sqlstate,
     };
-    let outcome = match encode_record(fields, audit_queue::max_payload()) {
-        Some(payload) => unsafe { audit_queue::enqueue(pg_sys::MyDatabaseId, &payload, wait) }.map(|_| ()),
+    let outcome = match encode_record(fields, queue::max_payload()) {
+        Some(payload) => unsafe { queue::enqueue(pg_sys::MyDatabaseId, &payload, wait) }.map(|_| ()),
         None => Err(EnqueueError::TooLarge),
     };
     let detail = match outcome {
@@ -539,7 +569,7 @@ pub fn unpack_sql_state(code: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit_queue::{max_payload_for, MIN_QUEUE_BYTES};
+    use crate::audit::queue::{max_payload_for, MIN_QUEUE_BYTES};
 
     fn session() -> Session {
         Session {

@@ -26,9 +26,9 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::audit::{Outcome, Session};
 use crate::decision::{self, Decision, JudgingFailure, Overrides, Verdict};
-use crate::subxact::Caught;
-use crate::locks::{self, Target};
-use crate::{audit, facts, guc, lockqueue, overrides, rules, scanner, sqltext, subxact};
+use crate::judging::lock_targets as locks;
+use crate::judging::{self, facts, scanner};
+use crate::{audit, guc, lockqueue, overrides, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -125,35 +125,35 @@ unsafe extern "C-unwind" fn guard_process_utility(
     }
 }
 
-/// Judgements of statements that are running: pushed by `before`, popped by `after`.
+/// The statements that are running: pushed by `before`, popped by `after`.
 /// An ERROR in the statement skips `after`; the (sub)transaction abort callbacks free
 /// the records that belonged to the aborted (sub)transaction.
-static mut PENDING: Vec<(pg_sys::SubTransactionId, *mut Judgement)> = Vec::new();
+static mut PENDING: Vec<(pg_sys::SubTransactionId, *mut Pending)> = Vec::new();
 
 /// Judges the statement and acts on the verdict (ERROR or WARNING). Returns the record to
 /// audit after the statement ran, or null when the statement is not judged.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> *mut Judgement {
+unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> *mut Pending {
     unsafe {
         if !should_judge((*pstmt).utilityStmt) {
             return std::ptr::null_mut();
         }
         let started_at = pg_sys::GetCurrentTimestamp();
         let exemption = guc::exemption();
-        let mut judgement = judge(pstmt, query_string, exemption);
-        judgement.started_at = started_at;
-        audit::log_line(&judgement);
-        if judgement.verdict.decision == Decision::Rejected {
+        let mut pending = judge(pstmt, query_string, exemption);
+        pending.event.started_at = started_at;
+        audit::log_line(&pending.event);
+        if pending.event.verdict.decision == Decision::Rejected {
             // The rejection aborts the transaction (unless an exception block catches it):
             // give it an xid so the audit view can tell which.
             if !pg_sys::RecoveryInProgress() {
                 pg_sys::GetTopTransactionId();
             }
-            audit::record(&judgement, Outcome::NotRun, true);
+            audit::record(&pending.event, Outcome::NotRun, true);
         }
-        act(&judgement);
-        let exempt = judgement.verdict.decision == Decision::Exempt;
-        let p = Box::into_raw(Box::new(judgement));
+        act(&pending);
+        let exempt = pending.event.verdict.decision == Decision::Exempt;
+        let p = Box::into_raw(Box::new(pending));
         (*std::ptr::addr_of_mut!(PENDING)).push((pg_sys::GetCurrentSubTransactionId(), p));
         // From here on an ERROR (the lock queue's 55P03, the statement's own) leaves its
         // SQLSTATE in the record, which the abort callbacks queue.
@@ -163,10 +163,10 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
         // released before it starts.
         let own_transactions = (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_VacuumStmt;
         if !exempt && guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto && !own_transactions {
-            lockqueue::take_locks(&(*p).locks, &(*p).command_tag);
-            (*p).guc_nest_level = lockqueue::bound_remaining_waits(&(*p).locks);
+            lockqueue::take_locks(&(*p).event.locks, &(*p).event.command_tag);
+            (*p).guc_nest_level = lockqueue::bound_remaining_waits(&(*p).event.locks);
         }
-        (*p).relfilenodes = (*p).locks.iter().map(|t| facts::relfilenode(t.oid)).collect();
+        (*p).relfilenodes = (*p).event.locks.iter().map(|t| facts::relfilenode(t.oid)).collect();
         p
     }
 }
@@ -180,14 +180,14 @@ unsafe extern "C-unwind" fn error_seen(arg: *mut std::ffi::c_void) {
         let code = pg_sys::geterrcode();
         let class = code & 0xFFF;
         if class != 0 && class != 1 << 6 && class != 2 << 6 {
-            (*(arg as *mut Judgement)).error_sqlstate = Some(code);
+            (*(arg as *mut Pending)).error_sqlstate = Some(code);
         }
     }
 }
 
 /// Takes the statement's error context callback off the stack, when it is on top (after a
 /// normal return it is; after an ERROR the catching code restored the stack already).
-unsafe fn pop_error_context(j: *mut Judgement) {
+unsafe fn pop_error_context(j: *mut Pending) {
     unsafe {
         if std::ptr::eq(pg_sys::error_context_stack, &raw mut (*j).error_context) {
             pg_sys::error_context_stack = (*j).error_context.previous;
@@ -197,32 +197,33 @@ unsafe fn pop_error_context(j: *mut Judgement) {
 
 /// Records the decision once the statement ran.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn after(p: *mut Judgement) {
+unsafe extern "C-unwind" fn after(p: *mut Pending) {
     unsafe {
         let pending = &mut *std::ptr::addr_of_mut!(PENDING);
         if let Some(i) = pending.iter().rposition(|(_, q)| *q == p) {
             pending.remove(i);
             pop_error_context(p);
-            let judgement = Box::from_raw(p);
-            if let Some(level) = judgement.guc_nest_level {
+            let pending = Box::from_raw(p);
+            if let Some(level) = pending.guc_nest_level {
                 pg_sys::AtEOXact_GUC(true, level);
             }
-            let rewritten = judgement
+            let rewritten = pending
+                .event
                 .locks
                 .iter()
-                .zip(&judgement.relfilenodes)
+                .zip(&pending.relfilenodes)
                 .map(|(t, before)| matches!((before, facts::relfilenode(t.oid)), (Some(b), Some(a)) if a != *b))
                 .collect();
-            audit::record(&judgement, Outcome::Completed { rewritten }, true);
+            audit::record(&pending.event, Outcome::Completed { rewritten }, true);
         }
     }
 }
 
 /// Queues the record of a statement its (sub)transaction's abort interrupted.
-unsafe fn record_failed(p: *mut Judgement) {
+unsafe fn record_failed(p: *mut Pending) {
     unsafe {
-        let judgement = Box::from_raw(p);
-        audit::record(&judgement, Outcome::Failed { sqlstate: judgement.error_sqlstate }, false);
+        let pending = Box::from_raw(p);
+        audit::record(&pending.event, Outcome::Failed { sqlstate: pending.error_sqlstate }, false);
     }
 }
 
@@ -236,21 +237,8 @@ unsafe fn cheap_skip(pstmt: *mut pg_sys::PlannedStmt, context: pg_sys::ProcessUt
     }
     unsafe {
         let node = (*pstmt).utilityStmt;
-        node.is_null() || is_everyday_statement((*node).type_)
+        node.is_null() || judging::is_everyday_statement((*node).type_)
     }
-}
-
-/// Statements applications send all the time, never judged: decided by their tag alone.
-#[inline(always)]
-fn is_everyday_statement(tag: pg_sys::NodeTag) -> bool {
-    use pg_sys::NodeTag::*;
-    matches!(
-        tag,
-        T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
-            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
-            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
-            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt
-    )
 }
 
 /// Transaction callback, called at every transaction event of every transaction: returns
@@ -311,39 +299,22 @@ unsafe extern "C-unwind" fn subxact_callback(
     }
 }
 
-/// The outcome of judging one statement; the audit layer records it.
-pub struct Judgement {
-    pub statement: String,
-    pub command_tag: String,
-    pub verdict: Verdict,
-    /// Why the session is exempt (decision `exempt`).
-    pub exemption: Option<String>,
+/// The hook's bookkeeping for one judged statement while it runs (pgaudit's
+/// `AuditEventStackItem`): the audit event, and what the hook needs to complete it.
+struct Pending {
+    /// What the audit records (`crate::audit::Event`).
+    event: audit::Event,
     /// The SQLSTATE of the error that kept the guard from judging the statement, if one did.
-    pub failure_code: Option<PgSqlErrorCode>,
-    /// The table-level locks the statement takes (`crate::locks`).
-    pub locks: Vec<Target>,
+    failure_code: Option<PgSqlErrorCode>,
     /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
     /// statement ran.
-    pub guc_nest_level: Option<i32>,
-    /// Who sent it.
-    pub session: Session,
-    /// Whether this database has the audit table (decided while the catalog is readable).
-    pub audited: bool,
-    /// When judging started (GetCurrentTimestamp).
-    pub started_at: pg_sys::TimestampTz,
-    /// relfilenode of each of `locks` before the statement ran.
-    pub relfilenodes: Vec<Option<u32>>,
+    guc_nest_level: Option<i32>,
+    /// relfilenode of each of `event.locks` before the statement ran.
+    relfilenodes: Vec<Option<u32>>,
     /// The SQLSTATE of the last error reported while the statement ran.
-    pub error_sqlstate: Option<i32>,
+    error_sqlstate: Option<i32>,
     /// On PostgreSQL's error_context_stack while the statement runs (see `error_seen`).
-    pub error_context: pg_sys::ErrorContextCallback,
-}
-
-impl Judgement {
-    /// The message the audit row and the LOG line carry.
-    pub fn message(&self) -> Option<&str> {
-        self.verdict.report.as_ref().map(|r| r.message.as_str()).or(self.exemption.as_deref())
-    }
+    error_context: pg_sys::ErrorContextCallback,
 }
 
 /// The rest of the fast path, for what `cheap_skip` let through (not mode off, not a
@@ -351,7 +322,7 @@ impl Judgement {
 #[inline]
 unsafe fn should_judge(node: *mut pg_sys::Node) -> bool {
     unsafe {
-        if !is_judged_statement(node) {
+        if !judging::is_judged_statement(node) {
             return false;
         }
         // Never during CREATE/ALTER EXTENSION scripts, pg_upgrade, or in parallel workers;
@@ -361,27 +332,6 @@ unsafe fn should_judge(node: *mut pg_sys::Node) -> bool {
             || pg_sys::ParallelWorkerNumber >= 0
             || !pg_sys::IsTransactionState()
             || pg_sys::IsAbortedTransactionBlockState())
-    }
-}
-
-/// Whether `node` is a statement the guard judges at all: DDL by PostgreSQL's log level
-/// (`GetCommandLogLevel` = LOGSTMT_DDL, the class `log_statement = ddl` uses), plus
-/// VACUUM FULL, CLUSTER, REINDEX and TRUNCATE ... CASCADE, which rewrite, rebuild or reach
-/// beyond the tables named. The statements applications send all the time are decided by
-/// their tag alone.
-///
-/// # Safety
-/// `node` must be a valid, non-null utility parse tree.
-pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
-    use pg_sys::NodeTag::*;
-    unsafe {
-        match (*node).type_ {
-            tag if is_everyday_statement(tag) => false,
-            T_VacuumStmt => facts::vacuum_is_full(node.cast()),
-            T_ClusterStmt | T_ReindexStmt => true,
-            T_TruncateStmt => (*(node as *mut pg_sys::TruncateStmt)).behavior == pg_sys::DropBehavior::DROP_CASCADE,
-            _ => pg_sys::GetCommandLogLevel(node) == pg_sys::LogStmtLevel::LOGSTMT_DDL,
-        }
     }
 }
 
@@ -408,7 +358,7 @@ unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *c
     }
 }
 
-unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char, exemption: Option<String>) -> Judgement {
+unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char, exemption: Option<String>) -> Pending {
     unsafe {
         let node = (*pstmt).utilityStmt;
         let (text_bytes, start) = statement_bounds(pstmt, query_string);
@@ -416,36 +366,38 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
         let command_tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node)))
             .to_string_lossy()
             .into_owned();
-        let mut j = Judgement {
-            statement,
-            command_tag,
-            verdict: Verdict::allowed(),
-            exemption: None,
+        let mut j = Pending {
+            event: audit::Event {
+                statement,
+                command_tag,
+                verdict: Verdict::allowed(),
+                exemption: None,
+                locks: vec![],
+                session: Session::current(),
+                audited: audit::audit_table().is_some(),
+                started_at: 0,
+            },
             failure_code: None,
-            locks: vec![],
             guc_nest_level: None,
-            session: Session::current(),
-            audited: audit::audit_table().is_some(),
-            started_at: 0,
             relfilenodes: vec![],
             error_sqlstate: None,
             error_context: pg_sys::ErrorContextCallback { previous: std::ptr::null_mut(), callback: None, arg: std::ptr::null_mut() },
         };
         if let Some(reason) = exemption {
             // Not judged; the locks are still looked up, for the audit row.
-            j.locks = subxact::in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
-            j.verdict.decision = Decision::Exempt;
-            j.exemption = Some(reason);
+            j.event.locks = subxact::in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
+            j.event.verdict.decision = Decision::Exempt;
+            j.event.exemption = Some(reason);
             return j;
         }
         // The statement's comments as PostgreSQL's lexer finds them, looked for only when
         // the text mentions the marker. When they cannot be found the statement is judged
         // as if it had no annotation: a failure here must not let it through unjudged.
-        let comments = if overrides::mentions_marker(&j.statement) {
+        let comments = if overrides::mentions_marker(&j.event.statement) {
             scanner::comments(text_bytes).unwrap_or_else(|cause| {
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_WARNING,
-                    format!("pg_migration_guard could not find the comments of this {} statement; it is judged as if it had no annotation", j.command_tag),
+                    format!("pg_migration_guard could not find the comments of this {} statement; it is judged as if it had no annotation", j.event.command_tag),
                     "pg_migration_guard",
                 )
                 .set_detail(format!("PostgreSQL's scanner failed on the statement's text: {cause}."))
@@ -459,13 +411,13 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             Ok(a) => a,
             Err(message) => {
                 // A malformed annotation is the user's error, reported as such (22023).
-                j.verdict = Verdict { decision: Decision::Rejected, ..Verdict::allowed() };
-                j.exemption = Some(message.clone());
-                audit::log_line(&j);
+                j.event.verdict = Verdict { decision: Decision::Rejected, ..Verdict::allowed() };
+                j.event.exemption = Some(message.clone());
+                audit::log_line(&j.event);
                 if !pg_sys::RecoveryInProgress() {
                     pg_sys::GetTopTransactionId();
                 }
-                audit::record(&j, Outcome::NotRun, true);
+                audit::record(&j.event, Outcome::NotRun, true);
                 pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "pg_migration_guard")
                     .set_hint(overrides::syntax_hint())
                     .report(PgLogLevel::ERROR);
@@ -473,74 +425,32 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             }
         };
         let policy = Overrides { annotation, allowed: guc::ALLOW_OVERRIDES.get() };
-        let text = facts::StatementText { text: &j.statement, offset: start };
-        match verdict_for(node, &text, &policy) {
+        let text = facts::StatementText { text: &j.event.statement, offset: start };
+        match judging::verdict_for(node, &text, &policy) {
             Ok((verdict, locks)) => {
-                j.verdict = verdict;
-                j.locks = locks;
+                j.event.verdict = verdict;
+                j.event.locks = locks;
             }
             Err(caught) => {
                 // Fail closed (on_judging_error = reject, the default): the statement is
                 // refused with the cause. Its locks are still looked up, so that a statement
                 // let through unjudged has the right `locks` and `rewrote_table` in its row.
                 let failure = JudgingFailure { cause: caught.message, hint: caught.hint };
-                j.verdict = decision::undecided(guc::mode(), guc::on_judging_error(), &j.command_tag, &failure);
+                j.event.verdict = decision::undecided(guc::mode(), guc::on_judging_error(), &j.event.command_tag, &failure);
                 j.failure_code = Some(caught.code);
-                j.locks = subxact::in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
+                j.event.locks = subxact::in_subtransaction(|| locks::lock_targets(node)).unwrap_or_default();
             }
         }
         j
     }
 }
 
-/// The judging path without acting on the verdict or auditing it: facts and lock targets
-/// (in a rolled-back subtransaction), rules, decision. `Err` carries why the statement could
-/// not be judged: an error while its facts were read (PostgreSQL's message and SQLSTATE),
-/// a fact that could not be decided without waiting, or a panic of the guard's own code.
-///
-/// # Safety
-/// `node` must be a valid utility parse tree; called inside a transaction.
-pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, overrides: &Overrides) -> Result<(Verdict, Vec<Target>), Caught> {
-    unsafe {
-        // Catalog lookups take no lock: read the invalidations other sessions committed.
-        pg_sys::AcceptInvalidationMessages();
-        // First pass without sizes (the largest size makes every size-dependent rule fire,
-        // facts::Sizes); only when something fired, a second with the real sizes.
-        let (stmt, targets) =
-            subxact::in_subtransaction(|| (facts::statement_facts(node, text, facts::Sizes::Unmeasured), locks::lock_targets(node)))?;
-        let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
-        let ctx = guc::context();
-        let mut findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
-        if !findings.is_empty() {
-            let stmt = subxact::in_subtransaction(|| facts::statement_facts(node, text, facts::Sizes::Measured))?;
-            findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
-        }
-        let (mode, levels) = (guc::mode(), guc::rule_levels());
-        let verdict = pure(move || decision::decide(mode, &levels, findings, overrides))?;
-        Ok((verdict, targets))
-    }
-}
-
-/// Runs a pure (no PostgreSQL call) step of judging, turning a panic of the guard's own
-/// code into a judging failure instead of an ERROR that would leave the statement
-/// unaudited.
-fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Caught {
-        message: format!(
-            "internal error: {}",
-            panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("panic")
-        ),
-        code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        hint: None,
-    })
-}
-
 /// Reports the verdict to the client: ERROR for a rejection, WARNING for a warning or an
 /// override, nothing otherwise. (The LOG line and, for a rejection, the audit record were
 /// written before.)
-fn act(j: &Judgement) {
-    let Some(report) = &j.verdict.report else { return };
-    let (code, level) = match j.verdict.decision {
+fn act(j: &Pending) {
+    let Some(report) = &j.event.verdict.report else { return };
+    let (code, level) = match j.event.verdict.decision {
         // A statement the guard could not judge is refused with its cause's SQLSTATE.
         Decision::Rejected => (j.failure_code.unwrap_or(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), PgLogLevel::ERROR),
         Decision::Warned | Decision::Overridden => (PgSqlErrorCode::ERRCODE_WARNING, PgLogLevel::WARNING),

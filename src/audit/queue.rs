@@ -1,5 +1,5 @@
 //! The audit queue: a ring buffer in shared memory that carries audit records from the
-//! backends that judged a statement to the audit writers (`crate::audit_writer`), which
+//! backends that judged a statement to the audit writers (`crate::audit::writer`), which
 //! insert them into `pg_migration_guard.audit_log` of the statement's database in
 //! transactions of their own. This is how a rejected statement's row survives the abort
 //! of its transaction, and why the statement itself never waits for a table insert.

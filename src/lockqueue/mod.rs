@@ -5,7 +5,7 @@
 //! long report therefore stops every query on the table until the report ends, although
 //! the ALTER itself would take milliseconds.
 //!
-//! Before the statement runs, the guard takes the locks it will need (`crate::locks`) in
+//! Before the statement runs, the guard takes the locks it will need (`crate::judging::lock_targets`) in
 //! rounds. Each round runs in an internal subtransaction and waits for each lock at most
 //! `lock_attempt_timeout` (PostgreSQL's own lock wait, bounded by setting `LockTimeout`
 //! for that one request, as `lock_timeout` does). A round that times out is rolled back,
@@ -30,7 +30,7 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 
 use crate::guc;
 use crate::subxact::{self, OnSuccess};
-use crate::locks::Target;
+use crate::judging::lock_targets::Target;
 use crate::model::format_ms;
 
 /// The longest pause between two rounds.
@@ -89,7 +89,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     // relations (an FK's referenced table owned by another role) are locked by the
     // statement itself, its wait bounded by `bound_remaining_waits`.
     let stalling: Vec<&Target> =
-        targets.iter().filter(|t| t.request.can_stall_others() && unsafe { crate::facts::owned_by_current_user(t.oid) }).collect();
+        targets.iter().filter(|t| t.request.can_stall_others() && unsafe { crate::judging::facts::owned_by_current_user(t.oid) }).collect();
     if stalling.is_empty() || unsafe { take_without_waiting(&stalling) } {
         return;
     }

@@ -38,7 +38,7 @@ use std::ffi::c_void;
 use pgrx::pg_sys;
 use pgrx::{is_a, PgList};
 
-use crate::facts::{cstr, find_all_inheritors, lookup, reindex_is_concurrent, vacuum_is_full, OpenRel};
+use crate::judging::facts::{cstr, find_all_inheritors, lookup, reindex_is_concurrent, vacuum_is_full, OpenRel};
 use crate::model::{LockMode, LockRequest};
 
 /// One lock the statement will take: the relation's oid and what the rules see.

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use pgrx::{pg_sys, PgList, PgSqlErrorCode};
 
-use crate::{facts, hook, locks};
+use crate::judging;
+use crate::judging::{facts, lock_targets as locks};
 
 fn invalid(message: String) -> ! {
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, "judge_timing")
@@ -29,7 +30,7 @@ pub(crate) fn parse_judged(statement: &str) -> *mut pg_sys::Node {
         }
         let raw = stmts.get_ptr(0).unwrap();
         let node = (*raw).stmt;
-        if !hook::is_judged_statement(node) {
+        if !judging::is_judged_statement(node) {
             invalid("the statement is not one the guard judges (DDL, REINDEX, VACUUM FULL, CLUSTER, TRUNCATE ... CASCADE)".into());
         }
         node
@@ -47,7 +48,7 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
         let mut last = None;
         for _ in 0..iterations {
             let t0 = Instant::now();
-            let v = hook::verdict_for(node, &text, &crate::decision::Overrides::default());
+            let v = judging::verdict_for(node, &text, &crate::decision::Overrides::default());
             samples.push(t0.elapsed().as_secs_f64() * 1e6);
             last = Some(v);
         }

@@ -1,5 +1,5 @@
 //! The background workers that move audit records from the shared-memory queue
-//! (`crate::audit_queue`) into `pg_migration_guard.audit_log`.
+//! (`crate::audit::queue`) into `pg_migration_guard.audit_log`.
 //!
 //! - The launcher ("pg_migration_guard audit launcher", one per server, static, restarted by
 //!   the postmaster 1 s after it exits) connects to no database. It starts one writer per
@@ -49,7 +49,7 @@ use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgOid, PgSqlErrorCode};
 
 use crate::audit::QueuedRecord;
-use crate::audit_queue as queue;
+use crate::audit::queue as queue;
 
 const LAUNCHER: &str = "pg_migration_guard audit launcher";
 const WRITER: &str = "pg_migration_guard audit writer";

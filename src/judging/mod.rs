@@ -1,0 +1,93 @@
+//! Judging: from a utility statement's parse tree and the live catalog to a verdict, without
+//! acting on it. `facts` reads what the rules need, `lock_targets` which relations and lock
+//! modes the statement will take, `scanner` its comments as PostgreSQL's lexer finds them;
+//! the rules and the decision are in the pure core (`pg_migration_guard_core`).
+
+pub mod facts;
+pub mod lock_targets;
+pub mod scanner;
+
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+
+use crate::decision::{self, Overrides, Verdict};
+use crate::subxact::{self, Caught};
+use crate::{guc, rules};
+use lock_targets::Target;
+
+/// Statements applications send all the time, never judged: decided by their tag alone.
+#[inline(always)]
+pub fn is_everyday_statement(tag: pg_sys::NodeTag) -> bool {
+    use pg_sys::NodeTag::*;
+    matches!(
+        tag,
+        T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
+            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
+            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
+            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt
+    )
+}
+
+/// Whether `node` is a statement the guard judges at all: DDL by PostgreSQL's log level
+/// (`GetCommandLogLevel` = LOGSTMT_DDL, the class `log_statement = ddl` uses), plus
+/// VACUUM FULL, CLUSTER, REINDEX and TRUNCATE ... CASCADE, which rewrite, rebuild or reach
+/// beyond the tables named. The statements applications send all the time are decided by
+/// their tag alone.
+///
+/// # Safety
+/// `node` must be a valid, non-null utility parse tree.
+pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
+    use pg_sys::NodeTag::*;
+    unsafe {
+        match (*node).type_ {
+            tag if is_everyday_statement(tag) => false,
+            T_VacuumStmt => facts::vacuum_is_full(node.cast()),
+            T_ClusterStmt | T_ReindexStmt => true,
+            T_TruncateStmt => (*(node as *mut pg_sys::TruncateStmt)).behavior == pg_sys::DropBehavior::DROP_CASCADE,
+            _ => pg_sys::GetCommandLogLevel(node) == pg_sys::LogStmtLevel::LOGSTMT_DDL,
+        }
+    }
+}
+
+/// The judging path without acting on the verdict or auditing it: facts and lock targets
+/// (in a rolled-back subtransaction), rules, decision. `Err` carries why the statement could
+/// not be judged: an error while its facts were read (PostgreSQL's message and SQLSTATE),
+/// a fact that could not be decided without waiting, or a panic of the guard's own code.
+///
+/// # Safety
+/// `node` must be a valid utility parse tree; called inside a transaction.
+pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, overrides: &Overrides) -> Result<(Verdict, Vec<Target>), Caught> {
+    unsafe {
+        // Catalog lookups take no lock: read the invalidations other sessions committed.
+        pg_sys::AcceptInvalidationMessages();
+        // First pass without sizes (the largest size makes every size-dependent rule fire,
+        // facts::Sizes); only when something fired, a second with the real sizes.
+        let (stmt, targets) =
+            subxact::in_subtransaction(|| (facts::statement_facts(node, text, facts::Sizes::Unmeasured), lock_targets::lock_targets(node)))?;
+        let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
+        let ctx = guc::context();
+        let mut findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
+        if !findings.is_empty() {
+            let stmt = subxact::in_subtransaction(|| facts::statement_facts(node, text, facts::Sizes::Measured))?;
+            findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
+        }
+        let (mode, levels) = (guc::mode(), guc::rule_levels());
+        let verdict = pure(move || decision::decide(mode, &levels, findings, overrides))?;
+        Ok((verdict, targets))
+    }
+}
+
+/// Runs a pure (no PostgreSQL call) step of judging, turning a panic of the guard's own
+/// code into a judging failure instead of an ERROR that would leave the statement
+/// unaudited.
+fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Caught {
+        message: format!(
+            "internal error: {}",
+            panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("panic")
+        ),
+        code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        hint: None,
+    })
+}
+
