@@ -156,6 +156,12 @@ struct QueueHeader {
     writers: [WriterSlot; MAX_WRITERS],
 }
 
+/// `AddinShmemInitLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h,
+/// generated from src/backend/storage/lmgr/lwlocknames.txt: 21 on every supported version),
+/// the lock extensions hold while they initialise their shared memory (PostgreSQL
+/// documentation, "Shared Memory and LWLocks"). pgrx has no binding for the macro.
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+
 static mut QUEUE: *mut QueueHeader = std::ptr::null_mut();
 static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
 static mut PREV_SHMEM_REQUEST: Option<unsafe extern "C-unwind" fn()> = None;
@@ -211,7 +217,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         if let Some(prev) = PREV_SHMEM_STARTUP {
             prev();
         }
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock; // AddinShmemInitLock
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock;
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
         let q = pg_sys::ShmemInitStruct(SHMEM_NAME.as_ptr(), shmem_size(), &mut found) as *mut QueueHeader;

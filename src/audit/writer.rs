@@ -503,7 +503,7 @@ unsafe fn insert(rows: &[(i64, QueuedRecord)], dedup: bool) -> Result<(), Failur
                 let args = insert_args(rows);
                 if plan.is_none() {
                     let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
-                    let sql = if dedup { format!("{INSERT_SQL} ON CONFLICT (id) DO NOTHING") } else { INSERT_SQL.to_string() };
+                    let sql = if dedup { format!("{} ON CONFLICT (id) DO NOTHING", insert_sql()) } else { insert_sql() };
                     *plan = Some(client.prepare_mut(&sql, &types)?.keep());
                 }
                 client.update(plan.as_ref().unwrap(), None, &args).map(|_| ())
@@ -530,27 +530,76 @@ unsafe fn insert(rows: &[(i64, QueuedRecord)], dedup: bool) -> Result<(), Failur
 /// The plain insert's plan, and the `ON CONFLICT (id) DO NOTHING` one's.
 static mut INSERT_PLANS: [Option<pgrx::spi::OwnedPreparedStatement>; 2] = [None, None];
 
-/// The insert of one batch: one typed array per column, zipped by `ROWS FROM (unnest(...),
-/// ...)` (multi-argument `unnest` is that, but only unqualified; text where a
-/// type has no array type pgrx can build: name, inet, xid8, text[], jsonb, converted by
-/// the cast per row). 3000 records: 11 ms this way, 35 ms through `json_to_recordset`,
-/// 55 ms through `jsonb_to_recordset` (docs/benchmarks.md).
-const INSERT_SQL: &str = "\
-INSERT INTO pg_migration_guard.audit_log (id, logged_at, session_role, effective_role, application_name, client_addr, \
-backend_pid, xid, statement, command_tag, decision, rules, message, overridden_rules, override_reason, duration, \
-rewrote_table, locks, error_sqlstate) \
-SELECT r.id, timestamptz '2000-01-01 00:00:00+00' + r.logged_at_us * interval '1 microsecond', r.session_role, \
-r.effective_role, r.application_name, r.client_addr::inet, r.backend_pid, r.xid::xid8, r.statement, r.command_tag, \
-r.decision, r.rules::text[], r.message, r.overridden_rules::text[], r.override_reason, \
-r.duration_us * interval '1 microsecond', r.rewrote_table, r.locks::jsonb, r.error_sqlstate \
-FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), \
-pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), \
-pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), \
-pg_catalog.unnest($13), pg_catalog.unnest($14), pg_catalog.unnest($15), pg_catalog.unnest($16), \
-pg_catalog.unnest($17), pg_catalog.unnest($18), pg_catalog.unnest($19)) \
-AS r(id, logged_at_us, session_role, effective_role, application_name, client_addr, backend_pid, xid, statement, \
-command_tag, decision, rules, message, overridden_rules, override_reason, duration_us, rewrote_table, locks, \
-error_sqlstate)";
+/// The records of one batch, decoded, with their queue ids.
+type Rows = [(i64, QueuedRecord)];
+
+/// One column of `pg_migration_guard.audit_log` the writer fills: its name, the SQL that
+/// makes the column's value from the parameter of one row (`{}` in `value`), and the
+/// parameter array built from the batch. **The one list of the audit columns**: the insert
+/// and its parameters are both built from it (`insert_sql`, `insert_args`), and a unit test
+/// checks it against the table in sql/audit_log.sql (every column but `database`, which
+/// its DEFAULT fills). Adding a column: a field in `audit::Record`/`QueuedRecord`, an entry
+/// here, the column in the SQL.
+struct Column {
+    name: &'static str,
+    /// The value for one row from `{}`, the row's element of the parameter array. Text
+    /// where a type has no array type pgrx can build (name, inet, xid8, text[], jsonb),
+    /// converted by a cast per row.
+    value: &'static str,
+    array: fn(&Rows) -> pgrx::datum::DatumWithOid<'static>,
+}
+
+/// One parameter array: `f` of every row.
+fn column<'a, T: IntoDatum>(rows: &'a Rows, f: impl FnMut(&'a (i64, QueuedRecord)) -> T) -> pgrx::datum::DatumWithOid<'static> {
+    rows.iter().map(f).collect::<Vec<T>>().into()
+}
+
+/// Microseconds since 2000-01-01 00:00 UTC (PostgreSQL's epoch) as a timestamptz.
+const FROM_PG_EPOCH_US: &str = "timestamptz '2000-01-01 00:00:00+00' + {} * interval '1 microsecond'";
+
+static COLUMNS: [Column; 19] = [
+    Column { name: "id", value: "{}", array: |rows| column(rows, |(id, _)| *id) },
+    Column { name: "logged_at", value: FROM_PG_EPOCH_US, array: |rows| column(rows, |(_, q)| q.logged_at_us) },
+    Column { name: "session_role", value: "{}", array: |rows| column(rows, |(_, q)| q.session.session_role.as_str()) },
+    Column { name: "effective_role", value: "{}", array: |rows| column(rows, |(_, q)| q.session.effective_role.as_str()) },
+    Column { name: "application_name", value: "{}", array: |rows| column(rows, |(_, q)| q.session.application_name.as_str()) },
+    Column { name: "client_addr", value: "{}::inet", array: |rows| column(rows, |(_, q)| q.session.client_addr.as_deref()) },
+    Column { name: "backend_pid", value: "{}", array: |rows| column(rows, |(_, q)| q.session.backend_pid) },
+    Column { name: "xid", value: "{}::xid8", array: |rows| column(rows, |(_, q)| q.xid.map(|x| x.to_string())) },
+    Column { name: "statement", value: "{}", array: |rows| column(rows, |(_, q)| q.statement.as_str()) },
+    Column { name: "command_tag", value: "{}", array: |rows| column(rows, |(_, q)| q.command_tag.as_str()) },
+    Column { name: "decision", value: "{}", array: |rows| column(rows, |(_, q)| q.decision.as_str()) },
+    Column { name: "rules", value: "{}::text[]", array: |rows| column(rows, |(_, q)| array_literal(&q.rules)) },
+    Column { name: "message", value: "{}", array: |rows| column(rows, |(_, q)| q.message.as_deref()) },
+    Column { name: "overridden_rules", value: "{}::text[]", array: |rows| column(rows, |(_, q)| array_literal(&q.overridden_rules)) },
+    Column { name: "override_reason", value: "{}", array: |rows| column(rows, |(_, q)| q.override_reason.as_deref()) },
+    Column { name: "duration", value: "{} * interval '1 microsecond'", array: |rows| column(rows, |(_, q)| q.duration_us) },
+    Column { name: "rewrote_table", value: "{}", array: |rows| column(rows, |(_, q)| q.rewrote_table) },
+    Column {
+        name: "locks",
+        value: "{}::jsonb",
+        array: |rows| column(rows, |(_, q)| q.locks.as_ref().and_then(|l| serde_json::to_string(l).ok())),
+    },
+    Column { name: "error_sqlstate", value: "{}", array: |rows| column(rows, |(_, q)| q.error_sqlstate.as_deref()) },
+];
+
+/// The insert of one batch: one typed array per column ([`COLUMNS`]), zipped by `ROWS FROM
+/// (unnest($1), unnest($2), ...)` (multi-argument `unnest` is that, but only unqualified).
+/// 3000 records: 11 ms this way, 35 ms through `json_to_recordset`, 55 ms through
+/// `jsonb_to_recordset` (docs/benchmarks.md).
+fn insert_sql() -> String {
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let values: Vec<String> = (1..=COLUMNS.len()).zip(&COLUMNS).map(|(i, c)| c.value.replace("{}", &format!("r.c{i}"))).collect();
+    let unnests: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("pg_catalog.unnest(${i})")).collect();
+    let aliases: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("c{i}")).collect();
+    format!(
+        "INSERT INTO pg_migration_guard.audit_log ({}) SELECT {} FROM ROWS FROM ({}) AS r({})",
+        names.join(", "),
+        values.join(", "),
+        unnests.join(", "),
+        aliases.join(", ")
+    )
+}
 
 /// The batch's records, decoded; a record that does not decode (a bug: the backend wrote
 /// it) is left out with a WARNING, its decision is in the server log.
@@ -567,33 +616,11 @@ fn parse_batch(batch: &[queue::Claimed]) -> Vec<(i64, QueuedRecord)> {
         .collect()
 }
 
-/// The parameters of `INSERT_SQL`: one array per column, in its order, built from
-/// `rows` (borrowed: a retry builds them again). Allocated in the current memory context.
-fn insert_args(rows: &[(i64, QueuedRecord)]) -> Vec<pgrx::datum::DatumWithOid<'static>> {
-    fn column<'a, T: IntoDatum>(rows: &'a [(i64, QueuedRecord)], f: impl FnMut(&'a (i64, QueuedRecord)) -> T) -> pgrx::datum::DatumWithOid<'static> {
-        rows.iter().map(f).collect::<Vec<T>>().into()
-    }
-    vec![
-        column(rows, |(id, _)| *id),
-        column(rows, |(_, q)| q.logged_at_us),
-        column(rows, |(_, q)| q.session.session_role.as_str()),
-        column(rows, |(_, q)| q.session.effective_role.as_str()),
-        column(rows, |(_, q)| q.session.application_name.as_str()),
-        column(rows, |(_, q)| q.session.client_addr.as_deref()),
-        column(rows, |(_, q)| q.session.backend_pid),
-        column(rows, |(_, q)| q.xid.map(|x| x.to_string())),
-        column(rows, |(_, q)| q.statement.as_str()),
-        column(rows, |(_, q)| q.command_tag.as_str()),
-        column(rows, |(_, q)| q.decision.as_str()),
-        column(rows, |(_, q)| array_literal(&q.rules)),
-        column(rows, |(_, q)| q.message.as_deref()),
-        column(rows, |(_, q)| array_literal(&q.overridden_rules)),
-        column(rows, |(_, q)| q.override_reason.as_deref()),
-        column(rows, |(_, q)| q.duration_us),
-        column(rows, |(_, q)| q.rewrote_table),
-        column(rows, |(_, q)| q.locks.as_ref().and_then(|l| serde_json::to_string(l).ok())),
-        column(rows, |(_, q)| q.error_sqlstate.as_deref()),
-    ]
+/// The parameters of [`insert_sql`]: one array per column of [`COLUMNS`], in its order,
+/// built from `rows` (borrowed: a retry builds them again). Allocated in the current memory
+/// context.
+fn insert_args(rows: &Rows) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+    COLUMNS.iter().map(|c| (c.array)(rows)).collect()
 }
 
 /// `items` as a text[] literal for array_in: every element double-quoted, `"` and `\`
@@ -619,6 +646,22 @@ fn array_literal(items: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The writer's column list is the table's: same columns in the same order, all but
+    /// `database` (filled by its DEFAULT), as sql/audit_log.sql creates it.
+    #[test]
+    fn the_column_list_matches_the_audit_table() {
+        let sql = include_str!("../../sql/audit_log.sql");
+        let start = sql.find("CREATE TABLE pg_migration_guard.audit_log (").expect("CREATE TABLE in sql/audit_log.sql");
+        let body = &sql[start..];
+        let body = &body[body.find('(').unwrap() + 1..body.find("\n);").expect("end of CREATE TABLE")];
+        let table: Vec<&str> = body.lines().filter_map(|l| l.split_whitespace().next()).filter(|c| *c != "database").collect();
+        let ours: Vec<&str> = super::COLUMNS.iter().map(|c| c.name).collect();
+        assert_eq!(ours, table);
+        let sql = super::insert_sql();
+        assert!(sql.contains("r.c19") && !sql.contains("r.c20") && sql.contains("($19)"), "{sql}");
+        assert!(sql.contains("timestamptz '2000-01-01 00:00:00+00' + r.c2 * interval '1 microsecond'"), "{sql}");
+    }
+
     use super::*;
 
     #[test]
