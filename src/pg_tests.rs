@@ -965,3 +965,19 @@ fn exempt_roles_that_do_not_exist_are_reported_and_ignored() {
     // Logs one WARNING per missing role and raises nothing.
     unsafe { crate::guc::warn_missing_exempt_roles() };
 }
+
+/// The writer's column list is the table's: same columns in the same order, all but
+/// `database` (filled by its DEFAULT), as sql/audit_log.sql creates it.
+#[pg_test]
+fn the_column_list_matches_the_audit_table() {
+    let sql = include_str!("../sql/audit_log.sql");
+    let start = sql.find("CREATE TABLE pg_migration_guard.audit_log (").expect("CREATE TABLE in sql/audit_log.sql");
+    let body = &sql[start..];
+    let body = &body[body.find('(').unwrap() + 1..body.find("\n);").expect("end of CREATE TABLE")];
+    let table: Vec<&str> = body.lines().filter_map(|l| l.split_whitespace().next()).filter(|c| *c != "database").collect();
+    let ours: Vec<&str> = crate::audit::writer::COLUMNS.iter().map(|c| c.name).collect();
+    assert_eq!(ours, table);
+    let sql = crate::audit::writer::insert_sql();
+    assert!(sql.contains("r.c19") && !sql.contains("r.c20") && sql.contains("($19)"), "{sql}");
+    assert!(sql.contains("timestamptz '2000-01-01 00:00:00+00' + r.c2 * interval '1 microsecond'"), "{sql}");
+}
