@@ -283,7 +283,7 @@ unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
 ///
 /// # Safety
 /// Inside a transaction.
-unsafe fn internal_query<R>(f: impl FnOnce() -> R) -> Result<R, crate::subxact::Caught> {
+pub(crate) unsafe fn internal_query<R>(f: impl FnOnce() -> R) -> Result<R, crate::subxact::Caught> {
     unsafe {
         crate::subxact::in_subtransaction(|| {
             // Popped by the subtransaction's rollback (AtEOSubXact_GUC).
