@@ -227,6 +227,22 @@ pub unsafe fn lock_targets(node: *mut pg_sys::Node) -> Vec<Target> {
     t.0
 }
 
+/// The partitions and inheritance children of `oid` that statement `node` reaches, as
+/// [`lock_targets`] predicts them: what the statement processes along with the relation
+/// (`crate::facts` sums their sizes).
+///
+/// # Safety
+/// `node` must be a valid utility parse tree; called inside a transaction.
+pub unsafe fn reached_inheritors(node: *mut pg_sys::Node, oid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    unsafe {
+        let all = inheritors(oid);
+        if all.is_empty() {
+            return all;
+        }
+        lock_targets(node).into_iter().map(|t| t.oid).filter(|o| all.contains(o)).collect()
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // ALTER TABLE (also ALTER INDEX / VIEW / MATERIALIZED VIEW / FOREIGN TABLE / TYPE)
 // ---------------------------------------------------------------------------------------
