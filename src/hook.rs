@@ -164,7 +164,6 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
         let own_transactions = (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_VacuumStmt;
         if !exempt && guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto && !own_transactions {
             lockqueue::take_locks(&(*p).locks, &(*p).command_tag);
-            (*p).guc_nest_level = lockqueue::bound_remaining_waits(&(*p).locks);
         }
         (*p).relfilenodes = (*p).locks.iter().map(|t| facts::relfilenode(t.oid)).collect();
         p
@@ -204,9 +203,6 @@ unsafe extern "C-unwind" fn after(p: *mut Judgement) {
             pending.remove(i);
             pop_error_context(p);
             let judgement = Box::from_raw(p);
-            if let Some(level) = judgement.guc_nest_level {
-                pg_sys::AtEOXact_GUC(true, level);
-            }
             let rewritten = judgement
                 .locks
                 .iter()
@@ -274,14 +270,6 @@ unsafe extern "C-unwind" fn xact_callback_guarded(event: pg_sys::XactEvent::Type
                     record_failed(p);
                 }
             }
-            // A statement that commits transactions of its own while it runs (CREATE INDEX
-            // CONCURRENTLY, VACUUM, REINDEX of a partitioned table): the commit popped every
-            // GUC nest level already, so `after` must not pop its level again.
-            XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
-                for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).iter() {
-                    (**p).guc_nest_level = None;
-                }
-            }
             _ => {}
         }
     }
@@ -322,9 +310,6 @@ pub struct Judgement {
     pub failure_code: Option<PgSqlErrorCode>,
     /// The table-level locks the statement takes (`crate::locks`).
     pub locks: Vec<Target>,
-    /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
-    /// statement ran.
-    pub guc_nest_level: Option<i32>,
     /// Who sent it.
     pub session: Session,
     /// Whether this database has the audit table (decided while the catalog is readable).
@@ -423,7 +408,6 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             exemption: None,
             failure_code: None,
             locks: vec![],
-            guc_nest_level: None,
             session: Session::current(),
             audited: audit::audit_table().is_some(),
             started_at: 0,

@@ -6,15 +6,23 @@
 //! the ALTER itself would take milliseconds.
 //!
 //! Before the statement runs, the guard takes the locks it will need (`crate::locks`) in
-//! rounds. Each round runs in an internal subtransaction and waits for each lock at most
-//! `lock_attempt_timeout` (PostgreSQL's own lock wait, bounded by setting `LockTimeout`
-//! for that one request, as `lock_timeout` does). A round that times out is rolled back,
-//! which releases whatever it had taken and lets the queries queued behind it run; the
-//! guard then pauses — the first pause about as long as one attempt, doubling up to 500 ms,
-//! each randomised by ±50% so that two migrations do not retry in step — and tries again,
-//! until `lock_retry_budget` has passed. Then it raises SQLSTATE 55P03 naming the sessions
-//! that hold conflicting locks. A round that succeeds is committed into the statement's
-//! transaction: the statement then finds its locks already held and runs at once.
+//! rounds — for a statement that needs at least one lock that blocks reads or writes, all
+//! of its predicted locks, the weak ones included, so that the statement never waits for a
+//! lock while holding a strong one ([`taken_ahead`] says which). Each round runs in an
+//! internal subtransaction and waits for each lock at most `lock_attempt_timeout`
+//! (PostgreSQL's own lock wait, bounded by setting `LockTimeout` for that one request, as
+//! `lock_timeout` does). A round that times out is rolled back, which releases whatever it
+//! had taken and lets the queries queued behind it run; the guard then pauses — the first
+//! pause about as long as one attempt, doubling up to 500 ms, each randomised by ±50% so
+//! that two migrations do not retry in step — and tries again, until `lock_retry_budget`
+//! has passed. Then it raises SQLSTATE 55P03 naming the sessions that hold conflicting
+//! locks. A round that succeeds is committed into the statement's transaction: the
+//! statement then finds its locks already held and runs at once.
+//!
+//! Locks the guard does not predict (see `crate::locks`) are left to the statement: it
+//! waits for them as it would without the guard, with the session's own `lock_timeout`.
+//! The guard never shortens that wait, so it never fails a statement PostgreSQL would have
+//! run, except when the budget for the locks it takes ahead runs out.
 //!
 //! A session `lock_timeout` keeps its meaning — the longest the statement waits for its
 //! locks: attempts and budget are both capped by it.
@@ -31,6 +39,7 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 use crate::guc;
 use crate::subxact::{self, OnSuccess};
 use crate::locks::Target;
+use crate::model::LockMode;
 use crate::rules::locks::format_ms;
 
 /// The longest pause between two rounds.
@@ -76,21 +85,48 @@ enum Round {
     Failed(String),
 }
 
-/// Takes the locks of `targets` that could stall other sessions, as described in the
-/// module documentation. Returns normally once they are held, or when protection had to be
-/// skipped (WARNING); raises 55P03 when the budget runs out, and re-raises a query cancel.
+/// Which of `targets` the guard takes ahead of the statement (`pg_migration_guard.lock_targets`
+/// reports the same in `taken_ahead`). Nothing when no target blocks reads or writes of
+/// others (SHARE or stronger on a relation that existed before the transaction, owned by
+/// the current user): such a statement cannot stall the application while it waits, and
+/// waits as PostgreSQL makes it (CREATE INDEX CONCURRENTLY and the other SHARE UPDATE
+/// EXCLUSIVE statements). Otherwise every target on a relation that existed before the
+/// transaction, in PostgreSQL's order, the weak modes included — so that the statement,
+/// once it holds its strong locks, never queues for a weak one — when either
+/// - the current user has the privileges of the relation's owner: PostgreSQL checks
+///   ownership before it takes such a lock (RangeVarCallbackForAlterRelation and friends),
+///   and the guard must not let a role queue for, or hold, a strong lock on someone else's
+///   table (the audit table included); or
+/// - the mode is ACCESS SHARE or ROW SHARE, which PostgreSQL lets any role take on any
+///   relation: parse analysis locks a query's relations in these modes before any
+///   privilege is checked (addRangeTableEntry, then ExecCheckRTPerms at executor start).
+///
+/// The others (a strong lock on a table owned by another role, such as the SHARE ROW
+/// EXCLUSIVE a foreign key takes on a referenced table the user only has REFERENCES on) are
+/// taken by the statement itself, with PostgreSQL's own wait.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
+    let owned: Vec<bool> = targets.iter().map(|t| unsafe { crate::facts::owned_by_current_user(t.oid) }).collect();
+    let protected = targets.iter().zip(&owned).any(|(t, owned)| *owned && t.request.can_stall_others());
+    targets
+        .iter()
+        .zip(owned)
+        .map(|(t, owned)| protected && !t.request.created_in_transaction && (owned || t.request.mode <= LockMode::RowShare))
+        .collect()
+}
+
+/// Takes the locks [`taken_ahead`] selects, as described in the module documentation.
+/// Returns normally once they are held, or when protection had to be skipped (WARNING);
+/// raises 55P03 when the budget runs out, and re-raises a query cancel.
 ///
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
-    // Only relations the current user owns: PostgreSQL checks ownership before it locks
-    // (RangeVarCallbackForAlterRelation and friends), and the guard must not let any role
-    // queue for, or hold, a lock on someone else's table (the audit table included). Other
-    // relations (an FK's referenced table owned by another role) are locked by the
-    // statement itself, its wait bounded by `bound_remaining_waits`.
-    let stalling: Vec<&Target> =
-        targets.iter().filter(|t| t.request.can_stall_others() && unsafe { crate::facts::owned_by_current_user(t.oid) }).collect();
-    if stalling.is_empty() || unsafe { take_without_waiting(&stalling) } {
+    let ahead = unsafe { taken_ahead(targets) };
+    let chosen: Vec<&Target> = targets.iter().zip(ahead).filter(|(_, a)| *a).map(|(t, _)| t).collect();
+    if chosen.is_empty() || unsafe { take_without_waiting(&chosen) } {
         return;
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
@@ -102,7 +138,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let mut intent: Option<Intent> = None;
     loop {
         attempts += 1;
-        match unsafe { round(&stalling, attempt) } {
+        match unsafe { round(&chosen, attempt) } {
             Round::Acquired => {
                 if let Some(i) = intent {
                     unsafe { i.withdraw() };
@@ -124,13 +160,13 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
             }
             Round::TimedOut(i) => {
                 if intent.is_none() {
-                    intent = Some(unsafe { Intent::declare(&stalling) });
+                    intent = Some(unsafe { Intent::declare(&chosen) });
                 }
-                unsafe { fail_on_cycle(stalling[i], command_tag) };
-                unsafe { cancel_blocking_autovacuum(stalling[i]) };
+                unsafe { fail_on_cycle(chosen[i], command_tag) };
+                unsafe { cancel_blocking_autovacuum(chosen[i]) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
-                    unsafe { exhausted(stalling[i], command_tag, attempts, attempt, elapsed, budget, bound) };
+                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound) };
                 }
                 let sleep = pause.mul_f64(jitter()).min(budget - elapsed);
                 unsafe { wait(sleep) };
@@ -356,7 +392,6 @@ impl Intent {
 /// with the higher pid raises 40P01 and the other goes on; a holder that is waiting in the
 /// lock queue outside the guard cannot back off, so this session does.
 unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
-    use crate::model::LockMode;
     let pairs: Vec<String> = LockMode::ALL
         .iter()
         .flat_map(|wanted| {
@@ -529,28 +564,6 @@ unsafe fn exhausted(
         .set_hint(hint)
         .report(PgLogLevel::ERROR);
     unreachable!("ERROR returned")
-}
-
-/// For statements whose locks were taken ahead: bounds the waits the statement might still
-/// do for locks the guard does not take ahead (a default partition, tables reached by
-/// CASCADE) by setting `lock_timeout` to `lock_attempt_timeout` while it runs, when the
-/// session has no lock_timeout of its own. Returns the GUC nest level to pop after the
-/// statement (`AtEOXact_GUC`); an ERROR pops it with the (sub)transaction.
-///
-/// Not for statements that wait for other transactions to end by design (CREATE INDEX
-/// CONCURRENTLY and the other CONCURRENTLY forms): their waits are lock waits too, and they
-/// take no lock that blocks reads or writes, so they never get here.
-///
-/// # Safety
-/// Called from the ProcessUtility hook, inside a transaction.
-pub unsafe fn bound_remaining_waits(targets: &[Target]) -> Option<i32> {
-    unsafe {
-        if pg_sys::LockTimeout != 0 || !targets.iter().any(|t| t.request.can_stall_others()) {
-            return None;
-        }
-        let value = std::ffi::CString::new(format!("{}ms", guc::LOCK_ATTEMPT_TIMEOUT_MS.get().max(1))).ok()?;
-        Some(guc::set_in_new_nest_level(c"lock_timeout", &value))
-    }
 }
 
 #[cfg(test)]
