@@ -136,6 +136,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
     let mut intent: Option<Intent> = None;
+    let mut cancelled = Cancelled::default();
     loop {
         attempts += 1;
         match unsafe { round(&chosen, attempt) } {
@@ -162,12 +163,20 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                 if intent.is_none() {
                     intent = Some(unsafe { Intent::declare(&chosen) });
                 }
-                unsafe { fail_on_cycle(chosen[i], command_tag) };
-                unsafe { cancel_blocking_autovacuum(chosen[i]) };
+                let holders = unsafe { cancel_blocking_autovacuum(chosen[i], &mut cancelled) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
                     unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound) };
                 }
+                if holders.only_cancelled_autovacuum() && cancelled.recent() {
+                    // Only autovacuum workers that have just been sent a cancel hold the
+                    // lock: queue again at once and wait there for them to go, as
+                    // PostgreSQL's own cancel leaves the requester queued (ProcSleep). A
+                    // pause would let a new worker take the lock between the cancelled one
+                    // and this session.
+                    continue;
+                }
+                unsafe { fail_on_cycle(chosen[i], command_tag) };
                 let sleep = pause.mul_f64(jitter()).min(budget - elapsed);
                 unsafe { wait(sleep) };
                 pause = (pause * 2).min(MAX_PAUSE.max(attempt));
@@ -426,6 +435,40 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
         .report(PgLogLevel::ERROR);
 }
 
+/// Who holds the locks that conflict with the one the guard could not get, as
+/// [`cancel_blocking_autovacuum`] found them.
+struct Holders {
+    /// Autovacuum workers (not anti-wraparound) holding a conflicting lock, all of which
+    /// have been sent a cancel (now or in an earlier round).
+    autovacuum: usize,
+    /// Every other holder (sessions, anti-wraparound autovacuum, prepared transactions).
+    others: usize,
+}
+
+impl Holders {
+    fn only_cancelled_autovacuum(&self) -> bool {
+        self.autovacuum > 0 && self.others == 0
+    }
+}
+
+/// The autovacuum transactions the guard has sent a cancel, as (pid, local transaction id),
+/// and when it sent the last one.
+#[derive(Default)]
+struct Cancelled {
+    sent: Vec<(i32, u32)>,
+    last: Option<Instant>,
+}
+
+impl Cancelled {
+    /// Whether the last cancel went out less than `deadlock_timeout` ago: a cancelled worker
+    /// ends within milliseconds; one that is still there after the time PostgreSQL itself
+    /// waits before cancelling is waited for like any other holder, with pauses.
+    fn recent(&self) -> bool {
+        let limit = Duration::from_millis(unsafe { pg_sys::DeadlockTimeout }.max(1) as u64);
+        self.last.is_some_and(|t| t.elapsed() < limit)
+    }
+}
+
 /// Cancels autovacuum workers that hold a conflicting lock on `target`, as PostgreSQL
 /// itself does for a lock request that has waited `deadlock_timeout` behind one (ProcSleep
 /// in src/backend/storage/lmgr/proc.c: "sending cancel to blocking autovacuum PID"). The
@@ -439,10 +482,18 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
 /// ProcArrayLock, still runs that virtual transaction and its status flags say autovacuum
 /// worker (`PROC_IS_AUTOVACUUM`) and not anti-wraparound (`PROC_VACUUM_FOR_WRAPAROUND`) —
 /// ProcSleep's own test. The signal is SIGINT to that pid, as ProcSleep sends it: the
-/// server's decision, which needs no privilege of the session.
-unsafe fn cancel_blocking_autovacuum(target: &Target) {
-    let pids = unsafe { blocking_autovacuum_workers(target) };
-    for pid in pids {
+/// server's decision, which needs no privilege of the session. Each worker's transaction
+/// (pid, local transaction id, kept in `cancelled`) is signalled once: a worker that has
+/// been cancelled moves on to its next table, where a second signal would cancel work
+/// that blocks no one.
+unsafe fn cancel_blocking_autovacuum(target: &Target, cancelled: &mut Cancelled) -> Holders {
+    let (workers, others) = unsafe { blocking_autovacuum_workers(target) };
+    for &(pid, lxid) in &workers {
+        if cancelled.sent.contains(&(pid, lxid)) {
+            continue;
+        }
+        cancelled.sent.push((pid, lxid));
+        cancelled.last = Some(Instant::now());
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
             format!("pg_migration_guard: sending cancel to blocking autovacuum PID {pid}"),
@@ -452,18 +503,20 @@ unsafe fn cancel_blocking_autovacuum(target: &Target) {
         .report(PgLogLevel::LOG);
         unsafe { libc::kill(pid, libc::SIGINT) };
     }
+    Holders { autovacuum: workers.len(), others }
 }
 
 /// `ProcArrayLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h, generated
 /// from lwlocknames.txt: the same on every supported version).
 const PROC_ARRAY_LOCK: usize = 4;
 
-/// The pids of the autovacuum workers (not anti-wraparound) that hold a lock on `target`
-/// conflicting with the mode it wants. See [`cancel_blocking_autovacuum`].
+/// The autovacuum workers (not anti-wraparound) that hold a lock on `target` conflicting
+/// with the mode it wants, as (pid, local transaction id), and how many other holders of a
+/// conflicting lock there are. See [`cancel_blocking_autovacuum`].
 ///
 /// # Safety
 /// Inside a transaction, in a backend with a PGPROC.
-unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
+unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usize) {
     unsafe {
         let db = if pg_sys::IsSharedRelation(target.oid) { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId };
         let tag = pg_sys::LOCKTAG {
@@ -480,10 +533,10 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
         let vxids = pg_sys::GetLockConflicts(&tag, target.request.mode as pg_sys::LOCKMODE, &mut count);
         let vxids: Vec<pg_sys::VirtualTransactionId> = (0..count.max(0) as usize).map(|i| *vxids.add(i)).collect();
         if vxids.is_empty() {
-            return vec![];
+            return (vec![], 0);
         }
         let lock = &raw mut (*pg_sys::MainLWLockArray.add(PROC_ARRAY_LOCK)).lock;
-        let mut pids = Vec::new();
+        let mut workers = Vec::new();
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
         let procs = (*pg_sys::ProcGlobal).allProcs;
         for i in 0..(*pg_sys::ProcGlobal).allProcCount as usize {
@@ -494,11 +547,12 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
             let runs_holder = vxids.iter().any(|v| v.backendId == proc.backendId && v.localTransactionId == proc.lxid && v.localTransactionId != 0);
             let flags = u32::from(proc.statusFlags);
             if runs_holder && flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0 {
-                pids.push(proc.pid);
+                workers.push((proc.pid, proc.lxid));
             }
         }
         pg_sys::LWLockRelease(lock);
-        pids
+        let others = vxids.len().saturating_sub(workers.len());
+        (workers, others)
     }
 }
 
@@ -578,6 +632,17 @@ mod tests {
         assert_eq!(limits(50, 10_000, 20), (ms(20), ms(20), Bound::SessionLockTimeout));
         assert_eq!(limits(50, 1_000, 60_000), (ms(50), ms(1_000), Bound::Budget));
         assert_eq!(limits(50, 0, 0), (ms(50), ms(0), Bound::Budget));
+    }
+
+    #[test]
+    fn only_cancelled_autovacuum_workers_holding_the_lock_means_queue_again_at_once() {
+        assert!(Holders { autovacuum: 1, others: 0 }.only_cancelled_autovacuum());
+        assert!(Holders { autovacuum: 2, others: 0 }.only_cancelled_autovacuum());
+        assert!(!Holders { autovacuum: 1, others: 1 }.only_cancelled_autovacuum());
+        assert!(!Holders { autovacuum: 0, others: 1 }.only_cancelled_autovacuum());
+        // Nobody any more (the holder ended between the timeout and the look): pause and
+        // retry as usual.
+        assert!(!Holders { autovacuum: 0, others: 0 }.only_cancelled_autovacuum());
     }
 
     #[test]
