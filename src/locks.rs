@@ -40,11 +40,12 @@
 //!   inheritance children and views (column defaults using a dropped sequence, functions, a
 //!   DROP SCHEMA's contents).
 //!
-//! Checked against PostgreSQL 18.6 as well: 18 locks every inheritor for any ALTER TABLE ...
-//! ADD CONSTRAINT that recurses (ATPrepCmd: "recurses at exec time; lock descendants"),
-//! recurses SET / DROP NOT NULL and the identity subcommands at execution time
-//! (not-null constraints are catalogued since 18), and validates domain constraints under
-//! SHARE UPDATE EXCLUSIVE for VALIDATE CONSTRAINT. This module models PostgreSQL 15.
+//! Compared with PostgreSQL 18.6 (17 was not available to compare): 18 locks every
+//! inheritor for any ALTER TABLE ... ADD CONSTRAINT that recurses (ATPrepCmd: "recurses at
+//! exec time; lock descendants"), also a FOREIGN KEY on an inheritance parent, and recurses
+//! SET / DROP NOT NULL and the identity subcommands at execution time (not-null constraints
+//! are catalogued since 18). This module models PostgreSQL 15, the version built and tested
+//! here.
 
 use std::ffi::{c_void, CString};
 
