@@ -267,8 +267,16 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
             match (*cmd).subtype {
                 // ATPrepAddColumn: ALTER TYPE ... ADD ATTRIBUTE goes to the typed tables
                 // (ATTypedTableRecursion); ATExecAddColumn recurses one level at a time to
-                // every child (find_inheritance_children with the statement's mode).
+                // every child (find_inheritance_children with the statement's mode), unless
+                // IF NOT EXISTS finds the column there already (check_for_column_name_collision
+                // returns first).
                 AT_AddColumn => {
+                    let exists = (*cmd).missing_ok
+                        && is_a(def, pg_sys::NodeTag::T_ColumnDef)
+                        && column(oid, (*(def as *mut pg_sys::ColumnDef)).colname).is_some();
+                    if exists {
+                        continue;
+                    }
                     if composite {
                         typed_tables(t, oid, mode, cascade);
                     } else if recurse {

@@ -233,6 +233,9 @@ const CASES: &[Case] = &[
     case("ALTER TABLE fkpart DETACH PARTITION fkpart_1"),
     // inheritance
     case("ALTER TABLE inh_parent ADD COLUMN z int"),
+    case("ALTER TABLE inh_parent ADD COLUMN IF NOT EXISTS b int"),
+    case("ALTER TABLE inh_parent ADD COLUMN IF NOT EXISTS z int"),
+    case("ALTER TABLE inh_parent DROP COLUMN IF EXISTS nosuch"),
     case("ALTER TABLE inh_parent ADD CONSTRAINT c1 CHECK (a > 0)"),
     case("ALTER TABLE inh_parent ADD CONSTRAINT c1 CHECK (a > 0) NO INHERIT"),
     case("ALTER TABLE ONLY inh_parent DROP CONSTRAINT inh_parent_a_check"),
