@@ -75,11 +75,13 @@ pub fn lock_targets(statement: &str) -> Vec<(pg_sys::Oid, String, String, bool, 
         Ok(t) => t,
         Err(cause) => invalid(format!("the guard could not list the locks: {cause}")),
     };
+    let ahead = unsafe { crate::lockqueue::taken_ahead(&targets) };
     targets
         .into_iter()
-        .map(|t| {
+        .zip(ahead)
+        .map(|(t, ahead)| {
             let r = t.request;
-            (t.oid, r.relation.clone(), r.mode.name().to_string(), r.mode.blocks_reads_or_writes(), r.can_stall_others())
+            (t.oid, r.relation.clone(), r.mode.name().to_string(), r.mode.blocks_reads_or_writes(), ahead)
         })
         .collect()
 }

@@ -128,14 +128,25 @@ mod pg_migration_guard {
     /// mode text, blocks_reads_or_writes boolean, taken_ahead boolean)`
     ///
     /// The table-level locks the guard expects `statement` to take, one row per relation in
-    /// the order PostgreSQL takes them, with the strongest mode (`ACCESS EXCLUSIVE`, ...).
+    /// the order PostgreSQL takes them, with the strongest mode (`ACCESS EXCLUSIVE`, ...):
+    /// every lock PostgreSQL 15 takes and keeps on the tables, partitioned tables, views,
+    /// materialized views, foreign tables, sequences and composite types that exist before
+    /// the statement — the partitions and inheritance children it recurses to, other tables
+    /// it locks (a foreign key's referenced table, a default partition, the tables a REFRESH
+    /// reads) — and on the indexes the statement names. Not listed: relations the statement
+    /// creates, indexes it does not name, TOAST tables, and the exceptions the README's
+    /// "Lock-queue protection" lists.
     /// `blocks_reads_or_writes`: the mode is SHARE or stronger, so while it is held or queued
     /// it holds up INSERT/UPDATE/DELETE (and, for ACCESS EXCLUSIVE, SELECT).
     /// `taken_ahead`: with `lock_timeout_policy = auto` the guard takes this lock itself in
-    /// bounded waits before the statement runs (blocks reads or writes, and the relation was
-    /// not created in this transaction). Takes no lock and runs nothing. Errors: 22023 when
-    /// the text is not exactly one statement the guard judges; a syntax error as PostgreSQL
-    /// reports it. Sources: see the `locks` module (PostgreSQL's lock levels per command).
+    /// bounded, retried waits before the statement runs. That happens when the statement
+    /// needs a lock that blocks reads or writes on a relation the current user owns (the
+    /// privileges of its owner) that existed before the transaction; then for every listed
+    /// relation that existed before the transaction, when the user owns it or the mode is
+    /// ACCESS SHARE or ROW SHARE. The statement takes the others itself, waiting as in
+    /// PostgreSQL. Takes no lock and runs nothing. Errors: 22023 when the text is not
+    /// exactly one statement the guard judges; a syntax error as PostgreSQL reports it.
+    /// Sources: the `locks` module cites the PostgreSQL function behind each prediction.
     #[pg_extern(volatile, parallel_unsafe)]
     fn lock_targets(
         statement: &str,

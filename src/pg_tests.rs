@@ -981,3 +981,107 @@ fn the_column_list_matches_the_audit_table() {
     assert!(sql.contains("r.c19") && !sql.contains("r.c20") && sql.contains("($19)"), "{sql}");
     assert!(sql.contains("timestamptz '2000-01-01 00:00:00+00' + r.c2 * interval '1 microsecond'"), "{sql}");
 }
+
+// Tables for the recursion and ownership tests below: an empty inheritance parent whose
+// child holds about 2 MB (over the default 1MB small_table_threshold), a partitioned table,
+// and a table owned by guard_app_user that references orders.
+extension_sql!(
+    r#"
+CREATE TABLE guard_fixture.inh_parent (a int, b int, pad text);
+CREATE TABLE guard_fixture.inh_child () INHERITS (guard_fixture.inh_parent);
+INSERT INTO guard_fixture.inh_child SELECT g, g, repeat('x', 80) FROM generate_series(1, 20000) g;
+CREATE TABLE guard_fixture.parted (k int, v text) PARTITION BY RANGE (k);
+CREATE TABLE guard_fixture.parted_1 PARTITION OF guard_fixture.parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE guard_fixture.parted_2 PARTITION OF guard_fixture.parted FOR VALUES FROM (100) TO (200);
+CREATE TABLE guard_fixture.app_lines (order_id bigint);
+ALTER TABLE guard_fixture.app_lines OWNER TO guard_app_user;
+GRANT REFERENCES ON guard_fixture.orders TO guard_app_user;
+"#,
+    name = "lock_recursion_fixture",
+    requires = ["test_fixture"]
+);
+
+/// `relation lock` lines of lock_targets(sql), in its order.
+fn all_predicted(sql: &str) -> Vec<String> {
+    Spi::connect(|c| {
+        c.select("SELECT relation || ' ' || mode FROM pg_migration_guard.lock_targets($1)", None, &[sql.into()])
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+    })
+}
+
+// PostgreSQL recurses per statement and subcommand, not whenever ONLY is absent: CREATE
+// INDEX on an inheritance parent indexes the parent alone (DefineIndex recurses for
+// partitioned tables only), ENABLE ROW LEVEL SECURITY and REPLICA IDENTITY never recurse,
+// DETACH PARTITION locks the parent and the partition, not its siblings.
+#[pg_test]
+fn lock_targets_follow_postgres_recursion_rules() {
+    assert_eq!(all_predicted("CREATE INDEX ON guard_fixture.inh_parent (b)"), ["guard_fixture.inh_parent SHARE"]);
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.inh_parent ADD COLUMN c int"),
+        ["guard_fixture.inh_parent ACCESS EXCLUSIVE", "guard_fixture.inh_child ACCESS EXCLUSIVE"]
+    );
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.inh_parent ENABLE ROW LEVEL SECURITY"),
+        ["guard_fixture.inh_parent ACCESS EXCLUSIVE"]
+    );
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.parted REPLICA IDENTITY FULL"),
+        ["guard_fixture.parted ACCESS EXCLUSIVE"]
+    );
+    assert_eq!(
+        all_predicted("CREATE INDEX ON guard_fixture.parted (v)"),
+        ["guard_fixture.parted SHARE", "guard_fixture.parted_1 SHARE", "guard_fixture.parted_2 SHARE"]
+    );
+    assert_eq!(all_predicted("CREATE INDEX ON ONLY guard_fixture.parted (v)"), ["guard_fixture.parted SHARE"]);
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.parted DETACH PARTITION guard_fixture.parted_2"),
+        ["guard_fixture.parted ACCESS EXCLUSIVE", "guard_fixture.parted_2 ACCESS EXCLUSIVE"]
+    );
+    // What PostgreSQL takes, strong modes, on the fixture's inheritance tables.
+    Spi::run("SET LOCAL pg_migration_guard.mode = warn").unwrap();
+    Spi::run("SET LOCAL pg_migration_guard.lock_timeout_policy = off").unwrap();
+    Spi::run("SET LOCAL client_min_messages = error").unwrap();
+    let taken = unsafe {
+        crate::subxact::run(crate::subxact::OnSuccess::RollBack, || {
+            Spi::run("CREATE INDEX lt_inh_idx ON guard_fixture.inh_parent (b)").expect("statement");
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation' \
+                 AND relation = 'guard_fixture.inh_child'::regclass",
+            )
+        })
+    };
+    assert_eq!(taken.map_err(|_| ()).and_then(|r| r.map_err(|_| ())), Ok(Some(0)), "CREATE INDEX on the parent locked the child");
+}
+
+// Sizes count only what the statement processes: an empty inheritance parent is small
+// (exempt under small_table_threshold) although its child is not, for CREATE INDEX, which
+// indexes the parent alone; ALTER TABLE ... ADD COLUMN with a volatile default rewrites the
+// child too and counts it.
+#[pg_test]
+fn an_inheritance_parent_is_as_big_as_the_children_the_statement_reaches() {
+    allowed("CREATE INDEX lt_inh_parent_b_idx ON guard_fixture.inh_parent (b)");
+    rejected("CREATE INDEX lt_inh_child_b_idx ON guard_fixture.inh_child (b)", "require-concurrent-index-creation");
+    let f = rejected("ALTER TABLE guard_fixture.inh_parent ADD COLUMN r float8 DEFAULT random()", "adding-field-with-default");
+    assert!(!f.detail.contains("guard_fixture.inh_parent (0 bytes"), "{f:?}");
+}
+
+// taken_ahead tells what the guard does: a foreign key from a table the user owns to a
+// table of another owner takes SHARE ROW EXCLUSIVE on both; the guard takes the lock on
+// the user's own table ahead, never the other owner's.
+#[pg_test]
+fn taken_ahead_excludes_strong_locks_on_tables_of_other_owners() {
+    Spi::run("SET LOCAL ROLE guard_app_user").unwrap();
+    let rows: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT relation || ' ' || mode || ' ' || taken_ahead FROM pg_migration_guard.lock_targets($1)",
+            None,
+            &["ALTER TABLE guard_fixture.app_lines ADD FOREIGN KEY (order_id) REFERENCES guard_fixture.orders (id)".into()],
+        )
+        .unwrap()
+        .map(|r| r.get::<String>(1).unwrap().unwrap())
+        .collect()
+    });
+    assert_eq!(rows, ["guard_fixture.app_lines SHARE ROW EXCLUSIVE true", "guard_fixture.orders SHARE ROW EXCLUSIVE false"]);
+}

@@ -164,7 +164,6 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
         let own_transactions = (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_VacuumStmt;
         if !exempt && guc::LOCK_TIMEOUT_POLICY.get() == guc::LockTimeoutPolicy::Auto && !own_transactions {
             lockqueue::take_locks(&(*p).event.locks, &(*p).event.command_tag);
-            (*p).guc_nest_level = lockqueue::bound_remaining_waits(&(*p).event.locks);
         }
         (*p).relfilenodes = (*p).event.locks.iter().map(|t| facts::relfilenode(t.oid)).collect();
         p
@@ -204,9 +203,6 @@ unsafe extern "C-unwind" fn after(p: *mut Pending) {
             pending.remove(i);
             pop_error_context(p);
             let pending = Box::from_raw(p);
-            if let Some(level) = pending.guc_nest_level {
-                pg_sys::AtEOXact_GUC(true, level);
-            }
             let rewritten = pending
                 .event
                 .locks
@@ -262,14 +258,6 @@ unsafe extern "C-unwind" fn xact_callback_guarded(event: pg_sys::XactEvent::Type
                     record_failed(p);
                 }
             }
-            // A statement that commits transactions of its own while it runs (CREATE INDEX
-            // CONCURRENTLY, VACUUM, REINDEX of a partitioned table): the commit popped every
-            // GUC nest level already, so `after` must not pop its level again.
-            XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
-                for (_, p) in (*std::ptr::addr_of_mut!(PENDING)).iter() {
-                    (**p).guc_nest_level = None;
-                }
-            }
             _ => {}
         }
     }
@@ -306,9 +294,6 @@ struct Pending {
     event: audit::Event,
     /// The SQLSTATE of the error that kept the guard from judging the statement, if one did.
     failure_code: Option<PgSqlErrorCode>,
-    /// The GUC nest level `lockqueue::bound_remaining_waits` opened, popped after the
-    /// statement ran.
-    guc_nest_level: Option<i32>,
     /// relfilenode of each of `event.locks` before the statement ran.
     relfilenodes: Vec<Option<u32>>,
     /// The SQLSTATE of the last error reported while the statement ran.
@@ -378,7 +363,6 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
                 started_at: 0,
             },
             failure_code: None,
-            guc_nest_level: None,
             relfilenodes: vec![],
             error_sqlstate: None,
             error_context: pg_sys::ErrorContextCallback { previous: std::ptr::null_mut(), callback: None, arg: std::ptr::null_mut() },

@@ -102,7 +102,7 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, siz
             if rv.is_null() {
                 Statement::Cluster { table: None }
             } else {
-                lookup(rv).and_then(|oid| relation(oid, true, sizes)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
+                lookup(rv).and_then(|oid| relation(oid, Reach::Partitions, sizes)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
             }
         } else if is_a(node, pg_sys::NodeTag::T_RefreshMatViewStmt) {
             refresh(node.cast(), sizes)
@@ -112,7 +112,7 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, siz
             let stmt = node as *mut pg_sys::TruncateStmt;
             let tables: Vec<Relation> = PgList::<pg_sys::RangeVar>::from_pg((*stmt).relations)
                 .iter_ptr()
-                .filter_map(|rv| lookup(rv).and_then(|oid| relation(oid, (*rv).inh, sizes)))
+                .filter_map(|rv| lookup(rv).and_then(|oid| relation(oid, if (*rv).inh { Reach::Inheritors } else { Reach::Itself }, sizes)))
                 .collect();
             if (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE && !tables.is_empty() {
                 Statement::TruncateCascade { tables }
@@ -299,15 +299,33 @@ impl Drop for OpenRel {
     }
 }
 
-/// The relation as the rules see it. With `recurse`, sizes and row estimates are summed
-/// over every partition and inheritance child the statement will also process.
-unsafe fn relation(oid: pg_sys::Oid, recurse: bool, sizes: Sizes) -> Option<Relation> {
+/// Which of a relation's partitions and inheritance children a statement processes along
+/// with it, so that their sizes count: the same relations PostgreSQL recurses to for that
+/// statement, never more (an empty inheritance parent is not as big as its children when
+/// the statement does not reach them).
+#[derive(Clone, Copy)]
+enum Reach {
+    /// The relation alone.
+    Itself,
+    /// Every partition at every level when the relation is a partitioned table; nothing for
+    /// an inheritance parent (DefineIndex, cluster_rel, ReindexPartitions, expand_vacuum_rel).
+    Partitions,
+    /// Every partition and inheritance child (find_all_inheritors: ExecuteTruncate).
+    Inheritors,
+    /// The children the statement locks, as `crate::judging::lock_targets` predicts them from PostgreSQL's
+    /// recursion rules per subcommand (ALTER TABLE).
+    Locked(*mut pg_sys::Node),
+}
+
+/// The relation as the rules see it. Sizes and row estimates are summed over the
+/// partitions and inheritance children `reach` selects.
+unsafe fn relation(oid: pg_sys::Oid, reach: Reach, sizes: Sizes) -> Option<Relation> {
     let rel = unsafe { OpenRel::new(oid) }?;
-    Some(unsafe { relation_of(&rel, recurse, sizes) })
+    Some(unsafe { relation_of(&rel, reach, sizes) })
 }
 
 /// [`relation`] for a relation the caller has open already.
-unsafe fn relation_of(rel: &OpenRel, recurse: bool, sizes: Sizes) -> Relation {
+unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
     let oid = unsafe { (*rel.0).rd_id };
     let mut out = Relation {
         name: rel.qualified_name(),
@@ -319,17 +337,26 @@ unsafe fn relation_of(rel: &OpenRel, recurse: bool, sizes: Sizes) -> Relation {
     if out.kind == RelKind::PartitionedTable {
         out.estimated_rows = None;
     }
-    if recurse && rel.form().relhassubclass {
-        let children = unsafe { PgList::<c_void>::from_pg(find_all_inheritors(oid)) };
-        for child in children.iter_oid().filter(|c| *c != oid) {
-            if let Some(crel) = unsafe { OpenRel::new(child) } {
-                out.size_bytes = out.size_bytes.saturating_add(sizes.of(&crel));
-                // Exempt only when every relation the statement reaches is new: a partition
-                // attached from an old table is as visible as ever.
-                out.created_in_transaction &= crel.invisible_to_others();
-                if let Some(t) = crel.reltuples() {
-                    *out.estimated_rows.get_or_insert(0.0) += t;
-                }
+    if !rel.form().relhassubclass {
+        return out;
+    }
+    let children: Vec<pg_sys::Oid> = match reach {
+        Reach::Itself => vec![],
+        Reach::Partitions if out.kind != RelKind::PartitionedTable => vec![],
+        Reach::Partitions | Reach::Inheritors => unsafe { PgList::<c_void>::from_pg(find_all_inheritors(oid)) }
+            .iter_oid()
+            .filter(|c| *c != oid)
+            .collect(),
+        Reach::Locked(node) => unsafe { crate::judging::lock_targets::reached_inheritors(node, oid) },
+    };
+    for child in children {
+        if let Some(crel) = unsafe { OpenRel::new(child) } {
+            out.size_bytes = out.size_bytes.saturating_add(sizes.of(&crel));
+            // Exempt only when every relation the statement reaches is new: a partition
+            // attached from an old table is as visible as ever.
+            out.created_in_transaction &= crel.invisible_to_others();
+            if let Some(t) = crel.reltuples() {
+                *out.estimated_rows.get_or_insert(0.0) += t;
             }
         }
     }
@@ -340,7 +367,7 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
     unsafe {
         let rv = (*stmt).relation;
         let oid = lookup(rv)?;
-        let table = relation(oid, (*rv).inh, sizes)?;
+        let table = relation(oid, if (*rv).inh { Reach::Partitions } else { Reach::Itself }, sizes)?;
         if table.kind == RelKind::PartitionedTable && !(*rv).inh {
             // CREATE INDEX ... ON ONLY parent: an invalid index on the parent, nothing built.
             return None;
@@ -358,7 +385,7 @@ unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt, sizes: Sizes) -> Option<Stateme
         if (*stmt).removeType == pg_sys::ObjectType::OBJECT_TABLE {
             let tables: Vec<Relation> = PgList::<pg_sys::List>::from_pg((*stmt).objects)
                 .iter_ptr()
-                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, false, sizes)))
+                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, Reach::Itself, sizes)))
                 .collect();
             if tables.is_empty() {
                 return None;
@@ -378,7 +405,7 @@ unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt, sizes: Sizes) -> Option<Stateme
             if table_oid == pg_sys::InvalidOid {
                 continue;
             }
-            let Some(table) = relation(table_oid, false, sizes) else { continue };
+            let Some(table) = relation(table_oid, Reach::Itself, sizes) else { continue };
             indexes.push(DroppedIndex {
                 name: index.qualified_name(),
                 partitioned: index.form().relkind as u8 == pg_sys::RELKIND_PARTITIONED_INDEX,
@@ -403,7 +430,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText, s
         let rv = (*stmt).relation;
         let oid = lookup(rv)?;
         let rel = OpenRel::new(oid)?;
-        let table = relation_of(&rel, (*rv).inh, sizes);
+        let table = relation_of(&rel, Reach::Locked(stmt.cast()), sizes);
         let lock = LockMode::from_pg(pg_sys::AlterTableGetLockLevel((*stmt).cmds)).unwrap_or(LockMode::AccessExclusive);
         let mut commands = Vec::new();
         if !table.created_in_transaction {
@@ -687,7 +714,7 @@ unsafe fn add_constraint(
                     None => written,
                 };
                 let constraint = NewConstraint { name: name_for(&cols, "fkey"), named, definition };
-                let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, false, sizes));
+                let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, Reach::Itself, sizes));
                 AlterTableCmd::AddForeignKey {
                     constraint,
                     referenced,
@@ -739,9 +766,9 @@ unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText, sizes: S
             ReindexTarget::Index => {
                 let oid = lookup((*stmt).relation)?;
                 let table_oid = pg_sys::IndexGetRelation(oid, true);
-                (table_oid != pg_sys::InvalidOid).then(|| relation(table_oid, true, sizes)).flatten()
+                (table_oid != pg_sys::InvalidOid).then(|| relation(table_oid, Reach::Partitions, sizes)).flatten()
             }
-            ReindexTarget::Table => lookup((*stmt).relation).and_then(|oid| relation(oid, true, sizes)),
+            ReindexTarget::Table => lookup((*stmt).relation).and_then(|oid| relation(oid, Reach::Partitions, sizes)),
             _ => None,
         };
         Some(Reindex { target, concurrent, table, concurrent_sql: sqltext::add_reindex_concurrently(text.text) })
@@ -779,7 +806,7 @@ unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt, sizes: Sizes) -> Statement 
         }
         let tables = rels
             .iter_ptr()
-            .filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, true, sizes)))
+            .filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, Reach::Partitions, sizes)))
             .collect();
         Statement::VacuumFull { tables, whole_database: false }
     }
@@ -803,7 +830,7 @@ unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt, sizes: Sizes) -> Statem
         let Some(oid) = lookup((*stmt).relation) else { return Statement::Other };
         let Some(rel) = OpenRel::new(oid) else { return Statement::Other };
         let populated = rel.form().relispopulated;
-        let view = relation_of(&rel, false, sizes);
+        let view = relation_of(&rel, Reach::Itself, sizes);
         Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData }
     }
 }
@@ -813,11 +840,11 @@ unsafe fn rename(stmt: *mut pg_sys::RenameStmt, sizes: Sizes) -> Statement {
     unsafe {
         let new_name = quote_ident(&cstr((*stmt).newname));
         match ((*stmt).renameType, (*stmt).relationType) {
-            (OBJECT_COLUMN, OBJECT_TABLE) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false, sizes)) {
+            (OBJECT_COLUMN, OBJECT_TABLE) => match lookup((*stmt).relation).and_then(|oid| relation(oid, Reach::Itself, sizes)) {
                 Some(table) => Statement::RenameColumn { table, column: quote_ident(&cstr((*stmt).subname)), new_name },
                 None => Statement::Other,
             },
-            (OBJECT_TABLE, _) => match lookup((*stmt).relation).and_then(|oid| relation(oid, false, sizes)) {
+            (OBJECT_TABLE, _) => match lookup((*stmt).relation).and_then(|oid| relation(oid, Reach::Itself, sizes)) {
                 Some(table) => Statement::RenameTable { table, new_name },
                 None => Statement::Other,
             },

@@ -6,15 +6,23 @@
 //! the ALTER itself would take milliseconds.
 //!
 //! Before the statement runs, the guard takes the locks it will need (`crate::judging::lock_targets`) in
-//! rounds. Each round runs in an internal subtransaction and waits for each lock at most
-//! `lock_attempt_timeout` (PostgreSQL's own lock wait, bounded by setting `LockTimeout`
-//! for that one request, as `lock_timeout` does). A round that times out is rolled back,
-//! which releases whatever it had taken and lets the queries queued behind it run; the
-//! guard then pauses — the first pause about as long as one attempt, doubling up to 500 ms,
-//! each randomised by ±50% so that two migrations do not retry in step — and tries again,
-//! until `lock_retry_budget` has passed. Then it raises SQLSTATE 55P03 naming the sessions
-//! that hold conflicting locks. A round that succeeds is committed into the statement's
-//! transaction: the statement then finds its locks already held and runs at once.
+//! rounds — for a statement that needs at least one lock that blocks reads or writes, all
+//! of its predicted locks, the weak ones included, so that the statement never waits for a
+//! lock while holding a strong one ([`taken_ahead`] says which). Each round runs in an
+//! internal subtransaction and waits for each lock at most `lock_attempt_timeout`
+//! (PostgreSQL's own lock wait, bounded by setting `LockTimeout` for that one request, as
+//! `lock_timeout` does). A round that times out is rolled back, which releases whatever it
+//! had taken and lets the queries queued behind it run; the guard then pauses — the first
+//! pause about as long as one attempt, doubling up to 500 ms, each randomised by ±50% so
+//! that two migrations do not retry in step — and tries again, until `lock_retry_budget`
+//! has passed. Then it raises SQLSTATE 55P03 naming the sessions that hold conflicting
+//! locks. A round that succeeds is committed into the statement's transaction: the
+//! statement then finds its locks already held and runs at once.
+//!
+//! Locks the guard does not predict (see `crate::judging::lock_targets`) are left to the statement: it
+//! waits for them as it would without the guard, with the session's own `lock_timeout`.
+//! The guard never shortens that wait, so it never fails a statement PostgreSQL would have
+//! run, except when the budget for the locks it takes ahead runs out.
 //!
 //! A session `lock_timeout` keeps its meaning — the longest the statement waits for its
 //! locks: attempts and budget are both capped by it.
@@ -31,7 +39,7 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 use crate::guc;
 use crate::subxact::{self, OnSuccess};
 use crate::judging::lock_targets::Target;
-use crate::model::format_ms;
+use crate::model::{format_ms, LockMode};
 
 /// The longest pause between two rounds.
 const MAX_PAUSE: Duration = Duration::from_millis(500);
@@ -76,21 +84,48 @@ enum Round {
     Failed(String),
 }
 
-/// Takes the locks of `targets` that could stall other sessions, as described in the
-/// module documentation. Returns normally once they are held, or when protection had to be
-/// skipped (WARNING); raises 55P03 when the budget runs out, and re-raises a query cancel.
+/// Which of `targets` the guard takes ahead of the statement (`pg_migration_guard.lock_targets`
+/// reports the same in `taken_ahead`). Nothing when no target blocks reads or writes of
+/// others (SHARE or stronger on a relation that existed before the transaction, owned by
+/// the current user): such a statement cannot stall the application while it waits, and
+/// waits as PostgreSQL makes it (CREATE INDEX CONCURRENTLY and the other SHARE UPDATE
+/// EXCLUSIVE statements). Otherwise every target on a relation that existed before the
+/// transaction, in PostgreSQL's order, the weak modes included — so that the statement,
+/// once it holds its strong locks, never queues for a weak one — when either
+/// - the current user has the privileges of the relation's owner: PostgreSQL checks
+///   ownership before it takes such a lock (RangeVarCallbackForAlterRelation and friends),
+///   and the guard must not let a role queue for, or hold, a strong lock on someone else's
+///   table (the audit table included); or
+/// - the mode is ACCESS SHARE or ROW SHARE, which PostgreSQL lets any role take on any
+///   relation: parse analysis locks a query's relations in these modes before any
+///   privilege is checked (addRangeTableEntry, then ExecCheckRTPerms at executor start).
+///
+/// The others (a strong lock on a table owned by another role, such as the SHARE ROW
+/// EXCLUSIVE a foreign key takes on a referenced table the user only has REFERENCES on) are
+/// taken by the statement itself, with PostgreSQL's own wait.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
+    let owned: Vec<bool> = targets.iter().map(|t| unsafe { crate::judging::facts::owned_by_current_user(t.oid) }).collect();
+    let protected = targets.iter().zip(&owned).any(|(t, owned)| *owned && t.request.can_stall_others());
+    targets
+        .iter()
+        .zip(owned)
+        .map(|(t, owned)| protected && !t.request.created_in_transaction && (owned || t.request.mode <= LockMode::RowShare))
+        .collect()
+}
+
+/// Takes the locks [`taken_ahead`] selects, as described in the module documentation.
+/// Returns normally once they are held, or when protection had to be skipped (WARNING);
+/// raises 55P03 when the budget runs out, and re-raises a query cancel.
 ///
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
-    // Only relations the current user owns: PostgreSQL checks ownership before it locks
-    // (RangeVarCallbackForAlterRelation and friends), and the guard must not let any role
-    // queue for, or hold, a lock on someone else's table (the audit table included). Other
-    // relations (an FK's referenced table owned by another role) are locked by the
-    // statement itself, its wait bounded by `bound_remaining_waits`.
-    let stalling: Vec<&Target> =
-        targets.iter().filter(|t| t.request.can_stall_others() && unsafe { crate::judging::facts::owned_by_current_user(t.oid) }).collect();
-    if stalling.is_empty() || unsafe { take_without_waiting(&stalling) } {
+    let ahead = unsafe { taken_ahead(targets) };
+    let chosen: Vec<&Target> = targets.iter().zip(ahead).filter(|(_, a)| *a).map(|(t, _)| t).collect();
+    if chosen.is_empty() || unsafe { take_without_waiting(&chosen) } {
         return;
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
@@ -100,9 +135,10 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
     let mut intent: Option<Intent> = None;
+    let mut cancelled = Cancelled::default();
     loop {
         attempts += 1;
-        match unsafe { round(&stalling, attempt) } {
+        match unsafe { round(&chosen, attempt) } {
             Round::Acquired => {
                 if let Some(i) = intent {
                     unsafe { i.withdraw() };
@@ -124,14 +160,22 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
             }
             Round::TimedOut(i) => {
                 if intent.is_none() {
-                    intent = Some(unsafe { Intent::declare(&stalling) });
+                    intent = Some(unsafe { Intent::declare(&chosen) });
                 }
-                unsafe { fail_on_cycle(stalling[i], command_tag) };
-                unsafe { cancel_blocking_autovacuum(stalling[i]) };
+                let holders = unsafe { cancel_blocking_autovacuum(chosen[i], &mut cancelled) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
-                    unsafe { exhausted(stalling[i], command_tag, attempts, attempt, elapsed, budget, bound) };
+                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound) };
                 }
+                if holders.only_cancelled_autovacuum() && cancelled.recent() {
+                    // Only autovacuum workers that have just been sent a cancel hold the
+                    // lock: queue again at once and wait there for them to go, as
+                    // PostgreSQL's own cancel leaves the requester queued (ProcSleep). A
+                    // pause would let a new worker take the lock between the cancelled one
+                    // and this session.
+                    continue;
+                }
+                unsafe { fail_on_cycle(chosen[i], command_tag) };
                 let sleep = pause.mul_f64(jitter()).min(budget - elapsed);
                 unsafe { wait(sleep) };
                 pause = (pause * 2).min(MAX_PAUSE.max(attempt));
@@ -283,7 +327,7 @@ unsafe fn blockers(target: &Target) -> Result<Vec<Blocker>, String> {
 ///
 /// # Safety
 /// Inside a transaction.
-unsafe fn internal_query<R>(f: impl FnOnce() -> R) -> Result<R, crate::subxact::Caught> {
+pub(crate) unsafe fn internal_query<R>(f: impl FnOnce() -> R) -> Result<R, crate::subxact::Caught> {
     unsafe {
         crate::subxact::in_subtransaction(|| {
             // Popped by the subtransaction's rollback (AtEOSubXact_GUC).
@@ -356,7 +400,6 @@ impl Intent {
 /// with the higher pid raises 40P01 and the other goes on; a holder that is waiting in the
 /// lock queue outside the guard cannot back off, so this session does.
 unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
-    use crate::model::LockMode;
     let pairs: Vec<String> = LockMode::ALL
         .iter()
         .flat_map(|wanted| {
@@ -391,6 +434,40 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
         .report(PgLogLevel::ERROR);
 }
 
+/// Who holds the locks that conflict with the one the guard could not get, as
+/// [`cancel_blocking_autovacuum`] found them.
+struct Holders {
+    /// Autovacuum workers (not anti-wraparound) holding a conflicting lock, all of which
+    /// have been sent a cancel (now or in an earlier round).
+    autovacuum: usize,
+    /// Every other holder (sessions, anti-wraparound autovacuum, prepared transactions).
+    others: usize,
+}
+
+impl Holders {
+    fn only_cancelled_autovacuum(&self) -> bool {
+        self.autovacuum > 0 && self.others == 0
+    }
+}
+
+/// The autovacuum transactions the guard has sent a cancel, as (pid, local transaction id),
+/// and when it sent the last one.
+#[derive(Default)]
+struct Cancelled {
+    sent: Vec<(i32, u32)>,
+    last: Option<Instant>,
+}
+
+impl Cancelled {
+    /// Whether the last cancel went out less than `deadlock_timeout` ago: a cancelled worker
+    /// ends within milliseconds; one that is still there after the time PostgreSQL itself
+    /// waits before cancelling is waited for like any other holder, with pauses.
+    fn recent(&self) -> bool {
+        let limit = Duration::from_millis(unsafe { pg_sys::DeadlockTimeout }.max(1) as u64);
+        self.last.is_some_and(|t| t.elapsed() < limit)
+    }
+}
+
 /// Cancels autovacuum workers that hold a conflicting lock on `target`, as PostgreSQL
 /// itself does for a lock request that has waited `deadlock_timeout` behind one (ProcSleep
 /// in src/backend/storage/lmgr/proc.c: "sending cancel to blocking autovacuum PID"). The
@@ -404,10 +481,18 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
 /// ProcArrayLock, still runs that virtual transaction and its status flags say autovacuum
 /// worker (`PROC_IS_AUTOVACUUM`) and not anti-wraparound (`PROC_VACUUM_FOR_WRAPAROUND`) —
 /// ProcSleep's own test. The signal is SIGINT to that pid, as ProcSleep sends it: the
-/// server's decision, which needs no privilege of the session.
-unsafe fn cancel_blocking_autovacuum(target: &Target) {
-    let pids = unsafe { blocking_autovacuum_workers(target) };
-    for pid in pids {
+/// server's decision, which needs no privilege of the session. Each worker's transaction
+/// (pid, local transaction id, kept in `cancelled`) is signalled once: a worker that has
+/// been cancelled moves on to its next table, where a second signal would cancel work
+/// that blocks no one.
+unsafe fn cancel_blocking_autovacuum(target: &Target, cancelled: &mut Cancelled) -> Holders {
+    let (workers, others) = unsafe { blocking_autovacuum_workers(target) };
+    for &(pid, lxid) in &workers {
+        if cancelled.sent.contains(&(pid, lxid)) {
+            continue;
+        }
+        cancelled.sent.push((pid, lxid));
+        cancelled.last = Some(Instant::now());
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
             format!("pg_migration_guard: sending cancel to blocking autovacuum PID {pid}"),
@@ -417,18 +502,20 @@ unsafe fn cancel_blocking_autovacuum(target: &Target) {
         .report(PgLogLevel::LOG);
         unsafe { libc::kill(pid, libc::SIGINT) };
     }
+    Holders { autovacuum: workers.len(), others }
 }
 
 /// `ProcArrayLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h, generated
 /// from lwlocknames.txt: the same on every supported version).
 const PROC_ARRAY_LOCK: usize = 4;
 
-/// The pids of the autovacuum workers (not anti-wraparound) that hold a lock on `target`
-/// conflicting with the mode it wants. See [`cancel_blocking_autovacuum`].
+/// The autovacuum workers (not anti-wraparound) that hold a lock on `target` conflicting
+/// with the mode it wants, as (pid, local transaction id), and how many other holders of a
+/// conflicting lock there are. See [`cancel_blocking_autovacuum`].
 ///
 /// # Safety
 /// Inside a transaction, in a backend with a PGPROC.
-unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
+unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usize) {
     unsafe {
         let db = if pg_sys::IsSharedRelation(target.oid) { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId };
         let tag = pg_sys::LOCKTAG {
@@ -445,10 +532,10 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
         let vxids = pg_sys::GetLockConflicts(&tag, target.request.mode as pg_sys::LOCKMODE, &mut count);
         let vxids: Vec<pg_sys::VirtualTransactionId> = (0..count.max(0) as usize).map(|i| *vxids.add(i)).collect();
         if vxids.is_empty() {
-            return vec![];
+            return (vec![], 0);
         }
         let lock = &raw mut (*pg_sys::MainLWLockArray.add(PROC_ARRAY_LOCK)).lock;
-        let mut pids = Vec::new();
+        let mut workers = Vec::new();
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
         let procs = (*pg_sys::ProcGlobal).allProcs;
         for i in 0..(*pg_sys::ProcGlobal).allProcCount as usize {
@@ -459,11 +546,12 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> Vec<i32> {
             let runs_holder = vxids.iter().any(|v| v.backendId == proc.backendId && v.localTransactionId == proc.lxid && v.localTransactionId != 0);
             let flags = u32::from(proc.statusFlags);
             if runs_holder && flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0 {
-                pids.push(proc.pid);
+                workers.push((proc.pid, proc.lxid));
             }
         }
         pg_sys::LWLockRelease(lock);
-        pids
+        let others = vxids.len().saturating_sub(workers.len());
+        (workers, others)
     }
 }
 
@@ -531,28 +619,6 @@ unsafe fn exhausted(
     unreachable!("ERROR returned")
 }
 
-/// For statements whose locks were taken ahead: bounds the waits the statement might still
-/// do for locks the guard does not take ahead (a default partition, tables reached by
-/// CASCADE) by setting `lock_timeout` to `lock_attempt_timeout` while it runs, when the
-/// session has no lock_timeout of its own. Returns the GUC nest level to pop after the
-/// statement (`AtEOXact_GUC`); an ERROR pops it with the (sub)transaction.
-///
-/// Not for statements that wait for other transactions to end by design (CREATE INDEX
-/// CONCURRENTLY and the other CONCURRENTLY forms): their waits are lock waits too, and they
-/// take no lock that blocks reads or writes, so they never get here.
-///
-/// # Safety
-/// Called from the ProcessUtility hook, inside a transaction.
-pub unsafe fn bound_remaining_waits(targets: &[Target]) -> Option<i32> {
-    unsafe {
-        if pg_sys::LockTimeout != 0 || !targets.iter().any(|t| t.request.can_stall_others()) {
-            return None;
-        }
-        let value = std::ffi::CString::new(format!("{}ms", guc::LOCK_ATTEMPT_TIMEOUT_MS.get().max(1))).ok()?;
-        Some(guc::set_in_new_nest_level(c"lock_timeout", &value))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +631,17 @@ mod tests {
         assert_eq!(limits(50, 10_000, 20), (ms(20), ms(20), Bound::SessionLockTimeout));
         assert_eq!(limits(50, 1_000, 60_000), (ms(50), ms(1_000), Bound::Budget));
         assert_eq!(limits(50, 0, 0), (ms(50), ms(0), Bound::Budget));
+    }
+
+    #[test]
+    fn only_cancelled_autovacuum_workers_holding_the_lock_means_queue_again_at_once() {
+        assert!(Holders { autovacuum: 1, others: 0 }.only_cancelled_autovacuum());
+        assert!(Holders { autovacuum: 2, others: 0 }.only_cancelled_autovacuum());
+        assert!(!Holders { autovacuum: 1, others: 1 }.only_cancelled_autovacuum());
+        assert!(!Holders { autovacuum: 0, others: 1 }.only_cancelled_autovacuum());
+        // Nobody any more (the holder ended between the timeout and the look): pause and
+        // retry as usual.
+        assert!(!Holders { autovacuum: 0, others: 0 }.only_cancelled_autovacuum());
     }
 
     #[test]

@@ -310,7 +310,14 @@ fn dropping_a_table_locks_the_table_its_foreign_key_references() {
 fn a_blocking_autovacuum_is_cancelled_as_postgres_would() {
     // PostgreSQL cancels an autovacuum that blocks a lock request once the request has
     // waited deadlock_timeout; the guard's waits are shorter, so it does the same itself.
+    // With a naptime of 1 s the launcher starts a new worker on the table about every
+    // second: after the cancel the guard must stay queued until the cancelled worker is
+    // gone, or a new worker takes the lock again between two attempts.
     let mut c = connect("A");
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push("ALTER SYSTEM RESET autovacuum_naptime");
+    cleanup.push("SELECT pg_reload_conf()");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_av");
     c.batch_execute("ALTER SYSTEM SET autovacuum_naptime = '1s'").unwrap();
     c.batch_execute(
         "SELECT pg_reload_conf(); SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_av; \
@@ -322,31 +329,158 @@ fn a_blocking_autovacuum_is_cancelled_as_postgres_would() {
     .unwrap();
     // Wait (for a state, not a time) until an autovacuum worker is working on the table:
     // with a cost limit of 1 it sleeps 100 ms per page, so it stays there.
-    let mut seen = 0;
-    for _ in 0..600 {
-        seen = c
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%lq_av%'",
-                &[],
-            )
-            .unwrap()
-            .get::<_, i64>(0);
-        if seen > 0 {
+    let worker_sql = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%lq_av%'";
+    let mut worker: Option<i32> = None;
+    for _ in 0..1200 {
+        worker = c.query(worker_sql, &[]).unwrap().first().map(|r| r.get(0));
+        if worker.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(seen, 1, "autovacuum never started on lq_av");
-    c.batch_execute("SET pg_migration_guard.lock_retry_budget = '60s'; ALTER TABLE lq_av ADD COLUMN x int").unwrap();
-    let vacuuming: i64 = c
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%lq_av%'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(vacuuming, 0, "the autovacuum of lq_av should have been cancelled");
-    if let Ok(log) = std::env::var("PGMG_LOG_A") {
-        let text = String::from_utf8_lossy(&std::fs::read(log).unwrap()).into_owned();
-        assert!(text.contains("pg_migration_guard: sending cancel to blocking autovacuum PID"));
+    let worker = worker.expect("autovacuum never started on lq_av");
+    c.batch_execute("SET pg_migration_guard.lock_retry_budget = '60s'; ALTER TABLE lq_av ADD COLUMN x int")
+        .expect("the ALTER must get its lock once the autovacuum is cancelled");
+    // The worker that held the lock was cancelled by the guard, not merely outlived: its
+    // vacuum of lq_av would have taken minutes.
+    let log = std::env::var("PGMG_LOG_A").expect("PGMG_LOG_A");
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap()).into_owned();
+    assert!(
+        text.contains(&format!("pg_migration_guard: sending cancel to blocking autovacuum PID {worker}")),
+        "no cancel sent to autovacuum worker {worker}"
+    );
+}
+
+/// Creates the tables of a two-session reproduction with the guard off (DDL on new tables).
+fn setup(c: &mut Client, sql: &str) {
+    c.batch_execute(&format!("SET pg_migration_guard.mode = off; {sql}; RESET pg_migration_guard.mode")).unwrap();
+}
+
+/// Waits until session `pid` is retrying its locks: after a first attempt timed out, the
+/// guard advertises what it wants with an advisory lock (`objsubid` 19783) until it holds
+/// everything. Reached only by a statement whose wait the guard bounds and retries.
+fn wait_for_retry(c: &mut Client, pid: i32) {
+    let sql = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND objsubid = 19783";
+    for _ in 0..3000 {
+        if c.query_one(sql, &[&pid]).unwrap().get::<_, i64>(0) > 0 {
+            return;
+        }
+        thread::sleep(Duration::from_millis(5));
     }
-    c.batch_execute("ALTER SYSTEM RESET autovacuum_naptime").unwrap();
-    c.batch_execute("SELECT pg_reload_conf(); SET pg_migration_guard.mode = off; DROP TABLE lq_av").unwrap();
+    panic!("session {pid} never retried its locks");
+}
+
+/// Whether session `pid` still has a transaction open (the "while" of a reproduction).
+fn in_transaction(c: &mut Client, pid: i32) -> bool {
+    c.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND xact_start IS NOT NULL", &[&pid]).unwrap().get::<_, i64>(0) == 1
+}
+
+#[test]
+fn create_index_on_an_inheritance_parent_does_not_wait_for_a_child_being_written() {
+    // PostgreSQL's DefineIndex builds the index on the parent alone (only a partitioned
+    // table's index recurses): the guard must not take SHARE on the children.
+    let mut admin = connect("A");
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_inh_parent CASCADE");
+    setup(&mut admin, "DROP TABLE IF EXISTS lq_inh_parent CASCADE; CREATE TABLE lq_inh_parent (a int, b int); \
+                       CREATE TABLE lq_inh_child1 () INHERITS (lq_inh_parent)");
+    let (mut writer, writer_pid) = { let mut w = app("lq-writer"); let p = pid(&mut w); (w, p) };
+    writer.batch_execute("BEGIN; INSERT INTO lq_inh_child1 VALUES (9, 9)").unwrap();
+    let mut m = app("lq-migration");
+    m.batch_execute("SET pg_migration_guard.mode = warn; SET pg_migration_guard.lock_retry_budget = '5s'").unwrap();
+    m.batch_execute("CREATE INDEX lq_inh_parent_b_idx ON lq_inh_parent (b)")
+        .expect("CREATE INDEX on the parent runs while a child is written, as in PostgreSQL");
+    assert!(in_transaction(&mut admin, writer_pid), "the writer's transaction was open all along");
+    writer.batch_execute("COMMIT").unwrap();
+}
+
+#[test]
+fn detach_and_row_level_security_do_not_wait_for_a_sibling_partition_being_read() {
+    // ATExecDetachPartition locks the parent, the partition and the default partition;
+    // ENABLE ROW LEVEL SECURITY never recurses. Neither touches the other partitions.
+    let mut admin = connect("A");
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_part, lq_part_2");
+    setup(&mut admin, "DROP TABLE IF EXISTS lq_part, lq_part_2; CREATE TABLE lq_part (k int) PARTITION BY RANGE (k); \
+                       CREATE TABLE lq_part_1 PARTITION OF lq_part FOR VALUES FROM (0) TO (100); \
+                       CREATE TABLE lq_part_2 PARTITION OF lq_part FOR VALUES FROM (100) TO (200)");
+    let (mut reader, reader_pid) = { let mut r = app("lq-report"); let p = pid(&mut r); (r, p) };
+    reader.batch_execute("BEGIN; SELECT count(*) FROM lq_part_1").unwrap();
+    let mut m = app("lq-migration");
+    m.batch_execute("SET pg_migration_guard.mode = warn; SET pg_migration_guard.lock_retry_budget = '5s'").unwrap();
+    m.batch_execute("ALTER TABLE lq_part ENABLE ROW LEVEL SECURITY").expect("ENABLE ROW LEVEL SECURITY while a sibling is read");
+    m.batch_execute("ALTER TABLE lq_part DETACH PARTITION lq_part_2").expect("DETACH PARTITION while a sibling is read");
+    assert!(in_transaction(&mut admin, reader_pid), "the reader's transaction was open all along");
+    reader.batch_execute("COMMIT").unwrap();
+}
+
+#[test]
+fn refresh_waits_for_a_locked_base_table_without_blocking_readers_of_the_view() {
+    // PostgreSQL's REFRESH takes ACCESS EXCLUSIVE on the view, then ACCESS SHARE on the
+    // tables its query reads, waiting as long as needed. With the guard the base table's
+    // lock is predicted and taken ahead in bounded, retried waits: the statement completes
+    // once the other session releases the table (within the budget), and the view stays
+    // readable meanwhile.
+    let mut admin = connect("A");
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_mv_base CASCADE");
+    setup(&mut admin, "DROP TABLE IF EXISTS lq_mv_base CASCADE; CREATE TABLE lq_mv_base (id int); \
+                       INSERT INTO lq_mv_base SELECT generate_series(1, 10); \
+                       CREATE MATERIALIZED VIEW lq_mv AS SELECT count(*) AS n FROM lq_mv_base");
+    let mut locker = app("lq-locker");
+    locker.batch_execute("BEGIN; LOCK TABLE lq_mv_base IN ACCESS EXCLUSIVE MODE").unwrap();
+    let (mig_pid, done) =
+        spawn_migration("lq-migration", "SET pg_migration_guard.mode = warn", "REFRESH MATERIALIZED VIEW lq_mv");
+    wait_for_retry(&mut admin, mig_pid);
+    // Readers of the view are not queued behind the REFRESH for longer than one attempt.
+    let mut reader = app("lq-app");
+    let n: i64 = reader.query_one("SELECT n FROM lq_mv", &[]).unwrap().get(0);
+    assert_eq!(n, 10);
+    assert!(done.try_recv().is_err(), "the REFRESH must not finish while the base table is locked");
+    locker.batch_execute("COMMIT").unwrap();
+    done.recv().unwrap().expect("the REFRESH completes once the base table is released, as in PostgreSQL");
+}
+
+#[test]
+fn dropping_a_referencing_column_waits_for_the_referenced_table_as_postgres_does() {
+    // DROP COLUMN drops the column's foreign key, whose RI triggers live on the referenced
+    // table: ACCESS EXCLUSIVE there. PostgreSQL waits for the readers of that table; so
+    // does the guard (bounded, retried waits) instead of failing on a lock timeout.
+    let mut admin = connect("A");
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_fk_child, lq_fk_parent");
+    setup(&mut admin, "DROP TABLE IF EXISTS lq_fk_child, lq_fk_parent; CREATE TABLE lq_fk_parent (id int PRIMARY KEY); \
+                       CREATE TABLE lq_fk_child (id int, pid int REFERENCES lq_fk_parent)");
+    let mut reader = app("lq-report");
+    reader.batch_execute("BEGIN; SELECT count(*) FROM lq_fk_parent").unwrap();
+    let (mig_pid, done) =
+        spawn_migration("lq-migration", "SET pg_migration_guard.mode = warn", "ALTER TABLE lq_fk_child DROP COLUMN pid");
+    wait_for_retry(&mut admin, mig_pid);
+    assert!(done.try_recv().is_err(), "the ALTER must not finish while the referenced table is read");
+    reader.batch_execute("COMMIT").unwrap();
+    done.recv().unwrap().expect("the ALTER completes once the reader ended, as in PostgreSQL");
+}
+
+#[test]
+fn event_triggers_and_the_statement_see_the_sessions_lock_timeout() {
+    // The guard bounds only its own waits (LockTimeout for each attempt, restored after):
+    // while the statement runs, lock_timeout is what the session set.
+    let mut admin = connect("A");
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP EVENT TRIGGER IF EXISTS lq_show_lock_timeout");
+    cleanup.push("SET pg_migration_guard.mode = off; DROP FUNCTION IF EXISTS lq_show_lock_timeout(); DROP TABLE IF EXISTS lq_et");
+    setup(
+        &mut admin,
+        "DROP TABLE IF EXISTS lq_et; CREATE TABLE lq_et (id int); \
+         CREATE OR REPLACE FUNCTION lq_show_lock_timeout() RETURNS event_trigger LANGUAGE plpgsql AS \
+         $$BEGIN RAISE WARNING 'lq_show_lock_timeout: %', current_setting('lock_timeout'); END$$; \
+         DROP EVENT TRIGGER IF EXISTS lq_show_lock_timeout; \
+         CREATE EVENT TRIGGER lq_show_lock_timeout ON ddl_command_end EXECUTE FUNCTION lq_show_lock_timeout()",
+    );
+    let (mut m, notices) = connect_as("A", "postgres", "lq-migration");
+    m.batch_execute("ALTER TABLE lq_et ADD COLUMN x int").unwrap();
+    m.batch_execute("SET lock_timeout = '7s'; ALTER TABLE lq_et ADD COLUMN y int").unwrap();
+    let seen: Vec<String> =
+        warning_messages(&notices).into_iter().filter(|w| w.starts_with("lq_show_lock_timeout: ")).collect();
+    assert_eq!(seen, ["lq_show_lock_timeout: 0", "lq_show_lock_timeout: 7s"]);
 }
