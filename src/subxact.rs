@@ -24,6 +24,8 @@ pub enum OnSuccess {
 ///
 /// # Safety
 /// Must be called inside a transaction, from a backend's main thread.
+// pgrx's CaughtError is large (a whole error report); it is built only on the error path.
+#[allow(clippy::result_large_err)]
 pub unsafe fn run<R>(on_success: OnSuccess, f: impl FnOnce() -> R) -> Result<R, CaughtError> {
     unsafe {
         let oldcxt = pg_sys::CurrentMemoryContext;

@@ -212,7 +212,7 @@ pub fn pretty_size(bytes: u64) -> String {
 
 /// Formats milliseconds the way a `SET lock_timeout` would be written: `2s`, `150ms`.
 pub fn format_ms(ms: u32) -> String {
-    if ms >= 1000 && ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms >= 1000 && ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
 /// A statement the rules can judge. Anything else is `Other` and always allowed.

@@ -683,7 +683,7 @@ mod tests {
 
     #[test]
     fn lists_over_their_bound_end_with_a_marker_entry() {
-        let ids: Vec<&str> = std::iter::repeat("ban-drop-column").take(100).collect();
+        let ids: Vec<&str> = std::iter::repeat_n("ban-drop-column", 100).collect();
         let bounded = bound_rule_ids(&ids);
         assert_eq!(bounded.len(), RULE_IDS_MAX);
         assert!(bounded[..RULE_IDS_MAX - 1].iter().all(|id| id == "ban-drop-column"));

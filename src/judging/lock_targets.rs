@@ -47,6 +47,10 @@
 //! are catalogued since 18). This module models PostgreSQL 15, the version built and tested
 //! here.
 
+// The matches follow PostgreSQL's own switches (ATPrepCmd, ATExecCmd) one case per arm,
+// with the recursion test inside the arm as PostgreSQL has it.
+#![allow(clippy::collapsible_match)]
+
 use std::ffi::{c_void, CString};
 
 use pgrx::pg_sys;
@@ -391,7 +395,7 @@ unsafe fn column(oid: pg_sys::Oid, name: *const std::ffi::c_char) -> Option<(i16
     let rel = unsafe { OpenRel::new(oid) }?;
     let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel.0).rd_att) };
     let att = desc.iter().find(|a| !a.attisdropped && name_bytes(&a.attname) == wanted)?;
-    Some((att.attnum, att.attinhcount as i32, att.attislocal, att.attnotnull))
+    Some((att.attnum, att.attinhcount, att.attislocal, att.attnotnull))
 }
 
 /// ATPrepSetNotNull: on a partitioned table whose column is NOT NULL already, nothing

@@ -30,11 +30,10 @@ pub fn ban_exclusion_constraint(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Cont
             "it builds the constraint's index and checks every row; \
              PostgreSQL has no USING INDEX or NOT VALID form for exclusion constraints",
         ),
-        hint: format!(
-            "There is no online way to add an exclusion constraint to an existing table. Add it in a \
+        hint: "There is no online way to add an exclusion constraint to an existing table. Add it in a \
              maintenance window, or create a new table with the constraint, copy the rows in batches, and swap the names. \
              If it must run now, set pg_migration_guard.rule_levels = 'ban-exclusion-constraint:warning' for this session (superuser)."
-        ),
+            .to_string(),
     });
 }
 
