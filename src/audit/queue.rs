@@ -162,6 +162,11 @@ struct QueueHeader {
 /// documentation, "Shared Memory and LWLocks"). pgrx has no binding for the macro.
 const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 
+/// The queue in shared memory. Set by `shmem_startup` in the postmaster before any backend
+/// starts (and again in each process that attaches, with the same address) and never
+/// changed after; everything it points to is read and written only while holding `LOCK`
+/// (a [`Locked`] guard), except `size`, which is fixed at initialisation. Every unsafe
+/// block of this module relies on that.
 static mut QUEUE: *mut QueueHeader = std::ptr::null_mut();
 static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
 static mut PREV_SHMEM_REQUEST: Option<unsafe extern "C-unwind" fn()> = None;
@@ -252,7 +257,11 @@ impl Drop for Locked {
     }
 }
 
+/// The record header at ring offset `offset` (offsets only grow; the ring wraps).
 unsafe fn record_at(q: *mut QueueHeader, offset: u64) -> *mut RecordHeader {
+    // SAFETY: `offset % size` lies within the ring, which follows the header in the same
+    // shared-memory allocation (shmem_size); records are 32-byte aligned and never split at
+    // the end of the ring, so a whole header fits at every record offset.
     unsafe {
         let base = (q as *mut u8).add(std::mem::size_of::<QueueHeader>());
         base.add((offset % (*q).size) as usize) as *mut RecordHeader

@@ -68,6 +68,8 @@ unsafe extern "C-unwind" {
 /// that free the records of statements an ERROR interrupted. Called from `_PG_init` while
 /// shared_preload_libraries is processed, so every backend inherits it.
 pub unsafe fn install() {
+    // SAFETY: called once, from _PG_init while shared_preload_libraries is processed, before
+    // any backend runs a statement: nothing reads the hook variables concurrently.
     unsafe {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(guard_process_utility);
@@ -91,6 +93,9 @@ unsafe extern "C-unwind" fn guard_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // SAFETY: PostgreSQL calls the hook with valid arguments; they are passed on unchanged.
+    // `pending` is a raw pointer (no destructor), so an ERROR from the chained call may
+    // longjmp over this frame.
     unsafe {
         let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string) };
         match PREV_PROCESS_UTILITY {
@@ -113,6 +118,9 @@ unsafe extern "C-unwind" fn guard_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // SAFETY: PostgreSQL calls the hook with valid arguments; they are passed on unchanged.
+    // `pending` is a raw pointer (no destructor), so an ERROR from the chained call may
+    // longjmp over this frame.
     unsafe {
         let pending = if cheap_skip(pstmt, context) { std::ptr::null_mut() } else { before(pstmt, query_string) };
         match PREV_PROCESS_UTILITY {
@@ -134,6 +142,10 @@ static mut PENDING: Vec<(pg_sys::SubTransactionId, *mut Pending)> = Vec::new();
 /// audit after the statement ran, or null when the statement is not judged.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> *mut Pending {
+    // SAFETY: `pstmt` is the hook's valid planned statement, inside a transaction
+    // (should_judge checks the state). `p` comes from Box::into_raw and is owned by PENDING
+    // until `after`, `record_failed` or the abort callbacks take it back; its error context
+    // lives in that box, so the pointer on error_context_stack stays valid until it is popped.
     unsafe {
         if !should_judge((*pstmt).utilityStmt) {
             return std::ptr::null_mut();
@@ -175,6 +187,9 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
 /// SQLSTATE of the last error-class message (not 00 success, 01 warning, 02 no data).
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn error_seen(arg: *mut std::ffi::c_void) {
+    // SAFETY: `arg` is the Pending this callback was pushed with; it stays allocated while the
+    // callback is on error_context_stack (popped before the box is freed, or unwound with the
+    // stack by the ERROR).
     unsafe {
         let code = pg_sys::geterrcode();
         let class = code & 0xFFF;
@@ -187,6 +202,7 @@ unsafe extern "C-unwind" fn error_seen(arg: *mut std::ffi::c_void) {
 /// Takes the statement's error context callback off the stack, when it is on top (after a
 /// normal return it is; after an ERROR the catching code restored the stack already).
 unsafe fn pop_error_context(j: *mut Pending) {
+    // SAFETY: `j` points to a live Pending (the caller holds it).
     unsafe {
         if std::ptr::eq(pg_sys::error_context_stack, &raw mut (*j).error_context) {
             pg_sys::error_context_stack = (*j).error_context.previous;
@@ -197,6 +213,8 @@ unsafe fn pop_error_context(j: *mut Pending) {
 /// Records the decision once the statement ran.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn after(p: *mut Pending) {
+    // SAFETY: `p` was pushed on PENDING by `before`; it is freed only here, after it is
+    // removed from PENDING, so no abort callback can free it twice.
     unsafe {
         let pending = &mut *std::ptr::addr_of_mut!(PENDING);
         if let Some(i) = pending.iter().rposition(|(_, q)| *q == p) {
@@ -217,6 +235,7 @@ unsafe extern "C-unwind" fn after(p: *mut Pending) {
 
 /// Queues the record of a statement its (sub)transaction's abort interrupted.
 unsafe fn record_failed(p: *mut Pending) {
+    // SAFETY: `p` was just removed from PENDING by the caller: this is its only owner.
     unsafe {
         let pending = Box::from_raw(p);
         audit::record(&pending.event, Outcome::Failed { sqlstate: pending.error_sqlstate }, false);
@@ -231,6 +250,8 @@ unsafe fn cheap_skip(pstmt: *mut pg_sys::PlannedStmt, context: pg_sys::ProcessUt
     if guc::MODE.get() == guc::GuardMode::Off || context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
         return true;
     }
+    // SAFETY: `pstmt` is the hook's valid planned statement; its utility node is read only
+    // when non-null.
     unsafe {
         let node = (*pstmt).utilityStmt;
         node.is_null() || judging::is_everyday_statement((*node).type_)
@@ -240,6 +261,7 @@ unsafe fn cheap_skip(pstmt: *mut pg_sys::PlannedStmt, context: pg_sys::ProcessUt
 /// Transaction callback, called at every transaction event of every transaction: returns
 /// before the pg_guard-wrapped body when no judged statement is pending (nearly always).
 unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
+    // SAFETY: PENDING is only touched by this backend's main thread.
     unsafe {
         if (*std::ptr::addr_of!(PENDING)).is_empty() {
             return;
@@ -251,6 +273,8 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, arg: *
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn xact_callback_guarded(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
+    // SAFETY: PENDING is only touched by this backend's main thread; each entry is a live box,
+    // drained once.
     unsafe {
         match event {
             XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
@@ -271,6 +295,8 @@ unsafe extern "C-unwind" fn subxact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        // SAFETY: PENDING is only touched by this backend's main thread; entries are removed
+        // before their box is freed.
         unsafe {
             // Subtransaction ids grow within a transaction: everything pushed at or below
             // the aborted subtransaction has an id >= its own.
@@ -306,6 +332,8 @@ struct Pending {
 /// subcommand, a non-null node): is this a statement the guard judges, now?
 #[inline]
 unsafe fn should_judge(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: `node` is a valid, non-null utility parse tree (cheap_skip tested it); the
+    // globals read are this backend's.
     unsafe {
         if !judging::is_judged_statement(node) {
             return false;
@@ -325,6 +353,8 @@ unsafe fn should_judge(node: *mut pg_sys::Node) -> bool {
 /// part of the string when PostgreSQL gave its length, so that judging each statement of a
 /// long multi-statement string costs the length of that statement, not of the whole string.
 unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char) -> (&'a [u8], usize) {
+    // SAFETY: `query_string` is the NUL-terminated source text of `pstmt`; the parser's
+    // stmt_location and stmt_len lie within it, so the slice stays inside the string.
     unsafe {
         if query_string.is_null() {
             return (b"", 0);
@@ -344,6 +374,7 @@ unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *c
 }
 
 unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::c_char, exemption: Option<String>) -> Pending {
+    // SAFETY: `pstmt` is the hook's valid planned statement, inside a valid transaction.
     unsafe {
         let node = (*pstmt).utilityStmt;
         let (text_bytes, start) = statement_bounds(pstmt, query_string);
