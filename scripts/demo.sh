@@ -38,7 +38,7 @@ for f in examples/migrations/*.sql; do
 done
 
 echo
-echo "== pg_migration_guard.audit (rows of rejected migrations too; the writer inserts within ~10 ms)"
+echo "== pg_migration_guard.audit (rows of rejected migrations too; the writer inserts within about 0.1 s)"
 sleep 0.5
 "${PSQL[@]}" -P pager=off -c "SELECT decision, command_tag, rules, transaction_status, duration, rewrote_table,
        left(regexp_replace(statement, '\s+', ' ', 'g'), 60) AS statement
