@@ -37,6 +37,15 @@ q_err() {
   printf '%s\n' "$out"
 }
 
+# expect_error PORT DB SQL PATTERN: SQL must fail with an error output matching PATTERN
+# (grep -E); prints the first line of the error.
+expect_error() {
+  local out
+  out=$(q_err "$1" "$2" "$3")
+  grep -Eq -- "$4" <<<"$out" || fail "error of [$3] does not match [$4]: $out"
+  head -1 <<<"$out"
+}
+
 # expect_eq WHAT GOT WANT
 expect_eq() {
   [ "$2" = "$3" ] || fail "$1: got [$2], want [$3]"
