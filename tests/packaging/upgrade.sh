@@ -18,6 +18,9 @@
 #     `PGOPTIONS='-c pg_migration_guard.mode=off'` the guard stops the restore's index and
 #     primary key builds (as README says); with it, the restore is clean and keeps every
 #     audit row.
+#  5. Rolling the library back (the previous release's file, restart) with the new
+#     version's SQL objects in place: DDL is judged and audited (no SQL object changed
+#     between these two versions; see sql/pg_migration_guard--0.1.0--0.2.0.sql).
 #
 # Usage: tests/packaging/upgrade.sh   (builds and installs the extension with install_extension)
 # Environment: PGMG_OLD_LIB=/path/to/pg_migration_guard.so of the previous release, instead
@@ -188,4 +191,18 @@ expect_error "$RPORT" restored "CREATE INDEX big_payload2_idx ON big (payload)" 
 wait_audit "$RPORT" restored "true" $((n + 1)) >/dev/null
 ok "the restored database's DDL is judged and appended to the restored audit table"
 grep -E 'PANIC|terminated by signal' "$RDIR/server.log" && fail "server log of the restore cluster"
+
+step "5. roll back the library: $OLD_VERSION's library with the $NEW_VERSION SQL objects"
+install_atomically "$OLD_SO" "$LIB/pg_migration_guard.so" 755
+cluster_restart "$DIR" "$PORT"
+expect_library "$OLD_SO" "after the restart the server runs the $OLD_VERSION library again"
+before=$(q "$PORT" postgres "SELECT count(*) FROM pg_migration_guard.audit_log")
+expect_error "$PORT" postgres "CREATE INDEX big_remark_idx ON big (remark)" require-concurrent-index-creation >/dev/null
+q "$PORT" postgres "ALTER TABLE big ADD COLUMN rolled_back boolean"
+wait_audit "$PORT" postgres "true" $((before + 2)) >/dev/null
+expect_eq "$OLD_VERSION library, $NEW_VERSION SQL: DDL judged and audited, functions work" \
+  "$(q "$PORT" postgres "SELECT string_agg(decision || ' ' || command_tag, ', ' ORDER BY id) FROM (SELECT * FROM pg_migration_guard.audit_log ORDER BY id DESC LIMIT 2) l" \
+       "SELECT count(*) FROM pg_migration_guard.lock_targets('ALTER TABLE big ADD COLUMN y integer')" | paste -sd'|')" \
+  "rejected CREATE INDEX, allowed ALTER TABLE|1"
+grep -E 'PANIC|terminated by signal|could not judge' "$DIR/server.log" && fail "server log after the rollback"
 echo "upgrade: passed"
