@@ -255,7 +255,8 @@ if want stats; then
     else
       cluster_restart "$SDIR" "$SPORT" "shared_preload_libraries = 'pg_stat_statements,auto_explain,pg_migration_guard'"
     fi
-    q "$SPORT" postgres "DROP DATABASE IF EXISTS wl" "CREATE DATABASE wl OWNER app"
+    if [ "$run" = with ]; then q "$SPORT" postgres "DROP DATABASE wl"; fi
+    q "$SPORT" postgres "CREATE DATABASE wl OWNER app"
     if [ "$run" = with ]; then q "$SPORT" wl "CREATE EXTENSION pg_migration_guard"; fi
     q "$SPORT" postgres "SELECT pg_stat_statements_reset()" >/dev/null
     offset=$(stat -c %s "$SDIR/server.log")
