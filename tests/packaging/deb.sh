@@ -18,7 +18,11 @@ PKG=postgresql-${PG_MAJOR}-pg-migration-guard
 DIR=$PKG_WORK/deb
 PORT=$PKG_PORT_BASE
 DEB=${1:-}
-if [ -z "$DEB" ]; then DEB=$(scripts/package.sh "$PG_MAJOR" 2>/dev/null | tail -1); fi
+if [ -z "$DEB" ]; then
+  install -d "$PKG_WORK"
+  DEB=$(scripts/package.sh "$PG_MAJOR" 2>"$PKG_WORK/package.log" | tail -1) \
+    || { cat "$PKG_WORK/package.log" >&2; fail "scripts/package.sh $PG_MAJOR"; }
+fi
 [ -f "$DEB" ] || fail "no package $DEB"
 VERSION=$(dpkg-deb -f "$DEB" Version); VERSION=${VERSION%-*}
 
