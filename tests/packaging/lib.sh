@@ -141,7 +141,9 @@ restore_shared() {
     [ -e "$p" ] || continue
     dest=$(cat "$p"); orig=${p%.path}.orig
     if [ -e "$orig" ]; then
-      install_atomically "$orig" "$dest" "$(stat -c %a "$orig")"
+      # as install_atomically, keeping the original's mode and times
+      local tmp; tmp=$(mktemp "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
+      cp -p "$orig" "$tmp" && mv -f "$tmp" "$dest"
     else
       rm -f "$dest"
     fi
