@@ -6,6 +6,8 @@
 #      A: shared_preload_libraries = 'pg_stat_statements,pg_migration_guard', 1M-row data set
 #      B: shared_preload_libraries = 'pg_migration_guard,pg_stat_statements'
 #      C: not preloaded (CREATE EXTENSION must refuse)
+#   3. packaging and operations tests (tests/packaging/run.sh): the Debian package, upgrade
+#      and dump/restore, the tools DBAs run beside the guard, a physical standby
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,4 +42,7 @@ export PGMG_PORT_A=55433 PGMG_PORT_B=55434 PGMG_PORT_C=55435 PGMG_LOG_A="$WORK/a
 
 echo "== client acceptance suite: Django, Alembic, node-pg-migrate, Knex (tests/clients)"
 tests/clients/run.sh
+
+echo "== packaging: Debian package, upgrade and restore, DBA tools, standby (tests/packaging)"
+tests/packaging/run.sh
 echo "== all tests passed"

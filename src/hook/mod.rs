@@ -390,7 +390,10 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
                 exemption: None,
                 locks: vec![],
                 session: Session::current(),
-                audited: audit::audit_table().is_some(),
+                // A hot standby has no audit writer (it starts when recovery ends) and
+                // cannot write the table: its decisions are in its server log only, and a
+                // record queued there would wait in shared memory until promotion.
+                audited: !pg_sys::RecoveryInProgress() && audit::audit_table().is_some(),
                 started_at: 0,
             },
             failure_code: None,
