@@ -20,11 +20,13 @@ as_pg() {
   if [ "$(id -un)" = postgres ]; then "$@"; else sudo -u postgres "$@"; fi
 }
 
-# start_cluster DIR PORT PRELOAD: a throwaway cluster in DIR, listening only on the Unix
-# socket in /tmp, with shared_preload_libraries = PRELOAD (may be empty). When
-# install_extension ran, the guard is loaded from its private copy (dynamic_library_path).
+# start_cluster DIR PORT PRELOAD [OPTIONS]: a throwaway cluster in DIR, listening only on the
+# Unix socket in /tmp, with shared_preload_libraries = PRELOAD (may be empty) and OPTIONS,
+# more server options (`-c name=value ...`, through a shell: quote values with spaces in
+# single quotes). When install_extension ran, the guard is loaded from its private copy
+# (dynamic_library_path).
 start_cluster() {
-  local dir=$1 port=$2 preload=$3
+  local dir=$1 port=$2 preload=$3 options=${4:-}
   stop_cluster "$dir"
   rm -rf "$dir"
   install -d -o postgres "$dir"
@@ -33,7 +35,7 @@ start_cluster() {
   # single-quoted: pg_ctl starts the server through a shell, which would expand $libdir
   [ -n "${GUARD_LIB_DIR:-}" ] && libpath="-c dynamic_library_path='${GUARD_LIB_DIR}:\$libdir'"
   as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
-    -o "-p $port -k /tmp -c listen_addresses='127.0.0.1' -c shared_preload_libraries='$preload' -c fsync=off $libpath" \
+    -o "-p $port -k /tmp -c listen_addresses='127.0.0.1' -c shared_preload_libraries='$preload' -c fsync=off $libpath $options" \
     start >/dev/null
 }
 

@@ -6,8 +6,11 @@
 #      A: shared_preload_libraries = 'pg_stat_statements,pg_migration_guard', 1M-row data set
 #      B: shared_preload_libraries = 'pg_migration_guard,pg_stat_statements'
 #      C: not preloaded (CREATE EXTENSION must refuse)
-#   3. packaging and operations tests (tests/packaging/run.sh): the Debian package, upgrade
-#      and dump/restore, the tools DBAs run beside the guard, a physical standby
+#   3. PostgreSQL's own regression suite without the guard, with it (every rule off: identical
+#      results) and with it in mode warn (only added guard WARNINGs): scripts/regress.sh;
+#   4. the client acceptance suite (tests/clients/run.sh);
+#   5. packaging and operations tests (tests/packaging/run.sh): the Debian package, upgrade
+#      and dump/restore, the tools DBAs run beside the guard, a physical standby.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,6 +42,9 @@ psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p 55433 -U postgres -d postgres -c 'CREAT
 
 export PGMG_PORT_A=55433 PGMG_PORT_B=55434 PGMG_PORT_C=55435 PGMG_LOG_A="$WORK/a/server.log"
 (cd tests/integration && cargo test --release -- --test-threads=1)
+
+echo "== PostgreSQL's regression suite: no guard, guard with every rule off, guard in mode warn (scripts/regress.sh)"
+./scripts/regress.sh
 
 echo "== client acceptance suite: Django, Alembic, node-pg-migrate, Knex (tests/clients)"
 tests/clients/run.sh
