@@ -183,12 +183,10 @@ impl Relation {
     /// `public.orders (68 MB, about 1000000 rows)`
     pub fn describe(&self) -> String {
         match self.estimated_rows {
-            Some(rows) if rows >= 0.0 => format!(
-                "{} ({}, about {} rows)",
-                self.name,
-                pretty_size(self.size_bytes),
-                rows.round() as u64
-            ),
+            Some(rows) if rows >= 0.0 => {
+                let rows = rows.round() as u64;
+                format!("{} ({}, about {rows} row{})", self.name, pretty_size(self.size_bytes), if rows == 1 { "" } else { "s" })
+            }
             _ => format!("{} ({})", self.name, pretty_size(self.size_bytes)),
         }
     }
@@ -447,6 +445,20 @@ mod tests {
     ];
 
     /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.
+    #[test]
+    fn a_relation_of_one_row_is_described_in_the_singular() {
+        let rel = |rows| super::Relation {
+            name: "public.t".into(),
+            kind: super::RelKind::Table,
+            created_in_transaction: false,
+            size_bytes: 8192,
+            estimated_rows: Some(rows),
+        };
+        assert_eq!(rel(1.0).describe(), "public.t (8192 bytes, about 1 row)");
+        assert_eq!(rel(2.0).describe(), "public.t (8192 bytes, about 2 rows)");
+        assert_eq!(rel(0.0).describe(), "public.t (8192 bytes, about 0 rows)");
+    }
+
     #[test]
     fn pretty_size_matches_pg_size_pretty() {
         use super::{pretty_size, UNMEASURED};
