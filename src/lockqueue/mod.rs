@@ -8,16 +8,31 @@
 //! Before the statement runs, the guard takes the locks it will need (`crate::judging::lock_targets`) in
 //! rounds — for a statement that needs at least one lock that blocks reads or writes, all
 //! of its predicted locks, the weak ones included, so that the statement never waits for a
-//! lock while holding a strong one ([`taken_ahead`] says which). Each round runs in an
-//! internal subtransaction and waits for each lock at most `lock_attempt_timeout`
+//! lock while holding a strong one ([`taken_ahead`] says which). Each round (an attempt)
+//! runs in an internal subtransaction and waits for each lock at most `lock_attempt_timeout`
 //! (PostgreSQL's own lock wait, bounded by setting `LockTimeout` for that one request, as
 //! `lock_timeout` does). A round that times out is rolled back, which releases whatever it
-//! had taken and lets the queries queued behind it run; the guard then pauses — the first
-//! pause about as long as one attempt, doubling up to 500 ms, each randomised by ±50% so
-//! that two migrations do not retry in step — and tries again, until `lock_retry_budget`
-//! has passed. Then it raises SQLSTATE 55P03 naming the sessions that hold conflicting
-//! locks. A round that succeeds is committed into the statement's transaction: the
-//! statement then finds its locks already held and runs at once.
+//! had taken and lets the queries queued behind it run.
+//!
+//! Between two attempts the guard does not queue: it waits for the transactions that hold
+//! conflicting locks to end, as CREATE INDEX CONCURRENTLY waits for them (lmgr.c,
+//! WaitForLockers: `GetLockConflicts`, then `VirtualXactLock` on each; see [`wait`]). That
+//! wait is in the lock manager, on each holder's virtual-transaction lock, not in the
+//! relation's queue: no query waits behind it, and it ends as soon as the last holder
+//! commits or rolls back. Then the guard attempts again at once. Only the attempts ever make
+//! other sessions wait — at most `lock_attempt_timeout` each, usually one or two attempts
+//! per statement (one more for each new transaction that took a conflicting lock while the
+//! guard waited). If an attempt times out with nobody holding a conflicting lock (it queued
+//! behind another waiting request, which GetLockConflicts does not report), the guard
+//! attempts once more at once and, if that fails the same way, pauses as it did before it
+//! could wait — the first pause about as long as one attempt, doubling up to 500 ms, each
+//! randomised by ±50% — so that the queue ahead can move.
+//!
+//! Attempts, waits and pauses together last at most `lock_retry_budget`; then the guard
+//! raises SQLSTATE 55P03 naming the sessions that hold conflicting locks and saying how
+//! many attempts it made. A round that succeeds is committed into the statement's
+//! transaction: the statement then finds its locks already held and runs at once; a DEBUG1
+//! message says after how many attempts.
 //!
 //! Locks the guard does not predict (see `crate::judging::lock_targets`) are left to the statement: it
 //! waits for them as it would without the guard, with the session's own `lock_timeout`.
@@ -25,7 +40,7 @@
 //! run, except when the budget for the locks it takes ahead runs out.
 //!
 //! A session `lock_timeout` keeps its meaning — the longest the statement waits for its
-//! locks: attempts and budget are both capped by it.
+//! locks: attempts and budget are both capped by it, and so are the waits between attempts.
 //!
 //! Nothing else of the statement is retried: locks the transaction already holds stay
 //! held, the work of earlier statements stays done, and on failure the statement has not
@@ -38,10 +53,14 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 
 use crate::guc;
 use crate::subxact::{self, OnSuccess};
+use wait::Waited;
+
+mod wait;
 use crate::judging::lock_targets::Target;
 use crate::model::{format_ms, LockMode};
 
-/// The longest pause between two rounds.
+/// The longest pause between two rounds when there is nobody to wait for (see the module
+/// documentation).
 const MAX_PAUSE: Duration = Duration::from_millis(500);
 
 /// Where the limits of one run come from, for the error message.
@@ -118,7 +137,8 @@ pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
 
 /// Takes the locks [`taken_ahead`] selects, as described in the module documentation.
 /// Returns normally once they are held, or when protection had to be skipped (WARNING);
-/// raises 55P03 when the budget runs out, and re-raises a query cancel.
+/// raises 55P03 when the budget runs out, 40P01 on a lock cycle, and re-raises a query
+/// cancel.
 ///
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
@@ -134,6 +154,10 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let start = Instant::now();
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
+    // Transactions waited for between attempts, counted once per wait.
+    let mut waited_for = 0usize;
+    // The previous attempt also failed with nobody holding a conflicting lock.
+    let mut nobody_before = false;
     let mut intent: Option<Intent> = None;
     let mut cancelled = Cancelled::default();
     loop {
@@ -143,6 +167,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                 if let Some(i) = intent {
                     unsafe { i.withdraw() };
                 }
+                report_taken(command_tag, attempts, attempt, waited_for, start.elapsed());
                 return;
             }
             Round::Failed(cause) => {
@@ -171,17 +196,74 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                     // Only autovacuum workers that have just been sent a cancel hold the
                     // lock: queue again at once and wait there for them to go, as
                     // PostgreSQL's own cancel leaves the requester queued (ProcSleep). A
-                    // pause would let a new worker take the lock between the cancelled one
-                    // and this session.
+                    // wait outside the queue would let a new worker take the lock between
+                    // the cancelled one and this session.
                     continue;
                 }
+                let to_wait = unsafe { transactions_to_wait_for(&chosen, &cancelled) };
                 unsafe { fail_on_cycle(chosen[i], command_tag) };
-                let sleep = pause.mul_f64(jitter()).min(budget - elapsed);
-                unsafe { wait(sleep) };
-                pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+                for (j, _) in &to_wait {
+                    if *j != i {
+                        unsafe { fail_on_cycle(chosen[*j], command_tag) };
+                    }
+                }
+                if to_wait.is_empty() {
+                    // Nobody holds a conflicting lock: the holder ended between the timeout
+                    // and the look (attempt again at once), or the attempt queued behind
+                    // another waiting request, which GetLockConflicts does not report. When
+                    // that happens twice in a row, pause as before waiting existed, so that
+                    // the queue ahead can move.
+                    if nobody_before {
+                        let sleep = pause.mul_f64(jitter()).min(budget.saturating_sub(start.elapsed()));
+                        unsafe { wait(sleep) };
+                        pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+                    }
+                    nobody_before = true;
+                    continue;
+                }
+                nobody_before = false;
+                let mut vxids: Vec<pg_sys::VirtualTransactionId> = Vec::with_capacity(to_wait.len());
+                for (_, h) in &to_wait {
+                    if !vxids.iter().any(|v| same_vxid(v, &h.vxid)) {
+                        vxids.push(h.vxid);
+                    }
+                }
+                waited_for += vxids.len();
+                let left = budget.saturating_sub(start.elapsed());
+                if unsafe { wait::for_transactions(&vxids, left) } == Waited::LimitReached {
+                    // Name a lock that is still held by someone: the one the attempt failed
+                    // on, unless its holders have ended and another's have not.
+                    let elapsed = start.elapsed();
+                    let named = std::iter::once(i)
+                        .chain(to_wait.iter().map(|(j, _)| *j))
+                        .find(|j| !unsafe { lock_holders(chosen[*j]) }.is_empty())
+                        .unwrap_or(i);
+                    unsafe { exhausted(chosen[named], command_tag, attempts, attempt, elapsed, budget, bound) };
+                }
             }
         }
     }
+}
+
+/// DEBUG1, once the locks are held after at least one attempt in the queue: how many
+/// attempts it took (the count the 55P03 DETAIL gives when the budget runs out), how many
+/// transactions the guard waited for in between, and the time it all took.
+fn report_taken(command_tag: &str, attempts: u32, attempt: Duration, waited_for: usize, elapsed: Duration) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        format!(
+            "pg_migration_guard took the locks of this {command_tag} after {attempts} attempt{}",
+            if attempts == 1 { "" } else { "s" }
+        ),
+        "pg_migration_guard",
+    )
+    .set_detail(format!(
+        "Each attempt waited at most {} in the lock queue; between attempts the guard waited outside the queue for {waited_for} transaction{} holding conflicting locks to end; {:.3} s in all.",
+        format_ms(attempt.as_millis() as u32),
+        if waited_for == 1 { "" } else { "s" },
+        elapsed.as_secs_f64()
+    ))
+    .report(PgLogLevel::DEBUG1);
 }
 
 /// One round: every lock in order, each wait bounded by `attempt`, in an internal
@@ -461,7 +543,7 @@ struct Cancelled {
 impl Cancelled {
     /// Whether the last cancel went out less than `deadlock_timeout` ago: a cancelled worker
     /// ends within milliseconds; one that is still there after the time PostgreSQL itself
-    /// waits before cancelling is waited for like any other holder, with pauses.
+    /// waits before cancelling is waited for like any other holder.
     fn recent(&self) -> bool {
         let limit = Duration::from_millis(unsafe { pg_sys::DeadlockTimeout }.max(1) as u64);
         self.last.is_some_and(|t| t.elapsed() < limit)
@@ -471,22 +553,20 @@ impl Cancelled {
 /// Cancels autovacuum workers that hold a conflicting lock on `target`, as PostgreSQL
 /// itself does for a lock request that has waited `deadlock_timeout` behind one (ProcSleep
 /// in src/backend/storage/lmgr/proc.c: "sending cancel to blocking autovacuum PID"). The
-/// guard's waits are shorter than `deadlock_timeout`, so without this a migration would
-/// wait out its whole budget behind a routine autovacuum that PostgreSQL would have
-/// cancelled after one second.
+/// guard's attempts are shorter than `deadlock_timeout`, so PostgreSQL never does it for
+/// them; the guard does it after the first attempt that times out, rather than wait for the
+/// worker's vacuum of the table to end.
 ///
 /// Decided from PostgreSQL's own state, never from SQL the session could influence: the
-/// holders of conflicting locks come from the lock manager (`GetLockConflicts`, as
-/// `WaitForLockers` finds them), and a holder is signalled only when its PGPROC, read under
-/// ProcArrayLock, still runs that virtual transaction and its status flags say autovacuum
-/// worker (`PROC_IS_AUTOVACUUM`) and not anti-wraparound (`PROC_VACUUM_FOR_WRAPAROUND`) —
-/// ProcSleep's own test. The signal is SIGINT to that pid, as ProcSleep sends it: the
+/// holders come from [`lock_holders`] (the lock manager and the PGPROCs, ProcSleep's own
+/// test). The signal is SIGINT to that pid, as ProcSleep sends it: the
 /// server's decision, which needs no privilege of the session. Each worker's transaction
 /// (pid, local transaction id, kept in `cancelled`) is signalled once: a worker that has
 /// been cancelled moves on to its next table, where a second signal would cancel work
 /// that blocks no one.
 unsafe fn cancel_blocking_autovacuum(target: &Target, cancelled: &mut Cancelled) -> Holders {
-    let (workers, others) = unsafe { blocking_autovacuum_workers(target) };
+    let holders = unsafe { lock_holders(target) };
+    let workers: Vec<(i32, u32)> = holders.iter().filter(|h| h.cancellable_autovacuum).filter_map(|h| h.backend).collect();
     for &(pid, lxid) in &workers {
         if cancelled.sent.contains(&(pid, lxid)) {
             continue;
@@ -502,20 +582,66 @@ unsafe fn cancel_blocking_autovacuum(target: &Target, cancelled: &mut Cancelled)
         .report(PgLogLevel::LOG);
         unsafe { libc::kill(pid, libc::SIGINT) };
     }
-    Holders { autovacuum: workers.len(), others }
+    Holders { autovacuum: workers.len(), others: holders.len() - workers.len() }
+}
+
+/// The transactions to wait for before the next attempt: every transaction holding a lock
+/// that conflicts with one of `targets`, with the index of that target — except autovacuum
+/// workers that have just been sent a cancel ([`Cancelled::recent`]): they end within
+/// milliseconds, and the next attempt queues for them as PostgreSQL's own request would.
+/// A transaction appears once per target it blocks.
+///
+/// # Safety
+/// Inside a transaction, in a backend with a PGPROC.
+unsafe fn transactions_to_wait_for(targets: &[&Target], cancelled: &Cancelled) -> Vec<(usize, Holder)> {
+    let mut out = Vec::new();
+    for (j, t) in targets.iter().enumerate() {
+        for h in unsafe { lock_holders(t) } {
+            let just_cancelled = h.cancellable_autovacuum && cancelled.recent() && h.backend.is_some_and(|b| cancelled.sent.contains(&b));
+            if !just_cancelled {
+                out.push((j, h));
+            }
+        }
+    }
+    out
+}
+
+fn same_vxid(a: &pg_sys::VirtualTransactionId, b: &pg_sys::VirtualTransactionId) -> bool {
+    a.backendId == b.backendId && a.localTransactionId == b.localTransactionId
 }
 
 /// `ProcArrayLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h, generated
 /// from lwlocknames.txt: the same on every supported version).
 const PROC_ARRAY_LOCK: usize = 4;
 
-/// The autovacuum workers (not anti-wraparound) that hold a lock on `target` conflicting
-/// with the mode it wants, as (pid, local transaction id), and how many other holders of a
-/// conflicting lock there are. See [`cancel_blocking_autovacuum`].
+/// A transaction holding a lock that conflicts with a lock the guard wants, as the lock
+/// manager reports it.
+#[derive(Clone, Copy, Debug)]
+struct Holder {
+    /// Its virtual transaction id, as `GetLockConflicts` returns it: what
+    /// [`wait::for_transactions`] waits on.
+    vxid: pg_sys::VirtualTransactionId,
+    /// The pid and local transaction id of the backend running it; `None` for a prepared
+    /// transaction (no backend runs it) or one that ended meanwhile.
+    backend: Option<(i32, u32)>,
+    /// An autovacuum worker that is not preventing wraparound: one PostgreSQL would cancel.
+    cancellable_autovacuum: bool,
+}
+
+/// The transactions, other than this backend's, holding a lock on `target` that conflicts
+/// with the mode it wants: found by the lock manager (`GetLockConflicts`, as
+/// `WaitForLockers` finds them, fast-path locks included), each matched under ProcArrayLock
+/// with the PGPROC that still runs that virtual transaction, whose status flags say whether
+/// it is an autovacuum worker (`PROC_IS_AUTOVACUUM`) not preventing wraparound
+/// (`PROC_VACUUM_FOR_WRAPAROUND`) — ProcSleep's own test. Only sessions of this database hold
+/// locks on its relations (shared catalogs aside, looked up with database 0 as PostgreSQL
+/// locks them); a prepared transaction's locks are held on behalf of a dummy PGPROC whose
+/// virtual transaction id is the one it had before PREPARE TRANSACTION (twophase.c,
+/// MarkAsPreparingGuts), which VirtualXactLock resolves to its xid.
 ///
 /// # Safety
 /// Inside a transaction, in a backend with a PGPROC.
-unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usize) {
+unsafe fn lock_holders(target: &Target) -> Vec<Holder> {
     unsafe {
         let db = if pg_sys::IsSharedRelation(target.oid) { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId };
         let tag = pg_sys::LOCKTAG {
@@ -530,28 +656,29 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usiz
         // Holders of conflicting locks other than this backend, as virtual transaction ids,
         // ended by an invalid one (palloc'd in the current memory context).
         let vxids = pg_sys::GetLockConflicts(&tag, target.request.mode as pg_sys::LOCKMODE, &mut count);
-        let vxids: Vec<pg_sys::VirtualTransactionId> = (0..count.max(0) as usize).map(|i| *vxids.add(i)).collect();
-        if vxids.is_empty() {
-            return (vec![], 0);
+        let mut holders: Vec<Holder> = (0..count.max(0) as usize)
+            .map(|i| Holder { vxid: *vxids.add(i), backend: None, cancellable_autovacuum: false })
+            .collect();
+        if holders.is_empty() {
+            return holders;
         }
         let lock = &raw mut (*pg_sys::MainLWLockArray.add(PROC_ARRAY_LOCK)).lock;
-        let mut workers = Vec::new();
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
         let procs = (*pg_sys::ProcGlobal).allProcs;
         for i in 0..(*pg_sys::ProcGlobal).allProcCount as usize {
             let proc = &*procs.add(i);
-            if proc.pid == 0 {
+            if proc.pid == 0 || proc.lxid == 0 {
                 continue;
             }
-            let runs_holder = vxids.iter().any(|v| v.backendId == proc.backendId && v.localTransactionId == proc.lxid && v.localTransactionId != 0);
+            let Some(h) = holders.iter_mut().find(|h| h.vxid.backendId == proc.backendId && h.vxid.localTransactionId == proc.lxid) else {
+                continue;
+            };
+            h.backend = Some((proc.pid, proc.lxid));
             let flags = u32::from(proc.statusFlags);
-            if runs_holder && flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0 {
-                workers.push((proc.pid, proc.lxid));
-            }
+            h.cancellable_autovacuum = flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0;
         }
         pg_sys::LWLockRelease(lock);
-        let others = vxids.len().saturating_sub(workers.len());
-        (workers, others)
+        holders
     }
 }
 
@@ -581,8 +708,9 @@ unsafe fn exhausted(
         Err(cause) => format!("The sessions holding conflicting locks could not be listed: {cause}."),
     };
     let detail = format!(
-        "{command_tag} waited {attempts} time{} for {} lock on {} ({}), at most {} each time so that queries arriving \
-         behind it waited no longer than that, over {:.1} s. {held_by}",
+        "{command_tag} waited {attempts} time{} in the lock queue for {} lock on {} ({}), at most {} each time so that \
+         queries arriving behind it waited no longer than that, and between those waited outside the queue for the \
+         transactions holding conflicting locks to end; {:.1} s in all. {held_by}",
         if attempts == 1 { "" } else { "s" },
         mode.with_article(),
         target.request.relation,
