@@ -158,22 +158,20 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let mut waited_for = 0usize;
     // The previous attempt also failed with nobody holding a conflicting lock.
     let mut nobody_before = false;
-    let mut intent: Option<Intent> = None;
+    // Declared before the first attempt, so that another guard session that finds this one
+    // in the lock queue knows it will back off (see fail_on_cycle).
+    let intent = unsafe { Intent::declare(&chosen) };
     let mut cancelled = Cancelled::default();
     loop {
         attempts += 1;
         match unsafe { round(&chosen, attempt) } {
             Round::Acquired => {
-                if let Some(i) = intent {
-                    unsafe { i.withdraw() };
-                }
+                unsafe { intent.withdraw() };
                 report_taken(command_tag, attempts, attempt, waited_for, start.elapsed());
                 return;
             }
             Round::Failed(cause) => {
-                if let Some(i) = intent {
-                    unsafe { i.withdraw() };
-                }
+                unsafe { intent.withdraw() };
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_WARNING,
                     format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
@@ -184,9 +182,6 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                 return;
             }
             Round::TimedOut(i) => {
-                if intent.is_none() {
-                    intent = Some(unsafe { Intent::declare(&chosen) });
-                }
                 let holders = unsafe { cancel_blocking_autovacuum(chosen[i], &mut cancelled) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
@@ -437,11 +432,12 @@ fn conflicting_holders(target: &Target) -> String {
 /// `pg_advisory_lock` call can take or wait for one.
 const INTENT_MARKER: u16 = 0x4D47;
 
-/// While a statement retries, it holds one advisory lock per relation it is waiting for
-/// (database, relation oid, wanted lock mode, [`INTENT_MARKER`]), so that another session
-/// can see what it wants even between two waits, when it is not in any lock queue. Taken in
-/// the current (sub)transaction: released explicitly once the locks are taken, and by the
-/// abort when the statement fails.
+/// From its first attempt until it holds its locks, a statement holds one advisory lock per
+/// relation it wants (database, relation oid, wanted lock mode, [`INTENT_MARKER`]), so that
+/// another session can see what it wants between attempts, when it is not in the
+/// relation's lock queue, and knows, when it finds it in the queue, that it will back off
+/// ([`fail_on_cycle`]). Taken in the current (sub)transaction: released explicitly once the
+/// locks are taken, and by the abort when the statement fails.
 struct Intent(Vec<pg_sys::LOCKTAG>);
 
 impl Intent {
@@ -472,15 +468,25 @@ impl Intent {
 }
 
 /// A lock cycle: a session holding the lock we wait for wants a lock this transaction
-/// holds (two migrations taking the same tables in opposite orders). The guard's waits are
-/// shorter than `deadlock_timeout`, so PostgreSQL's deadlock detector never runs for them;
-/// without this check both sessions would retry until their budgets ran out. The holder
-/// "wants" a lock when it holds an intent marker for it (a guard session that is retrying,
-/// waiting or pausing) or is waiting for this session in the lock queue.
+/// holds, or waits for this transaction to end (two migrations taking the same tables in
+/// opposite orders; a CREATE INDEX CONCURRENTLY waiting for this transaction). Checked
+/// before each wait for the holders ([`wait::for_transactions`]) so that the guard does not
+/// start a wait that can only end in a deadlock. PostgreSQL's deadlock detector sees that
+/// wait (a lock wait in the lock manager), but only once it has lasted `deadlock_timeout`,
+/// and never the attempts, which are shorter; this check finds the cycles it can see at
+/// once. The holder "wants" a lock when it holds an intent marker for it (a guard session
+/// between its first attempt and its last) or is waiting for this session in the lock
+/// manager: queued for a lock this transaction holds, or waiting for this transaction to
+/// end (`pg_blocking_pids`).
 ///
-/// One victim per cycle, as with the detector: between two retrying guard sessions the one
-/// with the higher pid raises 40P01 and the other goes on; a holder that is waiting in the
-/// lock queue outside the guard cannot back off, so this session does.
+/// One victim per cycle, as with the detector: between two guard sessions that are both
+/// attempting, the one with the higher pid raises 40P01 and the other goes on (each checks
+/// after its attempt times out); a holder that is waiting for this session and will not
+/// check again before its wait ends — outside the guard, or in the guard's wait for this
+/// transaction to end (`virtualxid`, or `transactionid` for a prepared transaction or a row
+/// lock) — cannot back off, so this session does. A cycle that forms after the check (the
+/// holder starts waiting for this session while this session waits for it) is left to
+/// PostgreSQL's detector.
 unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
     let pairs: Vec<String> = LockMode::ALL
         .iter()
@@ -496,19 +502,35 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
               AND mine.pid = pg_catalog.pg_backend_pid() AND mine.granted \
              WHERE w.locktype = 'advisory' AND w.objsubid = {marker} AND w.pid = h.pid AND w.granted \
                AND (w.objid::int8, mine.mode) IN (VALUES {pairs})) AS marked, \
-             pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(h.pid)) AS waiting \
+             pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(h.pid)) AS waiting, \
+             EXISTS (SELECT 1 FROM pg_catalog.pg_locks x WHERE x.pid = h.pid AND NOT x.granted \
+                       AND x.locktype IN ('virtualxid', 'transactionid')) AS for_transaction \
            FROM holders h) \
-         SELECT pid FROM cycle WHERE (marked AND pg_catalog.pg_backend_pid() > pid) OR (NOT marked AND waiting) LIMIT 1",
+         SELECT pid, waiting AND for_transaction FROM cycle \
+         WHERE (marked AND pg_catalog.pg_backend_pid() > pid) OR (waiting AND (NOT marked OR for_transaction)) \
+         ORDER BY 2 DESC LIMIT 1",
         holders = conflicting_holders(target),
         marker = INTENT_MARKER,
         pairs = pairs.join(", ")
     );
-    let found = unsafe { internal_query(|| Spi::get_one::<i32>(&sql)) };
-    let Ok(Ok(Some(pid))) = found else { return };
+    let found = unsafe {
+        internal_query(|| {
+            Spi::connect(|client| {
+                if let Some(row) = client.select(&sql, Some(1), &[])?.next() {
+                    if let Some(pid) = row.get::<i32>(1)? {
+                        return Ok::<_, pgrx::spi::Error>(Some((pid, row.get::<bool>(2)?.unwrap_or(false))));
+                    }
+                }
+                Ok(None)
+            })
+        })
+    };
+    let Ok(Ok(Some((pid, for_this_transaction)))) = found else { return };
     let mode = target.request.mode;
+    let what = if for_this_transaction { "waits for this transaction to end" } else { "wants a lock this transaction holds" };
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED, "deadlock detected", "pg_migration_guard")
         .set_detail(format!(
-            "{command_tag} waits for {} lock on {}, held by process {pid}, which waits for a lock this transaction holds.",
+            "{command_tag} waits for {} lock on {}, held by process {pid}, which {what}.",
             mode.with_article(),
             target.request.relation
         ))
