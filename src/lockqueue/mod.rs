@@ -154,8 +154,8 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let start = Instant::now();
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
-    // Transactions waited for between attempts, counted once per wait.
-    let mut waited_for = 0usize;
+    // The transactions waited for between attempts.
+    let mut waited: Vec<pg_sys::VirtualTransactionId> = Vec::new();
     // The previous attempt also failed with nobody holding a conflicting lock.
     let mut nobody_before = false;
     // Declared before the first attempt, so that another guard session that finds this one
@@ -167,7 +167,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
         match unsafe { round(&chosen, attempt) } {
             Round::Acquired => {
                 unsafe { intent.withdraw() };
-                report_taken(command_tag, attempts, attempt, waited_for, start.elapsed());
+                report_taken(command_tag, attempts, attempt, waited.len(), start.elapsed());
                 return;
             }
             Round::Failed(cause) => {
@@ -202,7 +202,17 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                         unsafe { fail_on_cycle(chosen[*j], command_tag) };
                     }
                 }
-                if to_wait.is_empty() {
+                // Each transaction once. One already waited for is left out: it has ended
+                // (VirtualXactLock said so), and a holder with the same virtual transaction id
+                // cannot hold a lock any more; waiting for it again would return at once and
+                // leave nothing between two attempts.
+                let mut vxids: Vec<pg_sys::VirtualTransactionId> = Vec::with_capacity(to_wait.len());
+                for (_, h) in &to_wait {
+                    if !vxids.iter().chain(&waited).any(|v| same_vxid(v, &h.vxid)) {
+                        vxids.push(h.vxid);
+                    }
+                }
+                if vxids.is_empty() {
                     // Nobody holds a conflicting lock: the holder ended between the timeout
                     // and the look (attempt again at once), or the attempt queued behind
                     // another waiting request, which GetLockConflicts does not report. When
@@ -217,13 +227,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                     continue;
                 }
                 nobody_before = false;
-                let mut vxids: Vec<pg_sys::VirtualTransactionId> = Vec::with_capacity(to_wait.len());
-                for (_, h) in &to_wait {
-                    if !vxids.iter().any(|v| same_vxid(v, &h.vxid)) {
-                        vxids.push(h.vxid);
-                    }
-                }
-                waited_for += vxids.len();
+                waited.extend_from_slice(&vxids);
                 let left = budget.saturating_sub(start.elapsed());
                 if unsafe { wait::for_transactions(&vxids, left) } == Waited::LimitReached {
                     // Name a lock that is still held by someone: the one the attempt failed
