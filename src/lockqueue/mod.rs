@@ -52,12 +52,12 @@ use std::time::{Duration, Instant};
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 
 use crate::guc;
+use crate::judging::lock_targets::Target;
+use crate::model::{format_ms, LockMode};
 use crate::subxact::{self, OnSuccess};
 use wait::Waited;
 
 mod wait;
-use crate::judging::lock_targets::Target;
-use crate::model::{format_ms, LockMode};
 
 /// The longest pause between two rounds when there is nobody to wait for (see the module
 /// documentation).
@@ -196,9 +196,13 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                     continue;
                 }
                 let to_wait = unsafe { transactions_to_wait_for(&chosen, &cancelled) };
+                // Before waiting for anyone: the lock the attempt failed on, then every
+                // other lock with a holder to wait for, each once.
+                let mut checked = vec![i];
                 unsafe { fail_on_cycle(chosen[i], command_tag) };
                 for (j, _) in &to_wait {
-                    if *j != i {
+                    if !checked.contains(j) {
+                        checked.push(*j);
                         unsafe { fail_on_cycle(chosen[*j], command_tag) };
                     }
                 }
