@@ -22,7 +22,8 @@
 //! commits or rolls back. Then the guard attempts again at once. Only the attempts ever make
 //! other sessions wait — at most `lock_attempt_timeout` each, usually one or two attempts
 //! per statement (one more for each new transaction that took a conflicting lock while the
-//! guard waited). If an attempt times out with nobody holding a conflicting lock (it queued
+//! guard waited, and for each transaction of a holder that keeps its lock from one
+//! transaction to the next: CREATE INDEX CONCURRENTLY's session lock). If an attempt times out with nobody holding a conflicting lock (it queued
 //! behind another waiting request, which GetLockConflicts does not report), the guard
 //! attempts once more at once and, if that fails the same way, pauses as it did before it
 //! could wait — the first pause about as long as one attempt, doubling up to 500 ms, each
@@ -797,8 +798,9 @@ mod tests {
         assert!(Holders { autovacuum: 2, others: 0 }.only_cancelled_autovacuum());
         assert!(!Holders { autovacuum: 1, others: 1 }.only_cancelled_autovacuum());
         assert!(!Holders { autovacuum: 0, others: 1 }.only_cancelled_autovacuum());
-        // Nobody any more (the holder ended between the timeout and the look): pause and
-        // retry as usual.
+        // Nobody any more (the holder ended between the timeout and the look): not a case
+        // for queueing again at once; take_locks attempts again, or pauses, as for any holder
+        // that is gone.
         assert!(!Holders { autovacuum: 0, others: 0 }.only_cancelled_autovacuum());
     }
 
