@@ -23,8 +23,8 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 use crate::subxact::{self, OnSuccess};
 
 /// `LOCK_TIMEOUT` in `enum TimeoutId` (src/include/utils/timeout.h): the third of the
-/// predefined timeout reasons, after STARTUP_PACKET_TIMEOUT and DEADLOCK_TIMEOUT, in every
-/// release from 9.3 to 18.
+/// predefined timeout reasons, after STARTUP_PACKET_TIMEOUT and DEADLOCK_TIMEOUT (checked
+/// in the headers of 15 and 18).
 const LOCK_TIMEOUT: c_uint = 2;
 
 // Functions of src/include/utils/timeout.h, which pgrx does not bind, called through
