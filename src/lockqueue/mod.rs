@@ -8,16 +8,32 @@
 //! Before the statement runs, the guard takes the locks it will need (`crate::judging::lock_targets`) in
 //! rounds — for a statement that needs at least one lock that blocks reads or writes, all
 //! of its predicted locks, the weak ones included, so that the statement never waits for a
-//! lock while holding a strong one ([`taken_ahead`] says which). Each round runs in an
-//! internal subtransaction and waits for each lock at most `lock_attempt_timeout`
+//! lock while holding a strong one ([`taken_ahead`] says which). Each round (an attempt)
+//! runs in an internal subtransaction and waits for each lock at most `lock_attempt_timeout`
 //! (PostgreSQL's own lock wait, bounded by setting `LockTimeout` for that one request, as
 //! `lock_timeout` does). A round that times out is rolled back, which releases whatever it
-//! had taken and lets the queries queued behind it run; the guard then pauses — the first
-//! pause about as long as one attempt, doubling up to 500 ms, each randomised by ±50% so
-//! that two migrations do not retry in step — and tries again, until `lock_retry_budget`
-//! has passed. Then it raises SQLSTATE 55P03 naming the sessions that hold conflicting
-//! locks. A round that succeeds is committed into the statement's transaction: the
-//! statement then finds its locks already held and runs at once.
+//! had taken and lets the queries queued behind it run.
+//!
+//! Between two attempts the guard does not queue: it waits for the transactions that hold
+//! conflicting locks to end, as CREATE INDEX CONCURRENTLY waits for them (lmgr.c,
+//! WaitForLockers: `GetLockConflicts`, then `VirtualXactLock` on each; see [`wait`]). That
+//! wait is in the lock manager, on each holder's virtual-transaction lock, not in the
+//! relation's queue: no query waits behind it, and it ends as soon as the last holder
+//! commits or rolls back. Then the guard attempts again at once. Only the attempts ever make
+//! other sessions wait — at most `lock_attempt_timeout` each, usually one or two attempts
+//! per statement (one more for each new transaction that took a conflicting lock while the
+//! guard waited, and for each transaction of a holder that keeps its lock from one
+//! transaction to the next: CREATE INDEX CONCURRENTLY's session lock). If an attempt times out with nobody holding a conflicting lock (it queued
+//! behind another waiting request, which GetLockConflicts does not report), the guard
+//! attempts once more at once and, if that fails the same way, pauses as it did before it
+//! could wait — the first pause about as long as one attempt, doubling up to 500 ms, each
+//! randomised by ±50% — so that the queue ahead can move.
+//!
+//! Attempts, waits and pauses together last at most `lock_retry_budget`; then the guard
+//! raises SQLSTATE 55P03 naming the sessions that hold conflicting locks and saying how
+//! many attempts it made. A round that succeeds is committed into the statement's
+//! transaction: the statement then finds its locks already held and runs at once; a DEBUG1
+//! message says after how many attempts.
 //!
 //! Locks the guard does not predict (see `crate::judging::lock_targets`) are left to the statement: it
 //! waits for them as it would without the guard, with the session's own `lock_timeout`.
@@ -25,7 +41,7 @@
 //! run, except when the budget for the locks it takes ahead runs out.
 //!
 //! A session `lock_timeout` keeps its meaning — the longest the statement waits for its
-//! locks: attempts and budget are both capped by it.
+//! locks: attempts and budget are both capped by it, and so are the waits between attempts.
 //!
 //! Nothing else of the statement is retried: locks the transaction already holds stay
 //! held, the work of earlier statements stays done, and on failure the statement has not
@@ -37,11 +53,15 @@ use std::time::{Duration, Instant};
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, Spi};
 
 use crate::guc;
-use crate::subxact::{self, OnSuccess};
 use crate::judging::lock_targets::Target;
 use crate::model::{format_ms, LockMode};
+use crate::subxact::{self, OnSuccess};
+use wait::Waited;
 
-/// The longest pause between two rounds.
+mod wait;
+
+/// The longest pause between two rounds when there is nobody to wait for (see the module
+/// documentation).
 const MAX_PAUSE: Duration = Duration::from_millis(500);
 
 /// Where the limits of one run come from, for the error message.
@@ -118,7 +138,8 @@ pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
 
 /// Takes the locks [`taken_ahead`] selects, as described in the module documentation.
 /// Returns normally once they are held, or when protection had to be skipped (WARNING);
-/// raises 55P03 when the budget runs out, and re-raises a query cancel.
+/// raises 55P03 when the budget runs out, 40P01 on a lock cycle, and re-raises a query
+/// cancel.
 ///
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
@@ -134,21 +155,24 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let start = Instant::now();
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
-    let mut intent: Option<Intent> = None;
+    // The transactions waited for between attempts.
+    let mut waited: Vec<pg_sys::VirtualTransactionId> = Vec::new();
+    // The previous attempt also failed with nobody holding a conflicting lock.
+    let mut nobody_before = false;
+    // Declared before the first attempt, so that another guard session that finds this one
+    // in the lock queue knows it will back off (see fail_on_cycle).
+    let intent = unsafe { Intent::declare(&chosen) };
     let mut cancelled = Cancelled::default();
     loop {
         attempts += 1;
         match unsafe { round(&chosen, attempt) } {
             Round::Acquired => {
-                if let Some(i) = intent {
-                    unsafe { i.withdraw() };
-                }
+                unsafe { intent.withdraw() };
+                report_taken(command_tag, attempts, attempt, waited.len(), start.elapsed());
                 return;
             }
             Round::Failed(cause) => {
-                if let Some(i) = intent {
-                    unsafe { i.withdraw() };
-                }
+                unsafe { intent.withdraw() };
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_WARNING,
                     format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
@@ -159,9 +183,6 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                 return;
             }
             Round::TimedOut(i) => {
-                if intent.is_none() {
-                    intent = Some(unsafe { Intent::declare(&chosen) });
-                }
                 let holders = unsafe { cancel_blocking_autovacuum(chosen[i], &mut cancelled) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
@@ -171,17 +192,82 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                     // Only autovacuum workers that have just been sent a cancel hold the
                     // lock: queue again at once and wait there for them to go, as
                     // PostgreSQL's own cancel leaves the requester queued (ProcSleep). A
-                    // pause would let a new worker take the lock between the cancelled one
-                    // and this session.
+                    // wait outside the queue would let a new worker take the lock between
+                    // the cancelled one and this session.
                     continue;
                 }
+                let to_wait = unsafe { transactions_to_wait_for(&chosen, &cancelled) };
+                // Before waiting for anyone: the lock the attempt failed on, then every
+                // other lock with a holder to wait for, each once.
+                let mut checked = vec![i];
                 unsafe { fail_on_cycle(chosen[i], command_tag) };
-                let sleep = pause.mul_f64(jitter()).min(budget - elapsed);
-                unsafe { wait(sleep) };
-                pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+                for (j, _) in &to_wait {
+                    if !checked.contains(j) {
+                        checked.push(*j);
+                        unsafe { fail_on_cycle(chosen[*j], command_tag) };
+                    }
+                }
+                // Each transaction once. One already waited for is left out: it has ended
+                // (VirtualXactLock said so), and a holder with the same virtual transaction id
+                // cannot hold a lock any more; waiting for it again would return at once and
+                // leave nothing between two attempts.
+                let mut vxids: Vec<pg_sys::VirtualTransactionId> = Vec::with_capacity(to_wait.len());
+                for (_, h) in &to_wait {
+                    if !vxids.iter().chain(&waited).any(|v| same_vxid(v, &h.vxid)) {
+                        vxids.push(h.vxid);
+                    }
+                }
+                if vxids.is_empty() {
+                    // Nobody holds a conflicting lock: the holder ended between the timeout
+                    // and the look (attempt again at once), or the attempt queued behind
+                    // another waiting request, which GetLockConflicts does not report. When
+                    // that happens twice in a row, pause as before waiting existed, so that
+                    // the queue ahead can move.
+                    if nobody_before {
+                        let sleep = pause.mul_f64(jitter()).min(budget.saturating_sub(start.elapsed()));
+                        unsafe { wait(sleep) };
+                        pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+                    }
+                    nobody_before = true;
+                    continue;
+                }
+                nobody_before = false;
+                waited.extend_from_slice(&vxids);
+                let left = budget.saturating_sub(start.elapsed());
+                if unsafe { wait::for_transactions(&vxids, left) } == Waited::LimitReached {
+                    // Name a lock that is still held by someone: the one the attempt failed
+                    // on, unless its holders have ended and another's have not.
+                    let elapsed = start.elapsed();
+                    let named = std::iter::once(i)
+                        .chain(to_wait.iter().map(|(j, _)| *j))
+                        .find(|j| !unsafe { lock_holders(chosen[*j]) }.is_empty())
+                        .unwrap_or(i);
+                    unsafe { exhausted(chosen[named], command_tag, attempts, attempt, elapsed, budget, bound) };
+                }
             }
         }
     }
+}
+
+/// DEBUG1, once the locks are held after at least one attempt in the queue: how many
+/// attempts it took (the count the 55P03 DETAIL gives when the budget runs out), how many
+/// transactions the guard waited for in between, and the time it all took.
+fn report_taken(command_tag: &str, attempts: u32, attempt: Duration, waited_for: usize, elapsed: Duration) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        format!(
+            "pg_migration_guard took the locks of this {command_tag} after {attempts} attempt{}",
+            if attempts == 1 { "" } else { "s" }
+        ),
+        "pg_migration_guard",
+    )
+    .set_detail(format!(
+        "Each attempt waited at most {} in the lock queue; between attempts the guard waited outside the queue for {waited_for} transaction{} holding conflicting locks to end; {:.3} s in all.",
+        format_ms(attempt.as_millis() as u32),
+        if waited_for == 1 { "" } else { "s" },
+        elapsed.as_secs_f64()
+    ))
+    .report(PgLogLevel::DEBUG1);
 }
 
 /// One round: every lock in order, each wait bounded by `attempt`, in an internal
@@ -355,11 +441,12 @@ fn conflicting_holders(target: &Target) -> String {
 /// `pg_advisory_lock` call can take or wait for one.
 const INTENT_MARKER: u16 = 0x4D47;
 
-/// While a statement retries, it holds one advisory lock per relation it is waiting for
-/// (database, relation oid, wanted lock mode, [`INTENT_MARKER`]), so that another session
-/// can see what it wants even between two waits, when it is not in any lock queue. Taken in
-/// the current (sub)transaction: released explicitly once the locks are taken, and by the
-/// abort when the statement fails.
+/// From its first attempt until it holds its locks, a statement holds one advisory lock per
+/// relation it wants (database, relation oid, wanted lock mode, [`INTENT_MARKER`]), so that
+/// another session can see what it wants between attempts, when it is not in the
+/// relation's lock queue, and knows, when it finds it in the queue, that it will back off
+/// ([`fail_on_cycle`]). Taken in the current (sub)transaction: released explicitly once the
+/// locks are taken, and by the abort when the statement fails.
 struct Intent(Vec<pg_sys::LOCKTAG>);
 
 impl Intent {
@@ -390,15 +477,25 @@ impl Intent {
 }
 
 /// A lock cycle: a session holding the lock we wait for wants a lock this transaction
-/// holds (two migrations taking the same tables in opposite orders). The guard's waits are
-/// shorter than `deadlock_timeout`, so PostgreSQL's deadlock detector never runs for them;
-/// without this check both sessions would retry until their budgets ran out. The holder
-/// "wants" a lock when it holds an intent marker for it (a guard session that is retrying,
-/// waiting or pausing) or is waiting for this session in the lock queue.
+/// holds, or waits for this transaction to end (two migrations taking the same tables in
+/// opposite orders; a CREATE INDEX CONCURRENTLY waiting for this transaction). Checked
+/// before each wait for the holders ([`wait::for_transactions`]) so that the guard does not
+/// start a wait that can only end in a deadlock. PostgreSQL's deadlock detector sees that
+/// wait (a lock wait in the lock manager), but only once it has lasted `deadlock_timeout`,
+/// and never the attempts, which are shorter; this check finds the cycles it can see at
+/// once. The holder "wants" a lock when it holds an intent marker for it (a guard session
+/// between its first attempt and its last) or is waiting for this session in the lock
+/// manager: queued for a lock this transaction holds, or waiting for this transaction to
+/// end (`pg_blocking_pids`).
 ///
-/// One victim per cycle, as with the detector: between two retrying guard sessions the one
-/// with the higher pid raises 40P01 and the other goes on; a holder that is waiting in the
-/// lock queue outside the guard cannot back off, so this session does.
+/// One victim per cycle, as with the detector: between two guard sessions that are both
+/// attempting, the one with the higher pid raises 40P01 and the other goes on (each checks
+/// after its attempt times out); a holder that is waiting for this session and will not
+/// check again before its wait ends — outside the guard, or in the guard's wait for this
+/// transaction to end (`virtualxid`, or `transactionid` for a prepared transaction or a row
+/// lock) — cannot back off, so this session does. A cycle that forms after the check (the
+/// holder starts waiting for this session while this session waits for it) is left to
+/// PostgreSQL's detector.
 unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
     let pairs: Vec<String> = LockMode::ALL
         .iter()
@@ -414,19 +511,35 @@ unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
               AND mine.pid = pg_catalog.pg_backend_pid() AND mine.granted \
              WHERE w.locktype = 'advisory' AND w.objsubid = {marker} AND w.pid = h.pid AND w.granted \
                AND (w.objid::int8, mine.mode) IN (VALUES {pairs})) AS marked, \
-             pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(h.pid)) AS waiting \
+             pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(h.pid)) AS waiting, \
+             EXISTS (SELECT 1 FROM pg_catalog.pg_locks x WHERE x.pid = h.pid AND NOT x.granted \
+                       AND x.locktype IN ('virtualxid', 'transactionid')) AS for_transaction \
            FROM holders h) \
-         SELECT pid FROM cycle WHERE (marked AND pg_catalog.pg_backend_pid() > pid) OR (NOT marked AND waiting) LIMIT 1",
+         SELECT pid, waiting AND for_transaction FROM cycle \
+         WHERE (marked AND pg_catalog.pg_backend_pid() > pid) OR (waiting AND (NOT marked OR for_transaction)) \
+         ORDER BY 2 DESC LIMIT 1",
         holders = conflicting_holders(target),
         marker = INTENT_MARKER,
         pairs = pairs.join(", ")
     );
-    let found = unsafe { internal_query(|| Spi::get_one::<i32>(&sql)) };
-    let Ok(Ok(Some(pid))) = found else { return };
+    let found = unsafe {
+        internal_query(|| {
+            Spi::connect(|client| {
+                if let Some(row) = client.select(&sql, Some(1), &[])?.next() {
+                    if let Some(pid) = row.get::<i32>(1)? {
+                        return Ok::<_, pgrx::spi::Error>(Some((pid, row.get::<bool>(2)?.unwrap_or(false))));
+                    }
+                }
+                Ok(None)
+            })
+        })
+    };
+    let Ok(Ok(Some((pid, for_this_transaction)))) = found else { return };
     let mode = target.request.mode;
+    let what = if for_this_transaction { "waits for this transaction to end" } else { "wants a lock this transaction holds" };
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED, "deadlock detected", "pg_migration_guard")
         .set_detail(format!(
-            "{command_tag} waits for {} lock on {}, held by process {pid}, which waits for a lock this transaction holds.",
+            "{command_tag} waits for {} lock on {}, held by process {pid}, which {what}.",
             mode.with_article(),
             target.request.relation
         ))
@@ -461,7 +574,7 @@ struct Cancelled {
 impl Cancelled {
     /// Whether the last cancel went out less than `deadlock_timeout` ago: a cancelled worker
     /// ends within milliseconds; one that is still there after the time PostgreSQL itself
-    /// waits before cancelling is waited for like any other holder, with pauses.
+    /// waits before cancelling is waited for like any other holder.
     fn recent(&self) -> bool {
         let limit = Duration::from_millis(unsafe { pg_sys::DeadlockTimeout }.max(1) as u64);
         self.last.is_some_and(|t| t.elapsed() < limit)
@@ -471,22 +584,20 @@ impl Cancelled {
 /// Cancels autovacuum workers that hold a conflicting lock on `target`, as PostgreSQL
 /// itself does for a lock request that has waited `deadlock_timeout` behind one (ProcSleep
 /// in src/backend/storage/lmgr/proc.c: "sending cancel to blocking autovacuum PID"). The
-/// guard's waits are shorter than `deadlock_timeout`, so without this a migration would
-/// wait out its whole budget behind a routine autovacuum that PostgreSQL would have
-/// cancelled after one second.
+/// guard's attempts are shorter than `deadlock_timeout`, so PostgreSQL never does it for
+/// them; the guard does it after the first attempt that times out, rather than wait for the
+/// worker's vacuum of the table to end.
 ///
 /// Decided from PostgreSQL's own state, never from SQL the session could influence: the
-/// holders of conflicting locks come from the lock manager (`GetLockConflicts`, as
-/// `WaitForLockers` finds them), and a holder is signalled only when its PGPROC, read under
-/// ProcArrayLock, still runs that virtual transaction and its status flags say autovacuum
-/// worker (`PROC_IS_AUTOVACUUM`) and not anti-wraparound (`PROC_VACUUM_FOR_WRAPAROUND`) —
-/// ProcSleep's own test. The signal is SIGINT to that pid, as ProcSleep sends it: the
+/// holders come from [`lock_holders`] (the lock manager and the PGPROCs, ProcSleep's own
+/// test). The signal is SIGINT to that pid, as ProcSleep sends it: the
 /// server's decision, which needs no privilege of the session. Each worker's transaction
 /// (pid, local transaction id, kept in `cancelled`) is signalled once: a worker that has
 /// been cancelled moves on to its next table, where a second signal would cancel work
 /// that blocks no one.
 unsafe fn cancel_blocking_autovacuum(target: &Target, cancelled: &mut Cancelled) -> Holders {
-    let (workers, others) = unsafe { blocking_autovacuum_workers(target) };
+    let holders = unsafe { lock_holders(target) };
+    let workers: Vec<(i32, u32)> = holders.iter().filter(|h| h.cancellable_autovacuum).filter_map(|h| h.backend).collect();
     for &(pid, lxid) in &workers {
         if cancelled.sent.contains(&(pid, lxid)) {
             continue;
@@ -502,20 +613,66 @@ unsafe fn cancel_blocking_autovacuum(target: &Target, cancelled: &mut Cancelled)
         .report(PgLogLevel::LOG);
         unsafe { libc::kill(pid, libc::SIGINT) };
     }
-    Holders { autovacuum: workers.len(), others }
+    Holders { autovacuum: workers.len(), others: holders.len() - workers.len() }
+}
+
+/// The transactions to wait for before the next attempt: every transaction holding a lock
+/// that conflicts with one of `targets`, with the index of that target — except autovacuum
+/// workers that have just been sent a cancel ([`Cancelled::recent`]): they end within
+/// milliseconds, and the next attempt queues for them as PostgreSQL's own request would.
+/// A transaction appears once per target it blocks.
+///
+/// # Safety
+/// Inside a transaction, in a backend with a PGPROC.
+unsafe fn transactions_to_wait_for(targets: &[&Target], cancelled: &Cancelled) -> Vec<(usize, Holder)> {
+    let mut out = Vec::new();
+    for (j, t) in targets.iter().enumerate() {
+        for h in unsafe { lock_holders(t) } {
+            let just_cancelled = h.cancellable_autovacuum && cancelled.recent() && h.backend.is_some_and(|b| cancelled.sent.contains(&b));
+            if !just_cancelled {
+                out.push((j, h));
+            }
+        }
+    }
+    out
+}
+
+fn same_vxid(a: &pg_sys::VirtualTransactionId, b: &pg_sys::VirtualTransactionId) -> bool {
+    a.backendId == b.backendId && a.localTransactionId == b.localTransactionId
 }
 
 /// `ProcArrayLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h, generated
 /// from lwlocknames.txt: the same on every supported version).
 const PROC_ARRAY_LOCK: usize = 4;
 
-/// The autovacuum workers (not anti-wraparound) that hold a lock on `target` conflicting
-/// with the mode it wants, as (pid, local transaction id), and how many other holders of a
-/// conflicting lock there are. See [`cancel_blocking_autovacuum`].
+/// A transaction holding a lock that conflicts with a lock the guard wants, as the lock
+/// manager reports it.
+#[derive(Clone, Copy, Debug)]
+struct Holder {
+    /// Its virtual transaction id, as `GetLockConflicts` returns it: what
+    /// [`wait::for_transactions`] waits on.
+    vxid: pg_sys::VirtualTransactionId,
+    /// The pid and local transaction id of the backend running it; `None` for a prepared
+    /// transaction (no backend runs it) or one that ended meanwhile.
+    backend: Option<(i32, u32)>,
+    /// An autovacuum worker that is not preventing wraparound: one PostgreSQL would cancel.
+    cancellable_autovacuum: bool,
+}
+
+/// The transactions, other than this backend's, holding a lock on `target` that conflicts
+/// with the mode it wants: found by the lock manager (`GetLockConflicts`, as
+/// `WaitForLockers` finds them, fast-path locks included), each matched under ProcArrayLock
+/// with the PGPROC that still runs that virtual transaction, whose status flags say whether
+/// it is an autovacuum worker (`PROC_IS_AUTOVACUUM`) not preventing wraparound
+/// (`PROC_VACUUM_FOR_WRAPAROUND`) — ProcSleep's own test. Only sessions of this database hold
+/// locks on its relations (shared catalogs aside, looked up with database 0 as PostgreSQL
+/// locks them); a prepared transaction's locks are held on behalf of a dummy PGPROC whose
+/// virtual transaction id is the one it had before PREPARE TRANSACTION (twophase.c,
+/// MarkAsPreparingGuts), which VirtualXactLock resolves to its xid.
 ///
 /// # Safety
 /// Inside a transaction, in a backend with a PGPROC.
-unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usize) {
+unsafe fn lock_holders(target: &Target) -> Vec<Holder> {
     unsafe {
         let db = if pg_sys::IsSharedRelation(target.oid) { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId };
         let tag = pg_sys::LOCKTAG {
@@ -530,28 +687,29 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usiz
         // Holders of conflicting locks other than this backend, as virtual transaction ids,
         // ended by an invalid one (palloc'd in the current memory context).
         let vxids = pg_sys::GetLockConflicts(&tag, target.request.mode as pg_sys::LOCKMODE, &mut count);
-        let vxids: Vec<pg_sys::VirtualTransactionId> = (0..count.max(0) as usize).map(|i| *vxids.add(i)).collect();
-        if vxids.is_empty() {
-            return (vec![], 0);
+        let mut holders: Vec<Holder> = (0..count.max(0) as usize)
+            .map(|i| Holder { vxid: *vxids.add(i), backend: None, cancellable_autovacuum: false })
+            .collect();
+        if holders.is_empty() {
+            return holders;
         }
         let lock = &raw mut (*pg_sys::MainLWLockArray.add(PROC_ARRAY_LOCK)).lock;
-        let mut workers = Vec::new();
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
         let procs = (*pg_sys::ProcGlobal).allProcs;
         for i in 0..(*pg_sys::ProcGlobal).allProcCount as usize {
             let proc = &*procs.add(i);
-            if proc.pid == 0 {
+            if proc.pid == 0 || proc.lxid == 0 {
                 continue;
             }
-            let runs_holder = vxids.iter().any(|v| v.backendId == proc.backendId && v.localTransactionId == proc.lxid && v.localTransactionId != 0);
+            let Some(h) = holders.iter_mut().find(|h| h.vxid.backendId == proc.backendId && h.vxid.localTransactionId == proc.lxid) else {
+                continue;
+            };
+            h.backend = Some((proc.pid, proc.lxid));
             let flags = u32::from(proc.statusFlags);
-            if runs_holder && flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0 {
-                workers.push((proc.pid, proc.lxid));
-            }
+            h.cancellable_autovacuum = flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0;
         }
         pg_sys::LWLockRelease(lock);
-        let others = vxids.len().saturating_sub(workers.len());
-        (workers, others)
+        holders
     }
 }
 
@@ -581,8 +739,9 @@ unsafe fn exhausted(
         Err(cause) => format!("The sessions holding conflicting locks could not be listed: {cause}."),
     };
     let detail = format!(
-        "{command_tag} waited {attempts} time{} for {} lock on {} ({}), at most {} each time so that queries arriving \
-         behind it waited no longer than that, over {:.1} s. {held_by}",
+        "{command_tag} waited {attempts} time{} in the lock queue for {} lock on {} ({}), at most {} each time so that \
+         queries arriving behind it waited no longer than that, and between those waited outside the queue for the \
+         transactions holding conflicting locks to end; {:.1} s in all. {held_by}",
         if attempts == 1 { "" } else { "s" },
         mode.with_article(),
         target.request.relation,
@@ -639,8 +798,9 @@ mod tests {
         assert!(Holders { autovacuum: 2, others: 0 }.only_cancelled_autovacuum());
         assert!(!Holders { autovacuum: 1, others: 1 }.only_cancelled_autovacuum());
         assert!(!Holders { autovacuum: 0, others: 1 }.only_cancelled_autovacuum());
-        // Nobody any more (the holder ended between the timeout and the look): pause and
-        // retry as usual.
+        // Nobody any more (the holder ended between the timeout and the look): not a case
+        // for queueing again at once; take_locks attempts again, or pauses, as for any holder
+        // that is gone.
         assert!(!Holders { autovacuum: 0, others: 0 }.only_cancelled_autovacuum());
     }
 

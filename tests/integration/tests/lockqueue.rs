@@ -484,3 +484,159 @@ fn event_triggers_and_the_statement_see_the_sessions_lock_timeout() {
         warning_messages(&notices).into_iter().filter(|w| w.starts_with("lq_show_lock_timeout: ")).collect();
     assert_eq!(seen, ["lq_show_lock_timeout: 0", "lq_show_lock_timeout: 7s"]);
 }
+
+/// The primary messages and details of the guard's DEBUG1 "took the locks" reports.
+fn took_the_locks(notices: &std::sync::Mutex<Vec<postgres::error::DbError>>) -> Vec<(String, String)> {
+    notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| n.severity() == "DEBUG" && n.message().starts_with("pg_migration_guard took the locks of this "))
+        .map(|n| (n.message().to_string(), n.detail().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// The N of "... after N attempt(s)".
+fn attempts_in(message: &str) -> u32 {
+    let tail = message.rsplit(" after ").next().unwrap();
+    tail.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("no attempt count in {message:?}"))
+}
+
+#[test]
+fn a_migration_behind_a_reader_that_holds_its_lock_for_five_seconds_attempts_at_most_twice() {
+    // Between attempts the guard waits for the reader's transaction to end, outside the
+    // table's lock queue, instead of queueing again on a timer: one attempt before the
+    // wait, one after it, however long the reader runs. (It used to attempt every 0.5 s
+    // or so, about ten times in 5 s.)
+    let mut admin = connect("A");
+    reset_columns(&mut admin);
+    let (mut reader, reader_pid) = start_reader("lq-report");
+    let (tx, done) = mpsc::channel();
+    let (ptx, prx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut m, notices) = connect_as("A", "postgres", "lq-migration");
+        ptx.send(pid(&mut m)).unwrap();
+        m.batch_execute("SET client_min_messages = debug1").unwrap();
+        let result = m.batch_execute("ALTER TABLE shop_order ADD COLUMN lq_note text");
+        tx.send((result, took_the_locks(&notices))).unwrap();
+    });
+    let mig_pid = prx.recv().unwrap();
+    wait_for_state(&mut admin, mig_pid, "waiting for the reader's transaction to end", "wait_event = 'virtualxid'");
+    // That wait is on the reader's virtual transaction, not in the table's lock queue: the
+    // migration requests no lock on the table, and nothing waits for it.
+    let waits: Vec<String> = admin
+        .query("SELECT locktype FROM pg_locks WHERE pid = $1 AND NOT granted", &[&mig_pid])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(waits, ["virtualxid"]);
+    let blocked_by: Vec<i32> = admin.query_one("SELECT pg_blocking_pids($1)", &[&mig_pid]).unwrap().get(0);
+    assert_eq!(blocked_by, [reader_pid]);
+    thread::sleep(Duration::from_secs(5));
+    assert!(done.try_recv().is_err(), "the migration must not finish while the reader holds its lock");
+    reader.batch_execute("COMMIT").unwrap();
+    let (result, reports) = done.recv().unwrap();
+    result.expect("the migration should succeed once the reader ended");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let (message, detail) = &reports[0];
+    assert!(message.starts_with("pg_migration_guard took the locks of this ALTER TABLE after "), "{message}");
+    let attempts = attempts_in(message);
+    assert!((1..=2).contains(&attempts), "{attempts} attempts: {message} {detail}");
+    assert!(detail.starts_with("Each attempt waited at most 50ms in the lock queue; "), "{detail}");
+    reset_columns(&mut admin);
+}
+
+#[test]
+fn a_reader_that_outlives_the_budget_costs_the_migration_one_attempt() {
+    // The first attempt times out; the rest of the budget is spent waiting for the reader's
+    // transaction, outside the queue; the 55P03 says so.
+    let mut admin = connect("A");
+    reset_columns(&mut admin);
+    let (mut reader, _) = start_reader("lq-report");
+    let mut m = app("lq-migration");
+    m.batch_execute("SET pg_migration_guard.lock_retry_budget = '2s'").unwrap();
+    let e = expect_db_error(m.batch_execute("ALTER TABLE shop_order ADD COLUMN lq_note text"));
+    assert_eq!(e.code(), &SqlState::LOCK_NOT_AVAILABLE, "{e:?}");
+    let detail = e.detail().unwrap();
+    assert!(
+        detail.starts_with(
+            "ALTER TABLE waited 1 time in the lock queue for an ACCESS EXCLUSIVE lock on public.shop_order (blocks every \
+             read and write, plain SELECT included), at most 50ms each time so that queries arriving behind it waited no \
+             longer than that, and between those waited outside the queue for the transactions holding conflicting locks \
+             to end; "
+        ),
+        "{detail}"
+    );
+    assert!(detail.contains("application_name \"lq-report\""), "{detail}");
+    reader.batch_execute("COMMIT").unwrap();
+    reset_columns(&mut admin);
+}
+
+#[test]
+fn the_deadlock_detector_sees_the_wait_for_a_blocking_transaction() {
+    // The migration holds lq_a (an earlier statement of its transaction) and waits for the
+    // transaction holding lq_b to end. That transaction then asks for lq_a: a cycle formed
+    // after the guard's own check, which only PostgreSQL's detector can see — and does,
+    // because the guard's wait is a lock wait in the lock manager (ShareLock on the other's
+    // virtual transaction). With deadlock_timeout of 1 h for the migration, the other
+    // session's detector finds the cycle (after its 1 s) and makes that session the victim;
+    // the migration then completes.
+    let mut admin = connect("A");
+    reset_columns(&mut admin);
+    admin.batch_execute("CREATE TABLE lq_a (id int); CREATE TABLE lq_b (id int)").unwrap();
+    let mut other = app("lq-other");
+    other.batch_execute("SET lock_timeout = '60s'; BEGIN; LOCK TABLE lq_b IN ACCESS SHARE MODE").unwrap();
+    let (mig_pid, done) = spawn_migration(
+        "lq-migration",
+        "SET deadlock_timeout = '1h'; SET pg_migration_guard.lock_retry_budget = '60s'; BEGIN; ALTER TABLE lq_a ADD COLUMN x int",
+        "ALTER TABLE lq_b ADD COLUMN y int; COMMIT",
+    );
+    wait_for_state(&mut admin, mig_pid, "waiting for the other transaction to end", "wait_event = 'virtualxid'");
+    let e = expect_db_error(other.batch_execute("LOCK TABLE lq_a IN ACCESS SHARE MODE"));
+    assert_eq!(e.code(), &SqlState::T_R_DEADLOCK_DETECTED, "{e:?}");
+    let detail = e.detail().unwrap_or_default();
+    assert!(detail.contains(&format!("Process {mig_pid} waits for ShareLock on virtual transaction")), "{detail}");
+    other.batch_execute("ROLLBACK").unwrap();
+    done.recv().unwrap().expect("the migration completes once the other transaction is gone");
+    let cols: i64 = admin
+        .query_one("SELECT count(*) FROM pg_attribute WHERE attrelid IN ('lq_a'::regclass, 'lq_b'::regclass) AND attname IN ('x', 'y')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(cols, 2);
+    reset_columns(&mut admin);
+}
+
+#[test]
+fn a_migration_that_would_wait_for_one_waiting_for_it_backs_off() {
+    // m1 holds lq_a and waits for m2's transaction (which holds lq_b) to end. m2 then wants
+    // lq_a: its attempt times out, and before waiting for m1 it finds m1 waiting for its own
+    // transaction — a cycle, which m1 cannot leave before deadlock_timeout. m2 is the victim
+    // whichever pid is higher; m1 completes.
+    let mut admin = connect("A");
+    reset_columns(&mut admin);
+    admin.batch_execute("CREATE TABLE lq_a (id int); CREATE TABLE lq_b (id int)").unwrap();
+    let mut m2 = app("lq-m2");
+    let m2_pid = pid(&mut m2);
+    m2.batch_execute("SET deadlock_timeout = '1h'; BEGIN; ALTER TABLE lq_b ADD COLUMN x int").unwrap();
+    let (m1_pid, m1_done) = spawn_migration(
+        "lq-m1",
+        "SET deadlock_timeout = '1h'; BEGIN; ALTER TABLE lq_a ADD COLUMN x int",
+        "ALTER TABLE lq_b ADD COLUMN y int; COMMIT",
+    );
+    wait_for_state(&mut admin, m1_pid, "waiting for m2's transaction to end", "wait_event = 'virtualxid'");
+    let blocked_by: Vec<i32> = admin.query_one("SELECT pg_blocking_pids($1)", &[&m1_pid]).unwrap().get(0);
+    assert_eq!(blocked_by, [m2_pid]);
+    let e = expect_db_error(m2.batch_execute("ALTER TABLE lq_a ADD COLUMN y int"));
+    assert_eq!(e.code(), &SqlState::T_R_DEADLOCK_DETECTED, "{e:?}");
+    assert_eq!(
+        e.detail().unwrap_or_default(),
+        format!(
+            "ALTER TABLE waits for an ACCESS EXCLUSIVE lock on public.lq_a, held by process {m1_pid}, which waits for this \
+             transaction to end."
+        )
+    );
+    m2.batch_execute("ROLLBACK").unwrap();
+    m1_done.recv().unwrap().expect("m1 completes once m2 has rolled back");
+    reset_columns(&mut admin);
+}
