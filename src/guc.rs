@@ -488,7 +488,8 @@ the statement reaches; indexes excluded). 0 judges every relation. Lock-only rul
         c"pg_migration_guard.lock_timeout_policy",
         c"How pg_migration_guard keeps a DDL statement that waits for a lock from stalling other sessions: off, require or auto.",
         c"auto (default): the guard takes the statement's locks itself in short waits of lock_attempt_timeout, \
-backing off between them so queries queued behind it run, for up to lock_retry_budget, then fails with SQLSTATE 55P03 \
+and between two attempts waits outside the lock queue for the transactions holding conflicting locks to end, \
+so queries queued behind it run; for up to lock_retry_budget, then fails with SQLSTATE 55P03 \
 naming the blocking sessions. require: a statement that needs a lock blocking reads or writes is rejected \
 (rule require-lock-timeout) unless lock_timeout is between 1ms and max_lock_timeout. off: no lock-queue protection. \
 Only superusers can change it.",
