@@ -138,6 +138,9 @@ pub(super) unsafe fn column_facts(rel: &OpenRel, att: &pg_sys::FormData_pg_attri
             let fk = &*fk;
             if fk.conkey[..fk.nkeys.max(0) as usize].contains(&attnum) {
                 if let Some(def) = definition(pg_sys::pg_get_constraintdef, fk.conoid) {
+                    // A constraint not validated yet is written with NOT VALID: the route adds
+                    // it NOT VALID itself.
+                    let def = def.strip_suffix(" NOT VALID").map(str::to_string).unwrap_or(def);
                     facts.constraints.push((quote_ident(&cstr(pg_sys::get_constraint_name(fk.conoid))), def));
                 }
             }
