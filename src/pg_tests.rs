@@ -1333,6 +1333,29 @@ fn what_postgres_refuses_or_does_not_touch_is_not_judged() {
     ] {
         assert!(alter_commands(sql).iter().all(|c| *c == AlterTableCmd::Other), "{sql}");
     }
+    for sql in [
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT x_fk FOREIGN KEY (customer_id) REFERENCES guard_fixture.no_such (id)",
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT x_fk FOREIGN KEY (no_such) REFERENCES guard_fixture.customers (id)",
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT x_key UNIQUE (no_such)",
+        "ALTER TABLE guard_fixture.orders ADD COLUMN x guard_fixture.no_such_type",
+        "ALTER TABLE guard_fixture.orders ADD COLUMN status text DEFAULT random()::text",
+        "ALTER TABLE guard_fixture.orders ALTER COLUMN quantity TYPE guard_fixture.no_such_type",
+    ] {
+        assert!(alter_commands(sql).iter().all(|c| *c == AlterTableCmd::Other), "{sql}");
+    }
+    // A key on a column the same statement adds is judged.
+    assert!(alter_commands("ALTER TABLE guard_fixture.orders ADD COLUMN code text, ADD CONSTRAINT code_key UNIQUE (code)")
+        .iter()
+        .any(|c| matches!(c, AlterTableCmd::AddUnique { .. })));
+    assert_eq!(facts_of("CREATE INDEX orders_x_idx ON guard_fixture.orders (no_such)"), Statement::Other);
+    assert_eq!(facts_of("CREATE INDEX orders_status_idx ON guard_fixture.orders (quantity)"), Statement::Other);
+    assert_eq!(facts_of("CLUSTER guard_fixture.orders USING no_such_idx"), Statement::Other);
+    assert_eq!(facts_of("CLUSTER guard_fixture.orders"), Statement::Other);
+    assert_eq!(facts_of("DROP INDEX guard_fixture.orders_status_idx, guard_fixture.no_such_idx"), Statement::Other);
+    // Drops of other objects are not read as relation names.
+    assert_eq!(facts_of("DROP SCHEMA IF EXISTS no_such_schema, guard_fixture CASCADE"), Statement::Other);
+    assert_eq!(facts_of("DROP TYPE IF EXISTS guard_fixture.no_such_type"), Statement::Other);
+    assert!(matches!(facts_of("DROP INDEX IF EXISTS guard_fixture.orders_status_idx, guard_fixture.no_such_idx"), Statement::DropIndex(_)));
     assert_eq!(facts_of("ALTER INDEX ALL IN TABLESPACE pg_default SET TABLESPACE pg_global"), Statement::Other);
     assert_eq!(facts_of("ALTER TABLE ALL IN TABLESPACE pg_default SET TABLESPACE pg_default"), Statement::Other);
     // In mode warn: PostgreSQL's own error, no WARNING of the guard.

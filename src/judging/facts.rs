@@ -111,6 +111,9 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, siz
             let rv = (*(node as *mut pg_sys::ClusterStmt)).relation;
             if rv.is_null() {
                 Statement::Cluster { table: None, clustered: catalog::clustered_tables(sizes) }
+            } else if !catalog::cluster_index_exists(rv, (*(node as *mut pg_sys::ClusterStmt)).indexname) {
+                // No such index, or no clustered index to use: PostgreSQL's error.
+                Statement::Other
             } else {
                 lookup(rv)
                     .and_then(|oid| relation(oid, true, sizes))
@@ -363,6 +366,16 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
             // CREATE INDEX ... ON ONLY parent: an invalid index on the parent, nothing built.
             return None;
         }
+        // What PostgreSQL skips (IF NOT EXISTS) or refuses, it reports itself: a name in use,
+        // a column that does not exist.
+        let rel = OpenRel::new(oid)?;
+        if !(*stmt).idxname.is_null() && pg_sys::get_relname_relid((*stmt).idxname, rel.form().relnamespace) != pg_sys::InvalidOid {
+            return None;
+        }
+        let params = PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams);
+        if params.iter_ptr().any(|e| !(*e).name.is_null() && attribute(&rel, cstr_bytes((*e).name)).is_none()) {
+            return None;
+        }
         Some(CreateIndex {
             table,
             concurrent: (*stmt).concurrent,
@@ -373,24 +386,25 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
 
 unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt, sizes: Sizes) -> Option<Statement> {
     unsafe {
+        if !matches!((*stmt).removeType, pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_INDEX) {
+            return None;
+        }
+        // Without IF EXISTS, a name that does not exist makes PostgreSQL refuse the whole
+        // statement with its own error: not judged.
+        let objects = PgList::<pg_sys::List>::from_pg((*stmt).objects);
+        let oids: Vec<Option<pg_sys::Oid>> = objects.iter_ptr().map(|names| lookup(pg_sys::makeRangeVarFromNameList(names))).collect();
+        if !(*stmt).missing_ok && oids.iter().any(Option::is_none) {
+            return None;
+        }
         if (*stmt).removeType == pg_sys::ObjectType::OBJECT_TABLE {
-            let tables: Vec<Relation> = PgList::<pg_sys::List>::from_pg((*stmt).objects)
-                .iter_ptr()
-                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, false, sizes)))
-                .collect();
+            let tables: Vec<Relation> = oids.iter().flatten().filter_map(|oid| relation(*oid, false, sizes)).collect();
             if tables.is_empty() {
                 return None;
             }
             return Some(Statement::DropTable { tables, cascade: (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE });
         }
-        if (*stmt).removeType != pg_sys::ObjectType::OBJECT_INDEX {
-            return None;
-        }
         let mut indexes = Vec::new();
-        let objects = PgList::<pg_sys::List>::from_pg((*stmt).objects);
-        for names in objects.iter_ptr() {
-            let rv = pg_sys::makeRangeVarFromNameList(names);
-            let Some(index_oid) = lookup(rv) else { continue };
+        for index_oid in oids.into_iter().flatten() {
             let Some(index) = OpenRel::new(index_oid) else { continue };
             let table_oid = pg_sys::IndexGetRelation(index_oid, true);
             if table_oid == pg_sys::InvalidOid {
@@ -423,8 +437,20 @@ struct AlterContext {
     /// written inline in ADD COLUMN are then marked valid without a scan
     /// (transformFKConstraints): every row has NULL in the new column.
     fk_skip_validation: bool,
-    /// Columns dropped by earlier subcommands of this statement: name and attribute number.
+    /// Columns the statement's DROP COLUMN subcommands drop: name and attribute number
+    /// (PostgreSQL drops them before it adds columns, whatever the order written).
     dropped: Vec<(Vec<u8>, pg_sys::AttrNumber)>,
+    /// Columns the statement's ADD COLUMN subcommands add (PostgreSQL adds them before it
+    /// adds constraints, whatever the order written).
+    added: Vec<Vec<u8>>,
+}
+
+impl AlterContext {
+    /// Whether `name` is a column of `rel` or one the statement adds: otherwise a constraint
+    /// or index on it makes PostgreSQL refuse the statement with its own error.
+    unsafe fn has_column(&self, rel: &OpenRel, name: &[u8]) -> bool {
+        attribute(rel, name).is_some() || self.added.iter().any(|a| a.as_slice() == name)
+    }
 }
 
 /// ALTER TABLE, ALTER INDEX and ALTER MATERIALIZED VIEW (and ALTER TABLE naming an index or a
@@ -444,7 +470,18 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText, s
         let mut commands = Vec::new();
         if !table.created_in_transaction {
             let cmds = PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds);
-            let mut ctx = AlterContext { lock, fk_skip_validation: fk_skip_validation(&cmds), dropped: Vec::new() };
+            let added = cmds
+                .iter_ptr()
+                .filter(|c| (*(*c)).subtype == pg_sys::AlterTableType::AT_AddColumn && is_a((*(*c)).def, pg_sys::NodeTag::T_ColumnDef))
+                .map(|c| cstr_bytes((*((*c).def as *mut pg_sys::ColumnDef)).colname).to_vec())
+                .collect();
+            let dropped = cmds
+                .iter_ptr()
+                .filter(|c| (*(*c)).subtype == pg_sys::AlterTableType::AT_DropColumn)
+                .filter_map(|c| columns::droppable_column(&rel, (*c).name))
+                .map(|att| (name_bytes(&att.attname).to_vec(), att.attnum))
+                .collect();
+            let mut ctx = AlterContext { lock, fk_skip_validation: fk_skip_validation(&cmds), dropped, added };
             let is_table = matches!(rel.kind(), RelKind::Table | RelKind::PartitionedTable);
             for cmd in cmds.iter_ptr() {
                 if is_table || is_storage_subcommand((*cmd).subtype) {
@@ -533,10 +570,7 @@ unsafe fn alter_table_cmd(
             AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => add_constraint(rel, def.cast(), None, text, sizes, ctx),
             AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text, sizes, ctx),
             AT_DropColumn => match columns::droppable_column(rel, (*cmd).name) {
-                Some(att) => {
-                    ctx.dropped.push((name_bytes(&att.attname).to_vec(), att.attnum));
-                    vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }]
-                }
+                Some(_) => vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }],
                 // No such column (IF EXISTS), or one PostgreSQL refuses to drop: its own
                 // NOTICE or ERROR says so.
                 None => vec![AlterTableCmd::Other],
@@ -606,6 +640,18 @@ unsafe fn type_name_parts(tn: *mut pg_sys::TypeName) -> Vec<String> {
 unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText, sizes: Sizes, ctx: &mut AlterContext) -> Vec<AlterTableCmd> {
     use pg_sys::ConstrType::*;
     unsafe {
+        // A column of that name exists (and is not dropped by this statement first), or the
+        // type does not exist: PostgreSQL skips (IF NOT EXISTS) or refuses the statement.
+        let name = cstr_bytes((*def).colname);
+        let exists = attribute(rel, name).is_some() && !ctx.dropped.iter().any(|(d, _)| d.as_slice() == name);
+        let serial_or_known = {
+            let parts = type_name_parts((*def).typeName);
+            (parts.len() == 1 && parts[0].contains("serial"))
+                || pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*def).typeName, true) != pg_sys::InvalidOid
+        };
+        if exists || !serial_or_known {
+            return vec![AlterTableCmd::Other];
+        }
         let colname = cstr((*def).colname);
         let column = quote_ident(&colname);
         let mut out = Vec::new();
@@ -818,6 +864,15 @@ unsafe fn add_constraint(
         match contype {
             CONSTR_FOREIGN => {
                 let cols = key_list((*con).fk_attrs);
+                // A referenced table or a column that does not exist: PostgreSQL's error.
+                let Some(pk_oid) = lookup((*con).pktable) else { return vec![AlterTableCmd::Other] };
+                let pk_rel = OpenRel::new(pk_oid);
+                let pk_cols_exist = PgList::<pg_sys::Node>::from_pg((*con).pk_attrs)
+                    .iter_ptr()
+                    .all(|n| pk_rel.as_ref().is_some_and(|r| attribute(r, str_val(n).as_bytes()).is_some()));
+                if !pk_cols_exist || (inline_column.is_none() && !cols.iter().all(|c| ctx.has_column(rel, c.as_bytes()))) {
+                    return vec![AlterTableCmd::Other];
+                }
                 let definition = match inline_column {
                     Some(c) => written.map(|d| format!("FOREIGN KEY ({}) {d}", quote_ident(c))),
                     None => written,
@@ -842,6 +897,9 @@ unsafe fn add_constraint(
             CONSTR_PRIMARY | CONSTR_UNIQUE if (*con).indexname.is_null() => {
                 let primary = contype == CONSTR_PRIMARY;
                 let cols = key_list((*con).keys);
+                if inline_column.is_none() && !cols.iter().all(|c| ctx.has_column(rel, c.as_bytes())) {
+                    return vec![AlterTableCmd::Other];
+                }
                 let name = name_for(&cols, if primary { "pkey" } else { "key" });
                 // transformIndexConstraint: a PRIMARY KEY adds SET NOT NULL for each key column
                 // of the table that is not NOT NULL (an inline one is made NOT NULL by its ADD
@@ -1069,6 +1127,10 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
     unsafe {
         let column = cstr(colname);
         let Some(att) = attribute(rel, cstr_bytes(colname)) else { return AlterTableCmd::Other };
+        if pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*def).typeName, true) == pg_sys::InvalidOid {
+            // PostgreSQL's error: the type does not exist.
+            return AlterTableCmd::Other;
+        }
         let mut typid = pg_sys::InvalidOid;
         let mut typmod: i32 = -1;
         pg_sys::typenameTypeIdAndMod(std::ptr::null_mut(), (*def).typeName, &mut typid, &mut typmod);

@@ -121,6 +121,25 @@ pub(super) unsafe fn clustered_tables(sizes: Sizes) -> Vec<Relation> {
     }
 }
 
+/// CLUSTER table [USING index]: whether the index PostgreSQL will use exists — the one named
+/// (in the table's schema), or, without USING, an index of the table marked clustered
+/// (cluster.c: "there is no previously clustered index for table").
+///
+/// # Safety
+/// `rv` a valid RangeVar, `indexname` a valid C string or null, inside a transaction.
+pub(super) unsafe fn cluster_index_exists(rv: *mut pg_sys::RangeVar, indexname: *const c_char) -> bool {
+    unsafe {
+        let Some(table) = lookup(rv).and_then(|oid| OpenRel::new(oid)) else { return false };
+        if !indexname.is_null() {
+            return pg_sys::get_relname_relid(indexname, table.form().relnamespace) != pg_sys::InvalidOid;
+        }
+        PgList::<std::ffi::c_void>::from_pg(pg_sys::RelationGetIndexList(table.0))
+            .iter_oid()
+            .filter_map(|oid| OpenRel::new(oid))
+            .any(|i| (*i.0).rd_index.as_ref().is_some_and(|ix| ix.indisclustered))
+    }
+}
+
 /// ALTER TABLE / INDEX / MATERIALIZED VIEW ALL IN TABLESPACE a [OWNED BY ...] SET
 /// TABLESPACE b: the relations AlterTableMoveAll (src/backend/commands/tablecmds.c) moves —
 /// in tablespace a, of the statement's kind, not in pg_catalog, not shared, not temporary, not
