@@ -78,7 +78,9 @@ pub static MAX_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 /// `pg_migration_guard.rule_levels`: per-rule level overrides, `rule-id:level, ...`.
 pub static RULE_LEVELS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
-/// `pg_migration_guard.small_table_threshold`, in kB (GUC_UNIT_KB): default 1MB.
+/// `pg_migration_guard.small_table_threshold`, in kB (GUC_UNIT_KB): default 1MB, range
+/// 0 ..= i32::MAX kB (an int GUC): 1 kB less than 2TB, so `'2TB'` is out of range and
+/// `'2047GB'` is the largest value in GB (README, Configuration).
 pub static SMALL_TABLE_THRESHOLD_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 /// `pg_migration_guard.allow_overrides`: whether `pg_migration_guard:allow` annotations are honoured.

@@ -36,6 +36,10 @@ ALTER TABLE guard_fixture.documents ALTER COLUMN body SET STORAGE EXTERNAL;
 INSERT INTO guard_fixture.documents SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 400) g;
 CREATE DOMAIN guard_fixture.positive_int AS integer CHECK (VALUE > 0);
 CREATE DOMAIN guard_fixture.plain_int AS integer;
+-- A partitioned table and a table to attach to it (99 rows).
+CREATE TABLE guard_fixture.parts (id bigint NOT NULL, v text) PARTITION BY RANGE (id);
+CREATE TABLE guard_fixture.parts_1 (id bigint NOT NULL, v text);
+INSERT INTO guard_fixture.parts_1 SELECT g, 'v' FROM generate_series(1, 99) g;
 CREATE ROLE guard_app_user NOLOGIN;
 GRANT USAGE, CREATE ON SCHEMA guard_fixture TO guard_app_user;
 "#,
@@ -607,22 +611,30 @@ fn validate_in_the_same_transaction_as_not_valid_is_rejected() {
     assert!(f.hint.ends_with("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT v_customer_fk;"), "{f:?}");
 }
 
-// Django's AddField of a ForeignKey: a new column with an inline, deferrable REFERENCES.
-// The DETAIL names each table's own lock; the HINT adds the column before NOT VALID.
+// A new column with an inline, deferrable REFERENCES and a default: every row is checked.
+// The DETAIL names each table's own lock; the HINT adds the column (with its default) before
+// NOT VALID. Without a default (Django's AddField of a nullable ForeignKey) every row is NULL
+// and PostgreSQL marks the constraint valid without a scan: it passes.
 #[pg_test]
 fn inline_foreign_key_on_a_new_column_hint_adds_the_column_first() {
-    let f = rejected(
+    allowed(
         "ALTER TABLE guard_fixture.orders ADD COLUMN buyer_id bigint NULL CONSTRAINT orders_buyer_fk \
+         REFERENCES guard_fixture.customers (id) DEFERRABLE INITIALLY DEFERRED",
+    );
+    let validated = Spi::get_one::<bool>("SELECT convalidated FROM pg_constraint WHERE conname = 'orders_buyer_fk'");
+    assert_eq!(validated, Ok(Some(true)), "PostgreSQL marks it valid without a scan");
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD COLUMN seller_id bigint NULL DEFAULT 1 CONSTRAINT orders_seller_fk \
          REFERENCES guard_fixture.customers (id) DEFERRABLE INITIALLY DEFERRED",
         "constraint-missing-not-valid",
     );
     assert!(f.detail.contains("an ACCESS EXCLUSIVE lock on guard_fixture.orders ("), "{f:?}");
     assert!(f.detail.contains("a SHARE ROW EXCLUSIVE lock on guard_fixture.customers ("), "{f:?}");
     let steps: Vec<&str> = f.hint.lines().skip(1).collect();
-    assert_eq!(steps[0], "ALTER TABLE guard_fixture.orders ADD COLUMN buyer_id bigint;", "{f:?}");
+    assert_eq!(steps[0], "ALTER TABLE guard_fixture.orders ADD COLUMN seller_id bigint DEFAULT 1;", "{f:?}");
     assert_eq!(
         steps[1],
-        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_buyer_fk FOREIGN KEY (buyer_id) \
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_seller_fk FOREIGN KEY (seller_id) \
          REFERENCES guard_fixture.customers (id) DEFERRABLE INITIALLY DEFERRED NOT VALID;",
         "{f:?}"
     );
@@ -1084,4 +1096,435 @@ fn taken_ahead_excludes_strong_locks_on_tables_of_other_owners() {
         .collect()
     });
     assert_eq!(rows, ["guard_fixture.app_lines SHARE ROW EXCLUSIVE true", "guard_fixture.orders SHARE ROW EXCLUSIVE false"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalog facts behind the accuracy of the rules: each read as PostgreSQL reads it, and,
+// where the transaction allows, compared with what PostgreSQL then does.
+// ---------------------------------------------------------------------------------------
+
+/// The facts the guard reads for one statement, with measured sizes.
+fn facts_of(sql: &str) -> crate::model::Statement {
+    use crate::judging::facts::{statement_facts, Sizes, StatementText};
+    let c = std::ffi::CString::new(sql).unwrap();
+    unsafe {
+        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let raw = pgrx::PgList::<pg_sys::RawStmt>::from_pg(list).get_ptr(0).expect("one statement");
+        let text = StatementText { text: sql, offset: 0 };
+        crate::subxact::in_subtransaction(|| statement_facts((*raw).stmt, &text, Sizes::Measured))
+            .unwrap_or_else(|e| panic!("facts of {sql}: {e}"))
+    }
+}
+
+/// The subcommands of an ALTER TABLE's facts.
+fn alter_commands(sql: &str) -> Vec<crate::model::AlterTableCmd> {
+    match facts_of(sql) {
+        crate::model::Statement::AlterTable(at) => at.commands,
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+/// The relfilenode of a relation, to tell whether a statement rebuilt it.
+fn relfilenode_of(rel: &str) -> u32 {
+    Spi::get_one::<pg_sys::Oid>(&format!("SELECT relfilenode FROM pg_class WHERE oid = '{rel}'::regclass")).unwrap().unwrap().to_u32()
+}
+
+// ADD PRIMARY KEY USING INDEX on a nullable column sets it NOT NULL with a scan, although the
+// index exists; a validated CHECK (col IS NOT NULL) lets PostgreSQL skip it, and the guard then
+// passes the statement.
+#[pg_test]
+fn primary_key_using_index_on_a_nullable_column_scans_unless_a_check_proves_it() {
+    allowed("ALTER TABLE guard_fixture.orders DROP CONSTRAINT orders_pkey CASCADE");
+    let using_index = "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_note_pkey PRIMARY KEY USING INDEX orders_note_key_idx";
+    let f = rejected(using_index, "adding-not-nullable-field");
+    assert!(f.message.contains("adding PRIMARY KEY orders_note_pkey would scan guard_fixture.orders"), "{f:?}");
+    assert!(f.message.ends_with("to set note NOT NULL"), "{f:?}");
+    assert!(f.hint.contains("ADD CONSTRAINT orders_note_not_null CHECK (note IS NOT NULL) NOT VALID;"), "{f:?}");
+    // ADD PRIMARY KEY (note): the index build, and the same implicit SET NOT NULL.
+    let f = rejected("ALTER TABLE guard_fixture.orders ADD PRIMARY KEY (note)", "disallowed-unique-constraint");
+    assert!(f.message.ends_with("(and 1 more finding)"), "{f:?}");
+    assert!(f.detail.contains("adding-not-nullable-field: ALTER TABLE takes an ACCESS EXCLUSIVE lock"), "{f:?}");
+    allowed("SET LOCAL pg_migration_guard.rule_levels = 'disallowed-unique-constraint:warning'");
+    rejected("ALTER TABLE guard_fixture.orders ADD PRIMARY KEY (note)", "adding-not-nullable-field");
+    // The CHECK route (VALIDATE in the test's own transaction is flagged: lowered here).
+    allowed("SET LOCAL pg_migration_guard.rule_levels = 'constraint-missing-not-valid:off'");
+    allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_note_not_null CHECK (note IS NOT NULL) NOT VALID");
+    allowed("ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_note_not_null");
+    allowed("RESET pg_migration_guard.rule_levels");
+    allowed(using_index);
+    assert_eq!(
+        Spi::get_one::<bool>("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'guard_fixture.orders'::regclass AND attname = 'note'"),
+        Ok(Some(true))
+    );
+}
+
+// ATTACH PARTITION and CREATE TABLE ... PARTITION OF: the relations PostgreSQL scans, and the
+// partition constraint as it checks it; a CHECK equal to it, validated, spares the scan.
+#[pg_test]
+fn partition_scans_follow_postgres_proof() {
+    use crate::model::{AlterTableCmd, Statement};
+    // guard_fixture.parts and parts_1 come from the fixture: the facts of an ALTER TABLE on a
+    // table created in this transaction are not read (no rule applies to it).
+    let attach = "ALTER TABLE guard_fixture.parts ATTACH PARTITION guard_fixture.parts_1 FOR VALUES FROM (1) TO (100)";
+    let attach_facts = || match alter_commands(attach).pop() {
+        Some(AlterTableCmd::AttachPartition(a)) => a,
+        other => panic!("{other:?}"),
+    };
+    let a = attach_facts();
+    assert_eq!(a.partition, "guard_fixture.parts_1");
+    assert_eq!(a.scans.len(), 1, "{a:?}");
+    assert_eq!(a.scans[0].relation.name, "guard_fixture.parts_1");
+    let constraint = a.scans[0].constraint_sql.clone().unwrap();
+    assert_eq!(constraint, "((id IS NOT NULL) AND (id >= '1'::bigint) AND (id < '100'::bigint))");
+    assert!(a.default_scans.is_empty());
+    // The HINT's CHECK, validated: PostgreSQL's proof holds and nothing is scanned.
+    Spi::run(&format!("ALTER TABLE guard_fixture.parts_1 ADD CONSTRAINT parts_1_check CHECK ({constraint})")).unwrap();
+    assert!(attach_facts().scans.is_empty());
+    Spi::run("ALTER TABLE guard_fixture.parts_1 DROP CONSTRAINT parts_1_check").unwrap();
+    // A NOT VALID one proves nothing.
+    Spi::run("ALTER TABLE guard_fixture.parts_1 ADD CONSTRAINT parts_1_check CHECK (id >= 1 AND id < 100) NOT VALID").unwrap();
+    assert_eq!(attach_facts().scans.len(), 1);
+    // With a DEFAULT partition, both statements scan it for rows of the new bound.
+    Spi::run("CREATE TABLE guard_fixture.parts_default PARTITION OF guard_fixture.parts DEFAULT").unwrap();
+    let a = attach_facts();
+    assert_eq!(a.default_scans.len(), 1, "{a:?}");
+    assert_eq!(a.default_scans[0].relation.name, "guard_fixture.parts_default");
+    let create = "CREATE TABLE guard_fixture.parts_2 PARTITION OF guard_fixture.parts FOR VALUES FROM (100) TO (200)";
+    match facts_of(create) {
+        Statement::CreatePartition(cp) => {
+            assert_eq!(cp.default_scans.len(), 1, "{cp:?}");
+            let proof = cp.default_scans[0].constraint_sql.clone().unwrap();
+            Spi::run(&format!("ALTER TABLE guard_fixture.parts_default ADD CONSTRAINT parts_default_check CHECK ({proof})")).unwrap();
+        }
+        other => panic!("{other:?}"),
+    }
+    match facts_of(create) {
+        Statement::CreatePartition(cp) => assert!(cp.default_scans.is_empty(), "{cp:?}"),
+        other => panic!("{other:?}"),
+    }
+    // No DEFAULT partition to scan: not judged at all.
+    Spi::run("CREATE TABLE guard_fixture.other_parts (id int) PARTITION BY LIST (id)").unwrap();
+    assert_eq!(facts_of("CREATE TABLE guard_fixture.other_parts_1 PARTITION OF guard_fixture.other_parts FOR VALUES IN (1)"), Statement::Other);
+    // A bound the guard cannot transform without calling a user's function is judged as
+    // scanned (no constraint shown), and the function is not called.
+    Spi::run(
+        "CREATE SEQUENCE guard_fixture.bound_calls; \
+         CREATE FUNCTION guard_fixture.bound() RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS \
+         $$BEGIN PERFORM nextval('guard_fixture.bound_calls'); RETURN 100; END$$",
+    )
+    .unwrap();
+    let a = match alter_commands(
+        "ALTER TABLE guard_fixture.parts ATTACH PARTITION guard_fixture.parts_1 FOR VALUES FROM (1) TO (guard_fixture.bound())",
+    )
+    .pop()
+    {
+        Some(AlterTableCmd::AttachPartition(a)) => a,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(a.scans.len(), 1);
+    assert_eq!(a.scans[0].constraint_sql, None);
+    assert_eq!(Spi::get_one::<bool>("SELECT is_called FROM guard_fixture.bound_calls"), Ok(Some(false)));
+    // A table that does not exist, or an invalid bound, is PostgreSQL's error.
+    assert!(alter_commands("ALTER TABLE guard_fixture.parts ATTACH PARTITION guard_fixture.no_such FOR VALUES FROM (1) TO (2)").is_empty());
+    assert!(alter_commands("ALTER TABLE guard_fixture.parts ATTACH PARTITION guard_fixture.parts_1 FOR VALUES IN (1)").is_empty());
+}
+
+// ALTER DOMAIN reads every column of the domain, and of domains over it, in tables and
+// materialized views (get_rels_with_domain); a constraint or domain that does not exist is
+// PostgreSQL's error.
+#[pg_test]
+fn alter_domain_reaches_every_column_of_the_domain() {
+    use crate::model::{DomainAction, Statement};
+    Spi::run(
+        "CREATE DOMAIN guard_fixture.qty AS integer; \
+         CREATE DOMAIN guard_fixture.small_qty AS guard_fixture.qty; \
+         CREATE TABLE guard_fixture.lines_a (a guard_fixture.qty, b int); \
+         CREATE TABLE guard_fixture.lines_b (c guard_fixture.small_qty, d guard_fixture.qty); \
+         CREATE VIEW guard_fixture.lines_v AS SELECT a FROM guard_fixture.lines_a; \
+         ALTER DOMAIN guard_fixture.qty ADD CONSTRAINT qty_positive CHECK (VALUE > 0) NOT VALID",
+    )
+    .unwrap();
+    let uses = |sql: &str| match facts_of(sql) {
+        Statement::AlterDomain(d) => {
+            let mut u: Vec<String> = d
+                .uses
+                .iter()
+                .map(|u| {
+                    let mut columns = u.columns.clone();
+                    columns.sort();
+                    format!("{} {}", u.table.name, columns.join(","))
+                })
+                .collect();
+            u.sort();
+            (d.action, u)
+        }
+        other => panic!("{sql}: {other:?}"),
+    };
+    let (action, u) = uses("ALTER DOMAIN guard_fixture.qty ADD CONSTRAINT qty_small CHECK (VALUE < 100)");
+    // (columns in the order pg_depend lists them, sorted here)
+    assert!(matches!(action, DomainAction::AddCheck { validates: true, .. }), "{action:?}");
+    assert_eq!(u, ["guard_fixture.lines_a a", "guard_fixture.lines_b c,d"]);
+    let (action, _) = uses("ALTER DOMAIN guard_fixture.qty ADD CONSTRAINT qty_small CHECK (VALUE < 100) NOT VALID");
+    assert!(matches!(action, DomainAction::AddCheck { validates: false, .. }), "{action:?}");
+    assert!(matches!(uses("ALTER DOMAIN guard_fixture.qty SET NOT NULL").0, DomainAction::SetNotNull));
+    assert!(matches!(uses("ALTER DOMAIN guard_fixture.qty VALIDATE CONSTRAINT qty_positive").0, DomainAction::ValidateConstraint { .. }));
+    assert_eq!(facts_of("ALTER DOMAIN guard_fixture.qty VALIDATE CONSTRAINT no_such"), Statement::Other);
+    assert_eq!(facts_of("ALTER DOMAIN guard_fixture.no_such SET NOT NULL"), Statement::Other);
+    assert_eq!(facts_of("ALTER DOMAIN guard_fixture.qty DROP NOT NULL"), Statement::Other);
+    // The rules on a big table: the fixture's positive_int is not stored anywhere; orders is.
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN boxes guard_fixture.plain_int");
+    rejected("ALTER DOMAIN guard_fixture.plain_int ADD CONSTRAINT plain_positive CHECK (VALUE > 0)", "constraint-missing-not-valid");
+    rejected("ALTER DOMAIN guard_fixture.plain_int SET NOT NULL", "adding-not-nullable-field");
+    allowed("ALTER DOMAIN guard_fixture.plain_int ADD CONSTRAINT plain_positive CHECK (VALUE > 0) NOT VALID");
+    rejected("ALTER DOMAIN guard_fixture.plain_int VALIDATE CONSTRAINT plain_positive", "constraint-missing-not-valid");
+}
+
+// ALTER TYPE ... ALTER ATTRIBUTE ... TYPE ... CASCADE changes the column of every typed table,
+// with PostgreSQL's rewrite test on each.
+#[pg_test]
+fn alter_type_cascade_is_judged_on_each_typed_table() {
+    use crate::model::{AlterTableCmd, Statement};
+    Spi::run(
+        "CREATE TYPE guard_fixture.line AS (order_id bigint, qty integer); \
+         CREATE TABLE guard_fixture.typed_lines OF guard_fixture.line",
+    )
+    .unwrap();
+    match facts_of("ALTER TYPE guard_fixture.line ALTER ATTRIBUTE qty TYPE bigint CASCADE") {
+        Statement::AlterCompositeType { type_name, tables } => {
+            assert_eq!(type_name, "guard_fixture.line");
+            assert_eq!(tables.len(), 1);
+            assert_eq!(tables[0].table.name, "guard_fixture.typed_lines");
+            assert!(matches!(tables[0].commands[..], [AlterTableCmd::AlterColumnType { rewrite: Some(true), .. }]), "{tables:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without CASCADE PostgreSQL refuses it (typed tables exist): not judged.
+    assert_eq!(facts_of("ALTER TYPE guard_fixture.line ALTER ATTRIBUTE qty TYPE bigint"), Statement::Other);
+}
+
+// Without a rewrite, PostgreSQL rebuilds the indexes whose collation or operator class changes
+// with the column (CheckIndexCompatible). The guard's prediction is compared with what
+// PostgreSQL does: a rebuilt index gets a new relfilenode.
+#[pg_test]
+fn index_rebuilds_without_a_rewrite_are_predicted_as_postgres_does_them() {
+    use crate::model::AlterTableCmd;
+    allowed("SET LOCAL pg_migration_guard.mode = warn");
+    allowed("SET LOCAL client_min_messages = error");
+    allowed("CREATE INDEX orders_status_upper_idx ON guard_fixture.orders (upper(status))");
+    let cases = [
+        // (statement, predicted rebuilds)
+        ("ALTER TABLE guard_fixture.orders ALTER COLUMN note TYPE varchar(60)", vec![]),
+        ("ALTER TABLE guard_fixture.orders ALTER COLUMN note TYPE text", vec![]),
+        (
+            "ALTER TABLE guard_fixture.orders ALTER COLUMN status TYPE text COLLATE \"C\"",
+            vec!["guard_fixture.orders_status_idx", "guard_fixture.orders_status_upper_idx"],
+        ),
+        ("ALTER TABLE guard_fixture.orders ALTER COLUMN note TYPE text COLLATE \"C\"", vec!["guard_fixture.orders_note_key_idx"]),
+    ];
+    for (sql, expected) in cases {
+        let predicted = match alter_commands(sql).pop() {
+            Some(AlterTableCmd::AlterColumnType { rewrite: Some(false), rebuilt_indexes, .. }) => rebuilt_indexes,
+            other => panic!("{sql}: {other:?}"),
+        };
+        let mut sorted = predicted.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "{sql}");
+        let indexes = ["guard_fixture.orders_status_idx", "guard_fixture.orders_status_upper_idx", "guard_fixture.orders_note_key_idx"];
+        let before: Vec<u32> = indexes.iter().map(|i| relfilenode_of(i)).collect();
+        allowed(sql);
+        for (i, b) in indexes.iter().zip(before) {
+            assert_eq!(relfilenode_of(i) != b, predicted.iter().any(|p| p == i), "{sql}: {i}");
+        }
+    }
+    // The rule: an index rebuild under ACCESS EXCLUSIVE on a big table.
+    allowed("SET LOCAL pg_migration_guard.mode = enforce");
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status TYPE text COLLATE \"POSIX\"", "changing-column-type");
+    assert!(f.message.contains("would rebuild indexes"), "{f:?}");
+}
+
+// What a column has, read for the expand/contract HINT: NOT NULL, default, CHECK and FOREIGN
+// KEY constraints, indexes, the foreign keys that reference it, the key to batch by.
+#[pg_test]
+fn column_facts_name_everything_the_column_has() {
+    use crate::model::AlterTableCmd;
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = warn; SET LOCAL client_min_messages = error; \
+         ALTER TABLE guard_fixture.orders ALTER COLUMN customer_id SET DEFAULT 0; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_positive CHECK (customer_id >= 0) NOT VALID; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES guard_fixture.customers (id) NOT VALID; \
+         CREATE INDEX orders_customer_idx ON guard_fixture.orders (customer_id); \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let current = |sql: &str| match alter_commands(sql).pop() {
+        Some(AlterTableCmd::AlterColumnType { current: Some(c), .. }) => *c,
+        other => panic!("{sql}: {other:?}"),
+    };
+    let c = current("ALTER TABLE guard_fixture.orders ALTER COLUMN customer_id TYPE integer");
+    assert_eq!(c.type_name, "bigint");
+    assert!(!c.not_null);
+    assert_eq!(c.default_sql.as_deref(), Some("0"));
+    assert_eq!(c.batch_key, "id");
+    assert_eq!(c.new_value_sql.as_deref(), Some("(customer_id)::integer"));
+    let names: Vec<&str> = c.constraints.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["orders_customer_positive", "orders_customer_fk"], "{c:?}");
+    assert_eq!(c.constraints[0].1, "CHECK ((customer_id >= 0))");
+    // (pg_get_constraintdef's " NOT VALID" dropped: the route adds the copy NOT VALID)
+    assert_eq!(c.constraints[1].1, "FOREIGN KEY (customer_id) REFERENCES guard_fixture.customers(id)");
+    assert_eq!(c.indexes.len(), 1, "{c:?}");
+    assert_eq!(c.indexes[0].definition, "CREATE INDEX orders_customer_idx ON guard_fixture.orders USING btree (customer_id)");
+    let id = current("ALTER TABLE guard_fixture.orders ALTER COLUMN id TYPE integer");
+    assert!(id.not_null);
+    assert_eq!(id.referenced_by, ["guard_fixture.order_lines.order_lines_order_id_fkey"], "{id:?}");
+    assert_eq!(id.indexes[0].constraint, Some(("orders_pkey".to_string(), "PRIMARY KEY")));
+    // The HINT carries them over.
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN customer_id TYPE integer", "changing-column-type");
+    for step in [
+        "ALTER TABLE guard_fixture.orders ALTER COLUMN customer_id_new SET DEFAULT 0;",
+        "ADD CONSTRAINT orders_customer_positive_new CHECK ((customer_id_new >= 0)) NOT VALID;",
+        "CREATE INDEX CONCURRENTLY orders_customer_idx_new ON guard_fixture.orders USING btree (customer_id_new);",
+        "ALTER TABLE guard_fixture.orders RENAME COLUMN customer_id_new TO customer_id;",
+    ] {
+        assert!(f.hint.contains(step), "{step}: {f:?}");
+    }
+}
+
+// A column dropped earlier in the transaction and added back under the same name loses every
+// value; the guard finds the drop in the catalog (the pg_attribute row versions of the
+// transaction). A column added in the transaction itself held no committed value.
+#[pg_test]
+fn a_column_dropped_and_added_back_in_one_transaction_is_found() {
+    use crate::model::AlterTableCmd;
+    allowed("SET LOCAL pg_migration_guard.mode = warn");
+    allowed("SET LOCAL client_min_messages = error");
+    allowed("ALTER TABLE guard_fixture.orders DROP COLUMN note");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN fresh text");
+    allowed("ALTER TABLE guard_fixture.orders DROP COLUMN fresh");
+    let replaces = |sql: &str| match alter_commands(sql).into_iter().next() {
+        Some(AlterTableCmd::AddColumn { replaces, .. }) => replaces,
+        other => panic!("{sql}: {other:?}"),
+    };
+    let r = replaces("ALTER TABLE guard_fixture.orders ADD COLUMN note varchar(100)").expect("note was dropped in this transaction");
+    assert_eq!(r.type_name, "character varying(50)");
+    assert!(!r.same_statement);
+    assert_eq!(replaces("ALTER TABLE guard_fixture.orders ADD COLUMN fresh text"), None);
+    assert_eq!(replaces("ALTER TABLE guard_fixture.orders ADD COLUMN other text"), None);
+    // Both subcommands in one ALTER TABLE.
+    let cmds = alter_commands("ALTER TABLE guard_fixture.orders DROP COLUMN quantity, ADD COLUMN quantity bigint");
+    assert!(matches!(&cmds[1], AlterTableCmd::AddColumn { replaces: Some(r), .. } if r.same_statement && r.type_name == "integer"), "{cmds:?}");
+    // A drop rolled back (here in a subtransaction, as ROLLBACK TO SAVEPOINT does) is no drop.
+    let dropped = unsafe {
+        crate::subxact::run(crate::subxact::OnSuccess::RollBack, || Spi::run("ALTER TABLE guard_fixture.orders DROP COLUMN status").expect("drop"))
+    };
+    assert!(dropped.is_ok());
+    assert_eq!(replaces("ALTER TABLE guard_fixture.orders ADD COLUMN status text"), None);
+    allowed("SET LOCAL pg_migration_guard.mode = enforce");
+    let f = rejected("ALTER TABLE guard_fixture.orders ADD COLUMN note varchar(100)", "changing-column-type");
+    assert!(f.message.contains("would lose every value of the note dropped earlier in this transaction"), "{f:?}");
+}
+
+// REFRESH ... WITH NO DATA then REFRESH in one transaction: the view is unpopulated only for
+// this transaction; readers wait for the rebuild.
+#[pg_test]
+fn refresh_after_with_no_data_in_the_same_transaction_is_rejected() {
+    allowed("REFRESH MATERIALIZED VIEW guard_fixture.sales_by_status WITH NO DATA");
+    let f = rejected("REFRESH MATERIALIZED VIEW guard_fixture.sales_by_status", "require-concurrent-refresh");
+    assert!(f.detail.contains("unpopulated only in this transaction"), "{f:?}");
+}
+
+// Statements whose objects do not exist, or that PostgreSQL refuses, are not judged, so that
+// PostgreSQL's own error reaches the client; renames and drops of what is not a table column
+// are not flagged.
+#[pg_test]
+fn what_postgres_refuses_or_does_not_touch_is_not_judged() {
+    use crate::model::{AlterTableCmd, Statement};
+    assert_eq!(facts_of("REINDEX SCHEMA no_such_schema"), Statement::Other);
+    assert_eq!(facts_of("REINDEX DATABASE template1"), Statement::Other);
+    assert_eq!(facts_of("ALTER TABLE guard_fixture.orders_status_idx RENAME TO orders_status_idx2"), Statement::Other);
+    assert_eq!(facts_of("ALTER TABLE guard_fixture.sales_by_status RENAME TO sales"), Statement::Other);
+    assert_eq!(facts_of("ALTER TABLE guard_fixture.orders RENAME COLUMN no_such TO x"), Statement::Other);
+    assert!(matches!(facts_of("ALTER TABLE guard_fixture.orders RENAME TO orders2"), Statement::RenameTable { .. }));
+    for sql in [
+        "ALTER TABLE guard_fixture.orders DROP COLUMN IF EXISTS no_such",
+        "ALTER TABLE guard_fixture.orders DROP COLUMN xmin",
+        "ALTER TABLE guard_fixture.sales_by_status DROP COLUMN n",
+        "ALTER TABLE guard_fixture.orders SET TABLESPACE no_such_tablespace",
+        "ALTER TABLE guard_fixture.orders SET TABLESPACE pg_global",
+    ] {
+        assert!(alter_commands(sql).iter().all(|c| *c == AlterTableCmd::Other), "{sql}");
+    }
+    for sql in [
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT x_fk FOREIGN KEY (customer_id) REFERENCES guard_fixture.no_such (id)",
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT x_fk FOREIGN KEY (no_such) REFERENCES guard_fixture.customers (id)",
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT x_key UNIQUE (no_such)",
+        "ALTER TABLE guard_fixture.orders ADD COLUMN x guard_fixture.no_such_type",
+        "ALTER TABLE guard_fixture.orders ADD COLUMN status text DEFAULT random()::text",
+        "ALTER TABLE guard_fixture.orders ALTER COLUMN quantity TYPE guard_fixture.no_such_type",
+    ] {
+        assert!(alter_commands(sql).iter().all(|c| *c == AlterTableCmd::Other), "{sql}");
+    }
+    // A key on a column the same statement adds is judged.
+    assert!(alter_commands("ALTER TABLE guard_fixture.orders ADD COLUMN code text, ADD CONSTRAINT code_key UNIQUE (code)")
+        .iter()
+        .any(|c| matches!(c, AlterTableCmd::AddUnique { .. })));
+    assert_eq!(facts_of("CREATE INDEX orders_x_idx ON guard_fixture.orders (no_such)"), Statement::Other);
+    assert_eq!(facts_of("CREATE INDEX orders_status_idx ON guard_fixture.orders (quantity)"), Statement::Other);
+    assert_eq!(facts_of("CLUSTER guard_fixture.orders USING no_such_idx"), Statement::Other);
+    assert_eq!(facts_of("CLUSTER guard_fixture.orders"), Statement::Other);
+    assert_eq!(facts_of("DROP INDEX guard_fixture.orders_status_idx, guard_fixture.no_such_idx"), Statement::Other);
+    // Drops of other objects are not read as relation names.
+    assert_eq!(facts_of("DROP SCHEMA IF EXISTS no_such_schema, guard_fixture CASCADE"), Statement::Other);
+    assert_eq!(facts_of("DROP TYPE IF EXISTS guard_fixture.no_such_type"), Statement::Other);
+    assert!(matches!(facts_of("DROP INDEX IF EXISTS guard_fixture.orders_status_idx, guard_fixture.no_such_idx"), Statement::DropIndex(_)));
+    assert_eq!(facts_of("ALTER INDEX ALL IN TABLESPACE pg_default SET TABLESPACE pg_global"), Statement::Other);
+    assert_eq!(facts_of("ALTER TABLE ALL IN TABLESPACE pg_default SET TABLESPACE pg_default"), Statement::Other);
+    // In mode warn: PostgreSQL's own error, no WARNING of the guard.
+    allowed("SET LOCAL pg_migration_guard.mode = warn");
+    let f = run("ALTER TABLE guard_fixture.orders DROP COLUMN no_such").expect_err("no such column");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, "{f:?}");
+    let f = run("ALTER TABLE guard_fixture.orders DROP COLUMN xmin").expect_err("system column");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "{f:?}");
+}
+
+// REINDEX SCHEMA / DATABASE and a bare CLUSTER reach the tables PostgreSQL processes, each
+// judged by its own size.
+#[pg_test]
+fn multi_table_reindex_and_cluster_list_their_tables() {
+    use crate::model::Statement;
+    let names = |tables: &[crate::model::Relation]| {
+        let mut n: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        n.sort();
+        n
+    };
+    match facts_of("REINDEX SCHEMA guard_fixture") {
+        // Tables and materialized views; not the partitioned guard_fixture.parts.
+        Statement::Reindex(r) => assert_eq!(
+            names(&r.tables),
+            [
+                "guard_fixture.customers",
+                "guard_fixture.documents",
+                "guard_fixture.order_lines",
+                "guard_fixture.orders",
+                "guard_fixture.parts_1",
+                "guard_fixture.sales_by_status"
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(facts_of("CLUSTER"), Statement::Cluster { table: None, clustered } if clustered.is_empty()));
+    allowed("ALTER TABLE guard_fixture.customers CLUSTER ON customers_pkey");
+    match facts_of("CLUSTER") {
+        Statement::Cluster { table: None, clustered } => assert_eq!(names(&clustered), ["guard_fixture.customers"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+// small_table_threshold accepts what the README documents: up to 2147483647kB; '2TB' is 1 kB
+// too much.
+#[pg_test]
+fn small_table_threshold_range_is_the_documented_one() {
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = '2147483647kB'");
+    allowed("SET LOCAL pg_migration_guard.small_table_threshold = '2047GB'");
+    let f = run("SET LOCAL pg_migration_guard.small_table_threshold = '2TB'").expect_err("2TB is out of range");
+    assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "{f:?}");
 }

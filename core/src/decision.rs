@@ -149,6 +149,12 @@ pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides
             hint: String::new(),
         }
     } else {
+        // A rejection names a rule that rejects: the error-level findings come first, each
+        // group in the rules' order.
+        let mut remaining = remaining;
+        if rejects {
+            remaining.sort_by_key(|j| j.level != Level::Error);
+        }
         let mut r = render(&remaining, mode);
         if !overridden.is_empty() {
             r.detail.push_str(&format!(
@@ -329,6 +335,19 @@ mod tests {
         assert!(r.message.ends_with("(and 1 more finding)"));
         assert!(r.detail.contains("adding-not-nullable-field: d\nrequire-concurrent-index-creation: d"));
         assert_eq!(r.hint, "h\nh");
+    }
+
+    #[test]
+    fn a_rejection_names_the_rule_that_rejects_first() {
+        let levels = RuleLevels::parse("adding-not-nullable-field:warning").unwrap();
+        let findings = vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)];
+        let v = decide(Mode::Enforce, &levels, findings.clone(), &Overrides::default());
+        assert_eq!(v.decision, Decision::Rejected);
+        assert!(v.report.unwrap().message.starts_with("require-concurrent-index-creation: m (and 1 more finding)"));
+        // The audit keeps the rules' order; a warning keeps it too.
+        assert_eq!(v.rules, ["adding-not-nullable-field", "require-concurrent-index-creation"]);
+        let v = decide(Mode::Warn, &levels, findings, &Overrides::default());
+        assert!(v.report.unwrap().message.starts_with("adding-not-nullable-field: m"));
     }
 
     fn annotation(rules: &[&'static crate::rules::Rule], allowed: bool) -> Overrides {

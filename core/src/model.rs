@@ -223,10 +223,22 @@ pub enum Statement {
     /// VACUUM FULL (VacuumStmt with the FULL option): rewrites each table under ACCESS EXCLUSIVE.
     VacuumFull { tables: Vec<Relation>, whole_database: bool },
     /// CLUSTER (ClusterStmt): rewrites the table in index order under ACCESS EXCLUSIVE.
-    /// `table` is None for a bare CLUSTER (every previously clustered table).
-    Cluster { table: Option<Relation> },
+    /// `table` is None for a bare CLUSTER, which rewrites `clustered`: every table with an
+    /// index marked clustered that the user may cluster (cluster.c, get_tables_to_cluster),
+    /// each in a transaction of its own.
+    Cluster { table: Option<Relation>, clustered: Vec<Relation> },
     /// REFRESH MATERIALIZED VIEW (RefreshMatViewStmt).
-    RefreshMatView { view: Relation, concurrent: bool, populated: bool, with_no_data: bool },
+    RefreshMatView {
+        view: Relation,
+        concurrent: bool,
+        /// `pg_class.relispopulated` as this transaction sees it.
+        populated: bool,
+        with_no_data: bool,
+        /// The view's pg_class row was written by this transaction (its xmin is one of the
+        /// transaction's ids: a `REFRESH ... WITH NO DATA` earlier in it, typically). Other
+        /// sessions still see the committed row, and so a populated view whose reads wait.
+        written_in_transaction: bool,
+    },
     /// ALTER TABLE ... RENAME COLUMN (RenameStmt, OBJECT_COLUMN).
     RenameColumn { table: Relation, column: String, new_name: String },
     /// ALTER TABLE ... RENAME TO (RenameStmt, OBJECT_TABLE).
@@ -235,7 +247,79 @@ pub enum Statement {
     DropTable { tables: Vec<Relation>, cascade: bool },
     /// TRUNCATE ... CASCADE (TruncateStmt with DROP_CASCADE); `tables` as named.
     TruncateCascade { tables: Vec<Relation> },
+    /// ALTER DOMAIN ... ADD CONSTRAINT / SET NOT NULL / VALIDATE CONSTRAINT (AlterDomainStmt).
+    AlterDomain(AlterDomain),
+    /// CREATE TABLE ... PARTITION OF parent (CreateStmt with a partition bound).
+    CreatePartition(CreatePartition),
+    /// ALTER TYPE composite ALTER ATTRIBUTE a TYPE t CASCADE (AlterTableStmt on OBJECT_TYPE):
+    /// the column of every typed table of the type (CREATE TABLE ... OF type) changes type
+    /// with it (ATTypedTableRecursion), one ALTER COLUMN TYPE per typed table.
+    AlterCompositeType { type_name: String, tables: Vec<AlterTable> },
+    /// ALTER TABLE / INDEX / MATERIALIZED VIEW ALL IN TABLESPACE a SET TABLESPACE b
+    /// (AlterTableMoveAllStmt): `relations` are the ones AlterTableMoveAll moves, each
+    /// copied under ACCESS EXCLUSIVE, all locked until the transaction ends.
+    MoveAllToTablespace { kind: &'static str, relations: Vec<Relation> },
     Other,
+}
+
+/// `ALTER DOMAIN name { ADD CHECK ... | SET NOT NULL | VALIDATE CONSTRAINT c }`: each checks
+/// every stored value of the domain (typecmds.c, validateDomainConstraint and
+/// AlterDomainNotNull) while holding SHARE locks on the tables that store them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlterDomain {
+    /// Quoted, schema-qualified domain name.
+    pub domain: String,
+    pub action: DomainAction,
+    /// The tables (and materialized views) with columns of the domain or of a domain over
+    /// it, as get_rels_with_domain finds them, with those columns (quoted).
+    pub uses: Vec<DomainUse>,
+}
+
+/// What an ALTER DOMAIN does that scans.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DomainAction {
+    /// ADD [CONSTRAINT name] CHECK (...) [NOT VALID].
+    AddCheck { constraint: NewConstraint, validates: bool },
+    /// SET NOT NULL (only when the domain is not NOT NULL already).
+    SetNotNull,
+    /// VALIDATE CONSTRAINT name (quoted).
+    ValidateConstraint { constraint: String },
+}
+
+/// One relation that stores values of a domain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DomainUse {
+    pub table: Relation,
+    /// Quoted names of its columns of the domain.
+    pub columns: Vec<String>,
+}
+
+/// One relation that ATTACH PARTITION or CREATE TABLE ... PARTITION OF will scan to check a
+/// partition constraint, because no validated constraint of its own implies it
+/// (PartConstraintImpliedByRelConstraint).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionScan {
+    pub relation: Relation,
+    /// The constraint its rows are checked against, as SQL over its own columns
+    /// (deparsed as pg_get_partition_constraintdef does), for the CHECK of the HINT.
+    pub constraint_sql: Option<String>,
+    /// Quoted name for that CHECK constraint.
+    pub suggested_constraint: String,
+}
+
+/// `CREATE TABLE name PARTITION OF parent FOR VALUES ...` on a parent with a DEFAULT
+/// partition: the default partition is scanned for rows of the new bound
+/// (partbounds.c, check_default_partition_contents) under ACCESS EXCLUSIVE, with ACCESS
+/// EXCLUSIVE on the parent too (DefineRelation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreatePartition {
+    pub parent: Relation,
+    /// Quoted name of the new partition.
+    pub partition: String,
+    /// The default partition (or its leaf partitions) that will be scanned.
+    pub default_scans: Vec<PartitionScan>,
+    /// The statement as written (trimmed), for the HINT.
+    pub statement_sql: String,
 }
 
 /// What a REINDEX names (ReindexObjectType).
@@ -255,6 +339,9 @@ pub struct Reindex {
     pub concurrent: bool,
     /// The table (for INDEX: the index's table), when one relation is named.
     pub table: Option<Relation>,
+    /// For SCHEMA, DATABASE and SYSTEM: the tables and materialized views it will reindex
+    /// (indexcmds.c, ReindexMultipleTables), each in a transaction of its own.
+    pub tables: Vec<Relation>,
     /// The same statement with CONCURRENTLY added, when the text could be rewritten.
     pub concurrent_sql: Option<String>,
 }
@@ -338,6 +425,88 @@ pub struct NewConstraint {
     pub definition: Option<String>,
 }
 
+/// Who holds the lock a VALIDATE CONSTRAINT scans under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockHolder {
+    /// This transaction, from an earlier statement (locks are held until it ends).
+    Transaction,
+    /// The same ALTER TABLE, for another of its subcommands (AlterTableGetLockLevel takes
+    /// the strongest lock any subcommand needs, for all of them).
+    ThisStatement,
+}
+
+/// `ALTER TABLE parent ATTACH PARTITION name { FOR VALUES ... | DEFAULT }`
+/// (tablecmds.c, ATExecAttachPartition): ACCESS EXCLUSIVE on the attached table and on the
+/// parent's DEFAULT partition; the attached table is scanned for rows outside the bound, and
+/// the default partition for rows inside it, unless a validated constraint proves each
+/// check (QueuePartitionConstraintValidation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttachPartition {
+    /// Quoted, qualified name of the attached table.
+    pub partition: String,
+    /// The attached table, or its leaf partitions, that will be scanned.
+    pub scans: Vec<PartitionScan>,
+    /// The parent's DEFAULT partition (or its leaf partitions) that will be scanned.
+    pub default_scans: Vec<PartitionScan>,
+    /// The statement as written (trimmed), for the HINT.
+    pub statement_sql: String,
+}
+
+/// A column dropped earlier in this transaction (or by the same ALTER TABLE) that an ADD
+/// COLUMN of the same name replaces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DroppedColumn {
+    /// `format_type` of its type, with typmod.
+    pub type_name: String,
+    /// Dropped by this same ALTER TABLE (a subcommand before the ADD), not by an earlier
+    /// statement.
+    pub same_statement: bool,
+    /// What it had (known when it is dropped by this same statement).
+    pub current: Option<Box<ColumnFacts>>,
+}
+
+/// What an existing column has that an expand/contract type change must recreate on the new
+/// column: read from the catalog (pg_attribute, pg_attrdef, pg_index, pg_constraint).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ColumnFacts {
+    /// `format_type` of its type now.
+    pub type_name: String,
+    pub not_null: bool,
+    /// The default (`pg_get_expr` of pg_attrdef.adbin).
+    pub default_sql: Option<String>,
+    /// Indexes of the table whose key, INCLUDE columns, expressions or predicate use the
+    /// column.
+    pub indexes: Vec<IndexFacts>,
+    /// CHECK and FOREIGN KEY constraints of the table on the column: (quoted name,
+    /// `pg_get_constraintdef`).
+    pub constraints: Vec<(String, String)>,
+    /// Foreign keys of other tables that reference the column, as `<table>.<constraint>`.
+    pub referenced_by: Vec<String>,
+    /// The column to batch the backfill by: the single-column primary key, else `ctid`.
+    pub batch_key: String,
+    /// How to compute the new value from the old row: the column as ALTER COLUMN TYPE
+    /// would convert it (the USING expression or the column, coerced), as SQL.
+    pub new_value_sql: Option<String>,
+}
+
+/// An index that uses a column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexFacts {
+    /// Quoted index name (unqualified: indexes live in their table's schema).
+    pub name: String,
+    /// Quoted, schema-qualified name.
+    pub qualified_name: String,
+    /// It has expressions or a predicate (PostgreSQL never keeps such an index through a
+    /// type change).
+    pub has_expressions: bool,
+    /// The ALTER COLUMN TYPE being judged rebuilds it without a table rewrite.
+    pub rebuilt: bool,
+    /// `pg_get_indexdef`.
+    pub definition: String,
+    /// When the index is a PRIMARY KEY or UNIQUE constraint's: its quoted name and kind.
+    pub constraint: Option<(String, &'static str)>,
+}
+
 /// One AlterTableCmd, reduced to what the rules need.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AlterTableCmd {
@@ -354,10 +523,13 @@ pub enum AlterTableCmd {
     },
     /// ADD [CONSTRAINT name] CHECK (...) (AT_AddConstraint, CONSTR_CHECK).
     AddCheck { constraint: NewConstraint, validates: bool },
-    /// ALTER COLUMN c SET NOT NULL (AT_SetNotNull).
+    /// ALTER COLUMN c SET NOT NULL (AT_SetNotNull), or the one ADD PRIMARY KEY implies for
+    /// each key column that is not NOT NULL yet (transformIndexConstraint).
     SetNotNull {
         /// Quoted column name.
         column: String,
+        /// Quoted name of the PRIMARY KEY constraint whose implicit SET NOT NULL this is.
+        primary_key: Option<String>,
         /// Quoted name for the helper CHECK constraint the safe recipe adds.
         suggested_constraint: String,
         /// The column is already NOT NULL: PostgreSQL does nothing.
@@ -378,12 +550,20 @@ pub enum AlterTableCmd {
         /// Outcome of PostgreSQL's own test (ATColumnChangeRequiresRewrite): true when the
         /// table will be rewritten; None when the guard could not decide.
         rewrite: Option<bool>,
+        /// Without a rewrite: the indexes (quoted, qualified names) PostgreSQL rebuilds
+        /// anyway because their collation or operator class changes with the column
+        /// (ATPostAlterTypeParse, TryReuseIndex, CheckIndexCompatible).
+        rebuilt_indexes: Vec<String>,
+        /// What the column has that the safe route must carry over, when known.
+        current: Option<Box<ColumnFacts>>,
     },
     /// ADD [CONSTRAINT name] UNIQUE / PRIMARY KEY (...) without USING INDEX.
     AddUnique {
         constraint: NewConstraint,
         primary: bool,
-        /// Key columns (quoted) that are not yet NOT NULL: a PRIMARY KEY also scans for NULLs.
+        /// Key columns (quoted) of a PRIMARY KEY that the statement itself adds (inline, or in
+        /// an ADD COLUMN of the same statement): set NOT NULL with a scan. The table's existing
+        /// nullable key columns are separate SetNotNull subcommands.
         nullable_columns: Vec<String>,
         /// Quoted key column list as written, e.g. `(email)`, for the CREATE INDEX hint.
         columns: String,
@@ -392,15 +572,18 @@ pub enum AlterTableCmd {
     AddExclusion { constraint: NewConstraint },
     /// VALIDATE CONSTRAINT (AT_ValidateConstraint): the scan runs under SHARE UPDATE
     /// EXCLUSIVE — unless this transaction already holds a stronger lock on the table
-    /// (typically from the ADD CONSTRAINT ... NOT VALID just before it), which then stays
-    /// held for the whole scan.
+    /// (typically from the ADD CONSTRAINT ... NOT VALID just before it), or the same ALTER
+    /// TABLE takes one for another subcommand: that lock is then held for the whole scan.
     ValidateConstraint {
         /// Quoted constraint name.
         constraint: String,
-        /// The strongest lock that blocks writes (SHARE or stronger) this transaction holds
-        /// on the table already, if any.
+        /// The strongest lock that blocks writes (SHARE or stronger) held during the scan,
+        /// if any, and who takes it.
         held_lock: Option<LockMode>,
+        held_by: LockHolder,
     },
+    /// ATTACH PARTITION (AT_AttachPartition).
+    AttachPartition(AttachPartition),
     /// ADD COLUMN (AT_AddColumn).
     AddColumn {
         /// Quoted column name.
@@ -417,6 +600,10 @@ pub enum AlterTableCmd {
         default_sql: Option<String>,
         /// Declared NOT NULL.
         not_null: bool,
+        /// A column of the same name that existed before this transaction was dropped in it
+        /// (or is dropped by this same ALTER TABLE): this ADD COLUMN is a type change that
+        /// throws every value away.
+        replaces: Option<DroppedColumn>,
     },
     /// DROP COLUMN (AT_DropColumn).
     DropColumn { column: String },

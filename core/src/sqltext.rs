@@ -283,9 +283,225 @@ pub fn constraint_clause(stmt: &str, start: usize) -> Option<(Option<String>, St
     Some((name, def.to_string()))
 }
 
+/// `sql` with every identifier token equal to `old` (as `quote_identifier` renders it) inside
+/// the byte range `within` replaced by `new`. Meant for definitions PostgreSQL deparses
+/// (`pg_get_indexdef`, `pg_get_constraintdef`, `deparse_expression`), where a column appears as a
+/// bare or double-quoted identifier and keywords are upper case. Left alone: string and
+/// dollar-quoted literals, comments, other quoted identifiers, and tokens that are not a
+/// column reference there: a qualified name's later parts (after `.`), a type (after `::`), a
+/// function name (before `(`), a schema or table name (before `.`), an access method (after
+/// `USING`) and a collation (after `COLLATE`).
+pub fn replace_identifier(sql: &str, within: std::ops::Range<usize>, old: &str, new: &str) -> String {
+    let end = within.end.min(sql.len());
+    let mut sc = Scanner::new(sql, within.start.min(end));
+    let mut out = String::with_capacity(sql.len() + 16);
+    out.push_str(&sql[..sc.pos]);
+    let mut copied = sc.pos;
+    // The previous significant token, to tell `.x`, `::x`, `USING x`, `COLLATE x` apart.
+    let mut prev: &[u8] = b"";
+    while sc.pos < end {
+        sc.skip_trivia();
+        if sc.pos >= end {
+            break;
+        }
+        let start = sc.pos;
+        match sc.s[sc.pos] {
+            b'\'' => {
+                sc.skip_quoted(b'\'');
+                prev = b"'";
+            }
+            b'$' => {
+                if !sc.skip_dollar_quoted() {
+                    sc.pos += 1;
+                }
+                prev = b"$";
+            }
+            b'"' => {
+                sc.skip_quoted(b'"');
+                let token = &sql[start..sc.pos.min(end)];
+                if token == old && replaceable(sc.s, prev, sc.pos) {
+                    out.push_str(&sql[copied..start]);
+                    out.push_str(new);
+                    copied = sc.pos;
+                }
+                prev = b"\"";
+            }
+            b if is_ident_start(b) => {
+                while sc.pos < sc.s.len() && is_ident_char(sc.s[sc.pos]) {
+                    sc.pos += 1;
+                }
+                let token = &sql[start..sc.pos];
+                if token == old && replaceable(sc.s, prev, sc.pos) {
+                    out.push_str(&sql[copied..start]);
+                    out.push_str(new);
+                    copied = sc.pos;
+                }
+                prev = &sc.s[start..sc.pos];
+            }
+            b':' if sc.s[sc.pos..].starts_with(b"::") => {
+                sc.pos += 2;
+                prev = b"::";
+            }
+            _ => {
+                prev = &sc.s[sc.pos..sc.pos + 1];
+                sc.pos += 1;
+            }
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+/// Whether an identifier token that ends at `end`, after the significant token `prev`, is a
+/// column reference (see [`replace_identifier`]).
+fn replaceable(s: &[u8], prev: &[u8], end: usize) -> bool {
+    if matches!(prev, b"." | b"::" | b"USING" | b"COLLATE") {
+        return false;
+    }
+    let mut next = Scanner { s, pos: end };
+    next.skip_trivia();
+    !matches!(s.get(next.pos), Some(b'(') | Some(b'.'))
+}
+
+/// A `pg_get_indexdef` definition (`CREATE [UNIQUE] INDEX name ON [ONLY] table USING am (...)
+/// ...`) rewritten for a copy on another column: CONCURRENTLY added, the index named
+/// `new_name`, and `column` replaced by `new_column` after `USING`. `None` when the text is
+/// not shaped that way.
+pub fn index_definition_on(def: &str, new_name: &str, column: &str, new_column: &str) -> Option<String> {
+    let def = trim_statement(def);
+    let mut sc = Scanner::new(def, 0);
+    if !sc.keyword("create") {
+        return None;
+    }
+    sc.keyword("unique");
+    if !sc.keyword("index") {
+        return None;
+    }
+    sc.keyword("concurrently");
+    let head = &def[..sc.pos];
+    if !sc.identifier() {
+        return None;
+    }
+    let rest = &def[sc.pos..];
+    let using = rest.find(" USING ")?;
+    let rest = replace_identifier(rest, using..rest.len(), column, new_column);
+    let head = if head.to_ascii_lowercase().contains("concurrently") { head.to_string() } else { format!("{} CONCURRENTLY", head.trim_end()) };
+    Some(format!("{head} {new_name}{rest}"))
+}
+
+/// Whether `expr` is one parenthesized expression: `(a) AND (b)` is not, `((a) AND (b))` is.
+/// Quotes, literals and comments are skipped as in the rest of this module.
+pub fn is_parenthesized(expr: &str) -> bool {
+    let expr = expr.trim();
+    if !expr.starts_with('(') || !expr.ends_with(')') {
+        return false;
+    }
+    let mut sc = Scanner::new(expr, 0);
+    let mut depth = 0usize;
+    while sc.pos < sc.s.len() {
+        match sc.s[sc.pos] {
+            b'\'' => {
+                sc.skip_quoted(b'\'');
+                continue;
+            }
+            b'"' => {
+                sc.skip_quoted(b'"');
+                continue;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return sc.pos == expr.len() - 1;
+                }
+            }
+            _ => {}
+        }
+        sc.pos += 1;
+    }
+    false
+}
+
+/// `name` as an SQL identifier: as is when it is a plain lower-case name, else double-quoted
+/// (`quote_identifier`'s rule, without its keyword list: callers build names that end in a
+/// suffix no keyword has).
+pub fn quote_if_needed(name: &str) -> String {
+    let plain = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// A quoted identifier with `suffix` appended inside its quotes, if it has any (`"Ab"` →
+/// `"Ab_new"`, `ab` → `ab_new`), cut to PostgreSQL's 63-byte limit (NAMEDATALEN - 1) before the
+/// suffix.
+pub fn suffixed_identifier(quoted: &str, suffix: &str) -> String {
+    let (inner, q) = match quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => (inner, "\""),
+        None => (quoted, ""),
+    };
+    let mut base = inner.to_string();
+    while base.replace("\"\"", "\"").len() + suffix.len() > 63 {
+        base.pop();
+    }
+    format!("{q}{base}{suffix}{q}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_replaced_only_where_they_name_the_column() {
+        let def = "CHECK (((status)::text <> 'status'::text) AND (status_code > 0) AND (lower(status) <> t.status))";
+        assert_eq!(
+            replace_identifier(def, 0..def.len(), "status", "status_new"),
+            "CHECK (((status_new)::text <> 'status'::text) AND (status_code > 0) AND (lower(status_new) <> t.status))"
+        );
+        // A type, a function, a qualifier, an access method and a collation of the same name stay.
+        let def = "CREATE INDEX i ON public.x USING x (x COLLATE \"x\", x(x), x.y, (y)::x)";
+        assert_eq!(
+            replace_identifier(def, 0..def.len(), "x", "x_new"),
+            "CREATE INDEX i ON public.x USING x (x_new COLLATE \"x\", x(x_new), x.y, (y)::x)"
+        );
+        let def = "FOREIGN KEY (\"Customer\") REFERENCES customer(\"Customer\")";
+        let end = def.find(" REFERENCES ").unwrap();
+        assert_eq!(replace_identifier(def, 0..end, "\"Customer\"", "\"Customer_new\""), "FOREIGN KEY (\"Customer_new\") REFERENCES customer(\"Customer\")");
+        assert_eq!(replace_identifier("a $$a$$ /* a */ a", 0..17, "a", "b"), "b $$a$$ /* a */ b");
+    }
+
+    #[test]
+    fn index_definitions_are_rewritten_for_the_new_column() {
+        assert_eq!(
+            index_definition_on(
+                "CREATE UNIQUE INDEX shop_order_pkey ON public.shop_order USING btree (id) INCLUDE (id2) WHERE (id > 0)",
+                "shop_order_pkey_new",
+                "id",
+                "id_new"
+            )
+            .unwrap(),
+            "CREATE UNIQUE INDEX CONCURRENTLY shop_order_pkey_new ON public.shop_order USING btree (id_new) INCLUDE (id2) WHERE (id_new > 0)"
+        );
+        assert_eq!(index_definition_on("CREATE TABLE t (a int)", "x", "a", "b"), None);
+    }
+
+    #[test]
+    fn parenthesized_expressions_are_told_apart() {
+        assert!(is_parenthesized("((id IS NOT NULL) AND (id < '1'::bigint))"));
+        assert!(is_parenthesized("(a = ')')"));
+        assert!(!is_parenthesized("(id IS NOT NULL) AND (id < 1)"));
+        assert!(!is_parenthesized("id > 0"));
+    }
+
+    #[test]
+    fn suffixes_go_inside_the_quotes_and_respect_the_name_length() {
+        assert_eq!(suffixed_identifier("ab", "_new"), "ab_new");
+        assert_eq!(suffixed_identifier("\"Ab\"", "_new"), "\"Ab_new\"");
+        assert_eq!(suffixed_identifier(&"a".repeat(63), "_new").len(), 63);
+    }
 
     #[test]
     fn clean_query_bounds_isolates_one_statement() {

@@ -19,6 +19,11 @@ use pgrx::{is_a, PgList, PgTupleDesc};
 use crate::model::*;
 use crate::sqltext;
 
+mod catalog;
+mod columns;
+mod domains;
+mod partitions;
+
 // `find_all_inheritors` (src/include/catalog/pg_inherits.h) is not in pgrx's bindings;
 // it is called through `pg_guard_ffi_boundary` like every binding pgrx generates.
 unsafe extern "C-unwind" {
@@ -92,7 +97,12 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, siz
         } else if is_a(node, pg_sys::NodeTag::T_DropStmt) {
             drop_stmt(node.cast(), sizes).unwrap_or(Statement::Other)
         } else if is_a(node, pg_sys::NodeTag::T_AlterTableStmt) {
-            alter_table(node.cast(), text, sizes).map_or(Statement::Other, Statement::AlterTable)
+            let stmt = node as *mut pg_sys::AlterTableStmt;
+            if (*stmt).objtype == pg_sys::ObjectType::OBJECT_TYPE {
+                catalog::alter_composite_type(stmt, sizes)
+            } else {
+                alter_table(stmt, text, sizes).map_or(Statement::Other, Statement::AlterTable)
+            }
         } else if is_a(node, pg_sys::NodeTag::T_ReindexStmt) {
             reindex(node.cast(), text, sizes).map_or(Statement::Other, Statement::Reindex)
         } else if is_a(node, pg_sys::NodeTag::T_VacuumStmt) {
@@ -100,10 +110,21 @@ pub unsafe fn statement_facts(node: *mut pg_sys::Node, text: &StatementText, siz
         } else if is_a(node, pg_sys::NodeTag::T_ClusterStmt) {
             let rv = (*(node as *mut pg_sys::ClusterStmt)).relation;
             if rv.is_null() {
-                Statement::Cluster { table: None }
+                Statement::Cluster { table: None, clustered: catalog::clustered_tables(sizes) }
+            } else if !catalog::cluster_index_exists(rv, (*(node as *mut pg_sys::ClusterStmt)).indexname) {
+                // No such index, or no clustered index to use: PostgreSQL's error.
+                Statement::Other
             } else {
-                lookup(rv).and_then(|oid| relation(oid, Reach::Partitions, sizes)).map_or(Statement::Other, |t| Statement::Cluster { table: Some(t) })
+                lookup(rv)
+                    .and_then(|oid| relation(oid, Reach::Partitions, sizes))
+                    .map_or(Statement::Other, |t| Statement::Cluster { table: Some(t), clustered: vec![] })
             }
+        } else if is_a(node, pg_sys::NodeTag::T_AlterDomainStmt) {
+            domains::alter_domain(node.cast(), text, sizes)
+        } else if is_a(node, pg_sys::NodeTag::T_CreateStmt) {
+            partitions::create_partition(node.cast(), text, sizes)
+        } else if is_a(node, pg_sys::NodeTag::T_AlterTableMoveAllStmt) {
+            catalog::move_all(node.cast(), sizes)
         } else if is_a(node, pg_sys::NodeTag::T_RefreshMatViewStmt) {
             refresh(node.cast(), sizes)
         } else if is_a(node, pg_sys::NodeTag::T_RenameStmt) {
@@ -304,7 +325,7 @@ impl Drop for OpenRel {
 /// statement, never more (an empty inheritance parent is not as big as its children when
 /// the statement does not reach them).
 #[derive(Clone, Copy)]
-enum Reach {
+pub(super) enum Reach {
     /// The relation alone.
     Itself,
     /// Every partition at every level when the relation is a partitioned table; nothing for
@@ -372,6 +393,16 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
             // CREATE INDEX ... ON ONLY parent: an invalid index on the parent, nothing built.
             return None;
         }
+        // What PostgreSQL skips (IF NOT EXISTS) or refuses, it reports itself: a name in use,
+        // a column that does not exist.
+        let rel = OpenRel::new(oid)?;
+        if !(*stmt).idxname.is_null() && pg_sys::get_relname_relid((*stmt).idxname, rel.form().relnamespace) != pg_sys::InvalidOid {
+            return None;
+        }
+        let params = PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams);
+        if params.iter_ptr().any(|e| !(*e).name.is_null() && attribute(&rel, cstr_bytes((*e).name)).is_none()) {
+            return None;
+        }
         Some(CreateIndex {
             table,
             concurrent: (*stmt).concurrent,
@@ -382,24 +413,25 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
 
 unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt, sizes: Sizes) -> Option<Statement> {
     unsafe {
+        if !matches!((*stmt).removeType, pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_INDEX) {
+            return None;
+        }
+        // Without IF EXISTS, a name that does not exist makes PostgreSQL refuse the whole
+        // statement with its own error: not judged.
+        let objects = PgList::<pg_sys::List>::from_pg((*stmt).objects);
+        let oids: Vec<Option<pg_sys::Oid>> = objects.iter_ptr().map(|names| lookup(pg_sys::makeRangeVarFromNameList(names))).collect();
+        if !(*stmt).missing_ok && oids.iter().any(Option::is_none) {
+            return None;
+        }
         if (*stmt).removeType == pg_sys::ObjectType::OBJECT_TABLE {
-            let tables: Vec<Relation> = PgList::<pg_sys::List>::from_pg((*stmt).objects)
-                .iter_ptr()
-                .filter_map(|names| lookup(pg_sys::makeRangeVarFromNameList(names)).and_then(|oid| relation(oid, Reach::Itself, sizes)))
-                .collect();
+            let tables: Vec<Relation> = oids.iter().flatten().filter_map(|oid| relation(*oid, Reach::Itself, sizes)).collect();
             if tables.is_empty() {
                 return None;
             }
             return Some(Statement::DropTable { tables, cascade: (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE });
         }
-        if (*stmt).removeType != pg_sys::ObjectType::OBJECT_INDEX {
-            return None;
-        }
         let mut indexes = Vec::new();
-        let objects = PgList::<pg_sys::List>::from_pg((*stmt).objects);
-        for names in objects.iter_ptr() {
-            let rv = pg_sys::makeRangeVarFromNameList(names);
-            let Some(index_oid) = lookup(rv) else { continue };
+        for index_oid in oids.into_iter().flatten() {
             let Some(index) = OpenRel::new(index_oid) else { continue };
             let table_oid = pg_sys::IndexGetRelation(index_oid, true);
             if table_oid == pg_sys::InvalidOid {
@@ -422,9 +454,39 @@ unsafe fn drop_stmt(stmt: *mut pg_sys::DropStmt, sizes: Sizes) -> Option<Stateme
     }
 }
 
+/// What the subcommands of one ALTER TABLE need to know about the others.
+struct AlterContext {
+    /// What `AlterTableGetLockLevel` says the statement takes.
+    lock: LockMode,
+    /// transformAlterTableStmt's `skipValidation` (src/backend/parser/parse_utilcmd.c): true
+    /// when no ADD COLUMN of the statement has a default (written, serial's nextval, or a
+    /// generation expression) and the statement adds no table-level foreign key. Foreign keys
+    /// written inline in ADD COLUMN are then marked valid without a scan
+    /// (transformFKConstraints): every row has NULL in the new column.
+    fk_skip_validation: bool,
+    /// Columns the statement's DROP COLUMN subcommands drop: name and attribute number
+    /// (PostgreSQL drops them before it adds columns, whatever the order written).
+    dropped: Vec<(Vec<u8>, pg_sys::AttrNumber)>,
+    /// Columns the statement's ADD COLUMN subcommands add (PostgreSQL adds them before it
+    /// adds constraints, whatever the order written).
+    added: Vec<Vec<u8>>,
+}
+
+impl AlterContext {
+    /// Whether `name` is a column of `rel` or one the statement adds: otherwise a constraint
+    /// or index on it makes PostgreSQL refuse the statement with its own error.
+    unsafe fn has_column(&self, rel: &OpenRel, name: &[u8]) -> bool {
+        attribute(rel, name).is_some() || self.added.iter().any(|a| a.as_slice() == name)
+    }
+}
+
+/// ALTER TABLE, ALTER INDEX and ALTER MATERIALIZED VIEW (and ALTER TABLE naming an index or a
+/// view). For a relation that is not a table only the subcommands that copy it are judged
+/// (SET TABLESPACE, SET ACCESS METHOD).
 unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText, sizes: Sizes) -> Option<AlterTable> {
+    use pg_sys::ObjectType::*;
     unsafe {
-        if (*stmt).objtype != pg_sys::ObjectType::OBJECT_TABLE {
+        if !matches!((*stmt).objtype, OBJECT_TABLE | OBJECT_INDEX | OBJECT_MATVIEW) {
             return None;
         }
         let rv = (*stmt).relation;
@@ -434,11 +496,75 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText, s
         let lock = LockMode::from_pg(pg_sys::AlterTableGetLockLevel((*stmt).cmds)).unwrap_or(LockMode::AccessExclusive);
         let mut commands = Vec::new();
         if !table.created_in_transaction {
-            for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
-                commands.extend(alter_table_cmd(&rel, cmd, text, sizes));
+            let cmds = PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds);
+            let added = cmds
+                .iter_ptr()
+                .filter(|c| (*(*c)).subtype == pg_sys::AlterTableType::AT_AddColumn && is_a((*(*c)).def, pg_sys::NodeTag::T_ColumnDef))
+                .map(|c| cstr_bytes((*((*c).def as *mut pg_sys::ColumnDef)).colname).to_vec())
+                .collect();
+            let dropped = cmds
+                .iter_ptr()
+                .filter(|c| (*(*c)).subtype == pg_sys::AlterTableType::AT_DropColumn)
+                .filter_map(|c| columns::droppable_column(&rel, (*c).name))
+                .map(|att| (name_bytes(&att.attname).to_vec(), att.attnum))
+                .collect();
+            let mut ctx = AlterContext { lock, fk_skip_validation: fk_skip_validation(&cmds), dropped, added };
+            let is_table = matches!(rel.kind(), RelKind::Table | RelKind::PartitionedTable);
+            for cmd in cmds.iter_ptr() {
+                if is_table || is_storage_subcommand((*cmd).subtype) {
+                    commands.extend(alter_table_cmd(&rel, cmd, text, sizes, &mut ctx));
+                }
             }
         }
         Some(AlterTable { table, lock, commands })
+    }
+}
+
+/// The subcommands that copy a relation of any kind into new storage.
+fn is_storage_subcommand(subtype: pg_sys::AlterTableType::Type) -> bool {
+    use pg_sys::AlterTableType::*;
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    if subtype == AT_SetAccessMethod {
+        return true;
+    }
+    subtype == AT_SetTableSpace
+}
+
+/// transformAlterTableStmt's `skipValidation` for the statement's subcommands (see
+/// [`AlterContext::fk_skip_validation`]).
+#[allow(non_upper_case_globals)]
+unsafe fn fk_skip_validation(cmds: &PgList<pg_sys::AlterTableCmd>) -> bool {
+    use pg_sys::AlterTableType::*;
+    use pg_sys::ConstrType::*;
+    unsafe {
+        for cmd in cmds.iter_ptr() {
+            let def = (*cmd).def;
+            match (*cmd).subtype {
+                AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => {
+                    let col = def as *mut pg_sys::ColumnDef;
+                    let parts = type_name_parts((*col).typeName);
+                    let serial = parts.len() == 1
+                        && matches!(parts[0].as_str(), "smallserial" | "serial2" | "serial" | "serial4" | "bigserial" | "serial8");
+                    // transformColumnDefinition moves DEFAULT and GENERATED expressions, and a
+                    // serial's nextval(), into raw_default.
+                    let has_default = !(*col).raw_default.is_null()
+                        || serial
+                        || PgList::<pg_sys::Constraint>::from_pg((*col).constraints)
+                            .iter_ptr()
+                            .any(|c| matches!((*c).contype, CONSTR_DEFAULT | CONSTR_GENERATED));
+                    if has_default {
+                        return false;
+                    }
+                }
+                AT_AddConstraint
+                    if is_a(def, pg_sys::NodeTag::T_Constraint) && (*(def as *mut pg_sys::Constraint)).contype == CONSTR_FOREIGN =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        true
     }
 }
 
@@ -457,23 +583,47 @@ unsafe fn str_val(node: *mut pg_sys::Node) -> String {
 }
 
 #[allow(non_upper_case_globals)]
-unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: &StatementText, sizes: Sizes) -> Vec<AlterTableCmd> {
+unsafe fn alter_table_cmd(
+    rel: &OpenRel,
+    cmd: *mut pg_sys::AlterTableCmd,
+    text: &StatementText,
+    sizes: Sizes,
+    ctx: &mut AlterContext,
+) -> Vec<AlterTableCmd> {
     use pg_sys::AlterTableType::*;
     unsafe {
         let def = (*cmd).def;
         match (*cmd).subtype {
-            AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => vec![add_constraint(rel, def.cast(), None, text, sizes)],
-            AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text, sizes),
-            AT_DropColumn => vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }],
+            AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => add_constraint(rel, def.cast(), None, text, sizes, ctx),
+            AT_AddColumn if is_a(def, pg_sys::NodeTag::T_ColumnDef) => add_column(rel, def.cast(), text, sizes, ctx),
+            AT_DropColumn => match columns::droppable_column(rel, (*cmd).name) {
+                Some(_) => vec![AlterTableCmd::DropColumn { column: quote_ident(&cstr((*cmd).name)) }],
+                // No such column (IF EXISTS), or one PostgreSQL refuses to drop: its own
+                // NOTICE or ERROR says so.
+                None => vec![AlterTableCmd::Other],
+            },
             AT_ValidateConstraint => {
                 use LockMode::*;
-                let held_lock = [AccessExclusive, Exclusive, ShareRowExclusive, Share]
+                let held = [AccessExclusive, Exclusive, ShareRowExclusive, Share]
                     .into_iter()
                     .find(|m| pg_sys::CheckRelationLockedByMe(rel.0, *m as pg_sys::LOCKMODE, false));
-                vec![AlterTableCmd::ValidateConstraint { constraint: quote_ident(&cstr((*cmd).name)), held_lock }]
+                // The scan runs under the strongest of what this transaction holds and what
+                // this statement takes for all of its subcommands.
+                let (held_lock, held_by) = match held {
+                    Some(h) if h >= ctx.lock => (Some(h), LockHolder::Transaction),
+                    _ if ctx.lock.blocks_reads_or_writes() => (Some(ctx.lock), LockHolder::ThisStatement),
+                    h => (h, LockHolder::Transaction),
+                };
+                vec![AlterTableCmd::ValidateConstraint { constraint: quote_ident(&cstr((*cmd).name)), held_lock, held_by }]
             }
-            AT_SetNotNull => vec![set_not_null(rel, (*cmd).name)],
+            AT_SetNotNull => match attribute(rel, cstr_bytes((*cmd).name)) {
+                Some(att) => vec![set_not_null(rel, att, None)],
+                None => vec![AlterTableCmd::Other],
+            },
             AT_AlterColumnType if is_a(def, pg_sys::NodeTag::T_ColumnDef) => vec![alter_column_type(rel, (*cmd).name, def.cast())],
+            AT_AttachPartition if is_a(def, pg_sys::NodeTag::T_PartitionCmd) => {
+                partitions::attach_partition(rel, def.cast(), text, sizes).map_or_else(Vec::new, |a| vec![AlterTableCmd::AttachPartition(a)])
+            }
             // Changing persistence to the one the table has already is a no-op (ATPrepChangePersistence).
             AT_SetLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_PERMANENT => {
                 vec![AlterTableCmd::Rewrite { action: "SET LOGGED" }]
@@ -481,7 +631,8 @@ unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: 
             AT_SetUnLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_UNLOGGED => {
                 vec![AlterTableCmd::Rewrite { action: "SET UNLOGGED" }]
             }
-            // Moving to the tablespace the table is in already does nothing (ATExecSetTableSpace).
+            // Moving to the tablespace the table is in already does nothing (ATExecSetTableSpace);
+            // a tablespace that does not exist, or pg_global, is PostgreSQL's error to report.
             AT_SetTableSpace => {
                 let target = pg_sys::get_tablespace_oid((*cmd).name, true);
                 // pg_class stores the database's default tablespace as 0.
@@ -489,7 +640,7 @@ unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: 
                     t if t == pg_sys::InvalidOid => pg_sys::MyDatabaseTableSpace,
                     t => t,
                 };
-                if target == current {
+                if target == current || target == pg_sys::InvalidOid || target == pg_sys::GLOBALTABLESPACE_OID {
                     vec![AlterTableCmd::Other]
                 } else {
                     vec![AlterTableCmd::Rewrite { action: "SET TABLESPACE" }]
@@ -513,9 +664,21 @@ unsafe fn type_name_parts(tn: *mut pg_sys::TypeName) -> Vec<String> {
 /// ADD COLUMN: decides whether ATExecAddColumn will rewrite the table (its default cannot
 /// be stored as the attribute's missing value) and collects the column's inline
 /// constraints (REFERENCES, CHECK, UNIQUE, PRIMARY KEY) as their own commands.
-unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText, sizes: Sizes) -> Vec<AlterTableCmd> {
+unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText, sizes: Sizes, ctx: &mut AlterContext) -> Vec<AlterTableCmd> {
     use pg_sys::ConstrType::*;
     unsafe {
+        // A column of that name exists (and is not dropped by this statement first), or the
+        // type does not exist: PostgreSQL skips (IF NOT EXISTS) or refuses the statement.
+        let name = cstr_bytes((*def).colname);
+        let exists = attribute(rel, name).is_some() && !ctx.dropped.iter().any(|(d, _)| d.as_slice() == name);
+        let serial_or_known = {
+            let parts = type_name_parts((*def).typeName);
+            (parts.len() == 1 && parts[0].contains("serial"))
+                || pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*def).typeName, true) != pg_sys::InvalidOid
+        };
+        if exists || !serial_or_known {
+            return vec![AlterTableCmd::Other];
+        }
         let colname = cstr((*def).colname);
         let column = quote_ident(&colname);
         let mut out = Vec::new();
@@ -530,7 +693,7 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
                 CONSTR_IDENTITY => identity = true,
                 CONSTR_GENERATED => generated = true,
                 CONSTR_FOREIGN | CONSTR_CHECK | CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION => {
-                    out.push(add_constraint(rel, con, Some(&colname), text, sizes))
+                    out.extend(add_constraint(rel, con, Some(&colname), text, sizes, ctx))
                 }
                 _ => {}
             }
@@ -572,6 +735,23 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
             (type_name, rewrite)
         };
         let has_default = !raw_default.is_null() || serial || identity || generated;
+        // A PRIMARY KEY written on the new column makes it NOT NULL (transformIndexConstraint
+        // sets is_not_null on a column defined in the same statement).
+        let not_null = not_null || PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr().any(|c| (*c).contype == CONSTR_PRIMARY);
+        // The dropped column is still there while the statement is judged: its facts are
+        // read now, only when it is added back.
+        let dropped_here = ctx.dropped.iter().position(|(name, _)| name.as_slice() == cstr_bytes((*def).colname));
+        let replaces = match dropped_here.map(|i| ctx.dropped.remove(i)) {
+            Some((_, attnum)) => PgTupleDesc::from_pg_unchecked((*rel.0).rd_att).get(attnum as usize - 1).map(|att| {
+                let att = &*(att as *const pg_sys::FormData_pg_attribute);
+                DroppedColumn {
+                    type_name: cstr(pg_sys::format_type_with_typemod(att.atttypid, att.atttypmod)),
+                    same_statement: true,
+                    current: Some(Box::new(columns::column_facts(rel, att, &[]))),
+                }
+            }),
+            None => columns::dropped_in_this_transaction(rel, cstr_bytes((*def).colname)),
+        };
         out.insert(
             0,
             AlterTableCmd::AddColumn {
@@ -581,6 +761,7 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
                 not_null_without_default: not_null && !has_default,
                 default_sql,
                 not_null,
+                replaces,
             },
         );
         out
@@ -679,7 +860,8 @@ unsafe fn add_constraint(
     inline_column: Option<&str>,
     text: &StatementText,
     sizes: Sizes,
-) -> AlterTableCmd {
+    ctx: &AlterContext,
+) -> Vec<AlterTableCmd> {
     use pg_sys::ConstrType::*;
     unsafe {
         let contype = (*con).contype;
@@ -709,44 +891,100 @@ unsafe fn add_constraint(
         match contype {
             CONSTR_FOREIGN => {
                 let cols = key_list((*con).fk_attrs);
+                // A referenced table or a column that does not exist: PostgreSQL's error.
+                let Some(pk_oid) = lookup((*con).pktable) else { return vec![AlterTableCmd::Other] };
+                let pk_rel = OpenRel::new(pk_oid);
+                let pk_cols_exist = PgList::<pg_sys::Node>::from_pg((*con).pk_attrs)
+                    .iter_ptr()
+                    .all(|n| pk_rel.as_ref().is_some_and(|r| attribute(r, str_val(n).as_bytes()).is_some()));
+                if !pk_cols_exist || (inline_column.is_none() && !cols.iter().all(|c| ctx.has_column(rel, c.as_bytes()))) {
+                    return vec![AlterTableCmd::Other];
+                }
                 let definition = match inline_column {
                     Some(c) => written.map(|d| format!("FOREIGN KEY ({}) {d}", quote_ident(c))),
                     None => written,
                 };
                 let constraint = NewConstraint { name: name_for(&cols, "fkey"), named, definition };
                 let referenced = lookup((*con).pktable).and_then(|oid| relation(oid, Reach::Itself, sizes));
-                AlterTableCmd::AddForeignKey {
+                // An inline REFERENCES on a new column that every row has NULL in is marked
+                // valid without a scan (transformFKConstraints).
+                let skipped = inline_column.is_some() && ctx.fk_skip_validation;
+                vec![AlterTableCmd::AddForeignKey {
                     constraint,
                     referenced,
-                    validates: !(*con).skip_validation,
+                    validates: !(*con).skip_validation && !skipped,
                     inline_column: inline_column.map(quote_ident),
-                }
+                }]
             }
             CONSTR_CHECK => {
                 let cols: Vec<String> = inline_column.map(|c| vec![c.to_string()]).unwrap_or_default();
                 let constraint = NewConstraint { name: name_for(&cols, "check"), named, definition: written };
-                AlterTableCmd::AddCheck { constraint, validates: !(*con).skip_validation }
+                vec![AlterTableCmd::AddCheck { constraint, validates: !(*con).skip_validation }]
             }
             CONSTR_PRIMARY | CONSTR_UNIQUE if (*con).indexname.is_null() => {
                 let primary = contype == CONSTR_PRIMARY;
                 let cols = key_list((*con).keys);
+                if inline_column.is_none() && !cols.iter().all(|c| ctx.has_column(rel, c.as_bytes())) {
+                    return vec![AlterTableCmd::Other];
+                }
+                let name = name_for(&cols, if primary { "pkey" } else { "key" });
+                // transformIndexConstraint: a PRIMARY KEY adds SET NOT NULL for each key column
+                // of the table that is not NOT NULL (an inline one is made NOT NULL by its ADD
+                // COLUMN instead).
+                let implicit: Vec<AlterTableCmd> = if primary && inline_column.is_none() {
+                    cols.iter()
+                        .filter_map(|c| attribute(rel, c.as_bytes()))
+                        .map(|att| set_not_null(rel, att, Some(&name)))
+                        .filter(|cmd| matches!(cmd, AlterTableCmd::SetNotNull { already_not_null: false, .. }))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                // Key columns PostgreSQL scans to set NOT NULL that no other finding reports: the
+                // inline column and those the statement adds. (The table's own nullable key
+                // columns get their implicit SET NOT NULL above, for adding-not-nullable-field.)
                 let nullable_columns = if primary {
                     cols.iter()
-                        .filter(|c| inline_column.is_some() || attribute(rel, c.as_bytes()).is_none_or(|a| !a.attnotnull))
+                        .filter(|c| inline_column.is_some() || attribute(rel, c.as_bytes()).is_none())
                         .map(|c| quote_ident(c))
                         .collect()
                 } else {
                     vec![]
                 };
                 let columns = format!("({})", cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "));
-                let constraint = NewConstraint { name: name_for(&cols, if primary { "pkey" } else { "key" }), named, definition: written };
-                AlterTableCmd::AddUnique { constraint, primary, nullable_columns, columns }
+                let constraint = NewConstraint { name, named, definition: written };
+                let mut out = vec![AlterTableCmd::AddUnique { constraint, primary, nullable_columns, columns }];
+                out.extend(implicit);
+                out
+            }
+            CONSTR_PRIMARY if !(*con).indexname.is_null() => {
+                // ADD PRIMARY KEY USING INDEX: the key columns are the index's
+                // (transformIndexConstraint), each set NOT NULL as above. A missing or
+                // unsuitable index is PostgreSQL's error to report.
+                let index_oid = pg_sys::get_relname_relid((*con).indexname, rel.form().relnamespace);
+                let Some(index) = (index_oid != pg_sys::InvalidOid).then(|| OpenRel::new(index_oid)).flatten() else {
+                    return vec![AlterTableCmd::Other];
+                };
+                if index.kind() != RelKind::Index || (*index.0).rd_index.is_null() {
+                    return vec![AlterTableCmd::Other];
+                }
+                let name = if named { quote_ident(&cstr((*con).conname)) } else { quote_ident(&cstr((*con).indexname)) };
+                let ix = &*(*index.0).rd_index;
+                let keys = std::slice::from_raw_parts(ix.indkey.values.as_ptr(), ix.indnkeyatts.max(0) as usize);
+                let desc = PgTupleDesc::from_pg_unchecked((*rel.0).rd_att);
+                keys.iter()
+                    .filter(|k| **k > 0)
+                    .filter_map(|k| desc.get(*k as usize - 1))
+                    .filter(|att| !att.attisdropped)
+                    .map(|att| set_not_null(rel, &*(att as *const pg_sys::FormData_pg_attribute), Some(&name)))
+                    .filter(|cmd| matches!(cmd, AlterTableCmd::SetNotNull { already_not_null: false, .. }))
+                    .collect()
             }
             CONSTR_EXCLUSION => {
                 let constraint = NewConstraint { name: name_for(&[], "excl"), named, definition: written };
-                AlterTableCmd::AddExclusion { constraint }
+                vec![AlterTableCmd::AddExclusion { constraint }]
             }
-            _ => AlterTableCmd::Other,
+            _ => vec![AlterTableCmd::Other],
         }
     }
 }
@@ -771,7 +1009,16 @@ unsafe fn reindex(stmt: *mut pg_sys::ReindexStmt, text: &StatementText, sizes: S
             ReindexTarget::Table => lookup((*stmt).relation).and_then(|oid| relation(oid, Reach::Partitions, sizes)),
             _ => None,
         };
-        Some(Reindex { target, concurrent, table, concurrent_sql: sqltext::add_reindex_concurrently(text.text) })
+        // SCHEMA, DATABASE, SYSTEM: the tables ReindexMultipleTables selects. A schema that
+        // does not exist, or a database other than the current one, is PostgreSQL's error
+        // (3F000, 0A000) to report: not judged.
+        let tables = match target {
+            ReindexTarget::Schema | ReindexTarget::Database | ReindexTarget::System if !concurrent => {
+                catalog::reindexed_tables(target, (*stmt).name, sizes)?
+            }
+            _ => Vec::new(),
+        };
+        Some(Reindex { target, concurrent, table, tables, concurrent_sql: sqltext::add_reindex_concurrently(text.text) })
     }
 }
 
@@ -831,7 +1078,8 @@ unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt, sizes: Sizes) -> Statem
         let Some(rel) = OpenRel::new(oid) else { return Statement::Other };
         let populated = rel.form().relispopulated;
         let view = relation_of(&rel, Reach::Itself, sizes);
-        Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData }
+        let written_in_transaction = catalog::pg_class_row_written_in_transaction(oid);
+        Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData, written_in_transaction }
     }
 }
 
@@ -839,15 +1087,21 @@ unsafe fn rename(stmt: *mut pg_sys::RenameStmt, sizes: Sizes) -> Statement {
     use pg_sys::ObjectType::*;
     unsafe {
         let new_name = quote_ident(&cstr((*stmt).newname));
+        // Only tables are judged, whatever the statement's keyword: ALTER TABLE accepts an
+        // index, a view or a sequence too (RangeVarCallbackForAlterRelation), and renaming one
+        // of those is not flagged when ALTER INDEX / VIEW / SEQUENCE does it either. A column
+        // that does not exist is PostgreSQL's error to report.
+        let Some(rel) = lookup((*stmt).relation).and_then(|oid| OpenRel::new(oid)) else { return Statement::Other };
+        if !matches!(rel.kind(), RelKind::Table | RelKind::PartitionedTable) {
+            return Statement::Other;
+        }
         match ((*stmt).renameType, (*stmt).relationType) {
-            (OBJECT_COLUMN, OBJECT_TABLE) => match lookup((*stmt).relation).and_then(|oid| relation(oid, Reach::Itself, sizes)) {
-                Some(table) => Statement::RenameColumn { table, column: quote_ident(&cstr((*stmt).subname)), new_name },
-                None => Statement::Other,
+            (OBJECT_COLUMN, OBJECT_TABLE) if attribute(&rel, cstr_bytes((*stmt).subname)).is_some() => Statement::RenameColumn {
+                table: relation_of(&rel, Reach::Itself, sizes),
+                column: quote_ident(&cstr((*stmt).subname)),
+                new_name,
             },
-            (OBJECT_TABLE, _) => match lookup((*stmt).relation).and_then(|oid| relation(oid, Reach::Itself, sizes)) {
-                Some(table) => Statement::RenameTable { table, new_name },
-                None => Statement::Other,
-            },
+            (OBJECT_TABLE, _) => Statement::RenameTable { table: relation_of(&rel, Reach::Itself, sizes), new_name },
             _ => Statement::Other,
         }
     }
@@ -865,10 +1119,11 @@ unsafe fn make_column_var(att: &pg_sys::FormData_pg_attribute) -> *mut pg_sys::V
     unsafe { pg_sys::makeVar(1 as _, att.attnum, att.atttypid, att.atttypmod, att.attcollation, 0) }
 }
 
-unsafe fn set_not_null(rel: &OpenRel, colname: *mut c_char) -> AlterTableCmd {
+/// SET NOT NULL of `att`, written (`primary_key` None) or implied by ADD PRIMARY KEY
+/// `primary_key`: whether PostgreSQL will scan for NULLs (ATExecSetNotNull).
+unsafe fn set_not_null(rel: &OpenRel, att: &pg_sys::FormData_pg_attribute, primary_key: Option<&str>) -> AlterTableCmd {
     unsafe {
-        let column = cstr(colname);
-        let Some(att) = attribute(rel, cstr_bytes(colname)) else { return AlterTableCmd::Other };
+        let column = String::from_utf8_lossy(name_bytes(&att.attname)).into_owned();
         let already_not_null = att.attnotnull;
         // NotNullImpliedByRelConstraints (tablecmds.c): does a valid CHECK constraint prove
         // "col IS NOT NULL"? PartConstraintImpliedByRelConstraint runs the same predicate
@@ -885,6 +1140,7 @@ unsafe fn set_not_null(rel: &OpenRel, colname: *mut c_char) -> AlterTableCmd {
         };
         AlterTableCmd::SetNotNull {
             column: quote_ident(&column),
+            primary_key: primary_key.map(str::to_string),
             suggested_constraint: make_name(&[&rel.relname(), &column], "not_null"),
             already_not_null,
             proven_by_check,
@@ -898,21 +1154,40 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
     unsafe {
         let column = cstr(colname);
         let Some(att) = attribute(rel, cstr_bytes(colname)) else { return AlterTableCmd::Other };
+        if pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*def).typeName, true) == pg_sys::InvalidOid {
+            // PostgreSQL's error: the type does not exist.
+            return AlterTableCmd::Other;
+        }
         let mut typid = pg_sys::InvalidOid;
         let mut typmod: i32 = -1;
         pg_sys::typenameTypeIdAndMod(std::ptr::null_mut(), (*def).typeName, &mut typid, &mut typmod);
-        let new_type = cstr(pg_sys::format_type_with_typemod(typid, typmod));
+        let mut new_type = cstr(pg_sys::format_type_with_typemod(typid, typmod));
+        // ATPrepAlterColumnType: the column's new collation, the one written or the type's.
+        let collation = pg_sys::GetColumnDefCollation(std::ptr::null_mut(), def, typid);
+        if !(*def).collClause.is_null() && collation != pg_sys::InvalidOid {
+            new_type = format!("{new_type} COLLATE {}", quote_ident(&cstr(pg_sys::get_collation_name(collation))));
+        }
 
-        let rewrite = match rel.kind() {
+        let (rewrite, new_value_sql) = match rel.kind() {
             RelKind::Table | RelKind::PartitionedTable => type_change_rewrites(rel, att, (*def).raw_default, typid, typmod),
-            _ => Some(false),
+            _ => (Some(false), None),
         };
+        let rebuilt = if rewrite == Some(false) { columns::rebuilt_indexes(rel, att, typid, collation) } else { Vec::new() };
+        let current = (rewrite == Some(true) || !rebuilt.is_empty()).then(|| {
+            let oids: Vec<pg_sys::Oid> = rebuilt.iter().map(|(oid, _)| *oid).collect();
+            let mut facts = columns::column_facts(rel, att, &oids);
+            facts.new_value_sql = new_value_sql;
+            Box::new(facts)
+        });
+        let rebuilt_indexes = rebuilt.into_iter().map(|(_, name)| name).collect();
         AlterTableCmd::AlterColumnType {
             column: quote_ident(&column),
             new_type,
             rewrite,
             suggested_new_column: make_name(&[&column], "new"),
             suggested_old_column: make_name(&[&column], "old"),
+            rebuilt_indexes,
+            current,
         }
     }
 }
@@ -935,7 +1210,7 @@ unsafe fn type_change_rewrites(
     using: *mut pg_sys::Node,
     typid: pg_sys::Oid,
     typmod: i32,
-) -> Option<bool> {
+) -> (Option<bool>, Option<String>) {
     unsafe {
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         let mut transform: *mut pg_sys::Node = if using.is_null() {
@@ -981,14 +1256,17 @@ unsafe fn type_change_rewrites(
         );
         if transform.is_null() {
             // PostgreSQL will refuse the statement ("cannot be cast automatically").
-            return None;
+            return (None, None);
         }
         pg_sys::assign_expr_collations(pstate, transform);
+        // The new value as SQL over the table's columns, for the HINT's backfill.
+        let context = pg_sys::deparse_context_for(rel.form().relname.data.as_ptr(), (*rel.0).rd_id);
+        let sql = Some(cstr(pg_sys::deparse_expression(transform, context, false, false)));
         if !calls_only_builtin_functions(transform) {
-            return Some(true);
+            return (Some(true), sql);
         }
         let planned = pg_sys::expression_planner(transform.cast()).cast();
-        Some(column_change_requires_rewrite(planned, att.attnum))
+        (Some(column_change_requires_rewrite(planned, att.attnum)), sql)
     }
 }
 

@@ -81,6 +81,7 @@ mod tests {
             not_null_without_default: false,
             default_sql: None,
             not_null: false,
+            replaces: None,
         }
     }
 
@@ -93,6 +94,7 @@ mod tests {
             not_null_without_default: false,
             default_sql: Some("gen_random_uuid()".into()),
             not_null: true,
+            replaces: None,
         };
         let f = check(&alter(table("public.event", 68), LockMode::AccessExclusive, vec![cmd]));
         assert!(f[0].hint.contains("ALTER TABLE public.event ALTER COLUMN token SET DEFAULT gen_random_uuid();"), "{}", f[0].hint);

@@ -53,6 +53,7 @@ mod tests {
             not_null_without_default: required,
             default_sql: None,
             not_null: required,
+            replaces: None,
         }
     }
 

@@ -16,10 +16,22 @@
 //! - VALIDATE CONSTRAINT in the transaction that added the constraint NOT VALID scans while
 //!   the ADD's lock (SHARE ROW EXCLUSIVE for a foreign key, ACCESS EXCLUSIVE for a CHECK) is
 //!   still held: locks are kept until the transaction ends (squawk's
-//!   constraint-missing-not-valid flags the same pattern).
+//!   constraint-missing-not-valid flags the same pattern). The same holds when ADD ... NOT
+//!   VALID and VALIDATE CONSTRAINT are subcommands of one ALTER TABLE: AlterTableGetLockLevel
+//!   takes the strongest lock any subcommand needs, and VALIDATE scans under it.
+//! - A foreign key written inline in ADD COLUMN is not validated when no ADD COLUMN of the
+//!   statement has a default and the statement adds no table-level foreign key: the new
+//!   column is all NULL, and PostgreSQL marks the constraint valid without a scan
+//!   (src/backend/parser/parse_utilcmd.c, transformAlterTableStmt `skipValidation` and
+//!   transformFKConstraints). The facts layer decides it (`validates`).
+//! - ALTER DOMAIN ... ADD CHECK without NOT VALID, and ALTER DOMAIN ... VALIDATE CONSTRAINT,
+//!   check every stored value of the domain, in every table that has a column of it, while
+//!   holding SHARE locks on those tables (src/backend/commands/typecmds.c,
+//!   AlterDomainAddConstraint, AlterDomainValidateConstraint, validateDomainConstraint and
+//!   get_rels_with_domain): a domain constraint has no validation that lets writes go on.
 
 use super::{lock_detail, Context, Finding, CONSTRAINT_MISSING_NOT_VALID};
-use crate::model::{AlterTable, AlterTableCmd, LockMode, NewConstraint, RelKind};
+use crate::model::{AlterDomain, AlterTable, AlterTableCmd, DomainAction, LockHolder, LockMode, NewConstraint, RelKind, Statement};
 
 /// Flags, in one ALTER TABLE subcommand on a table that is neither small nor created in this
 /// transaction: ADD FOREIGN KEY or ADD CHECK without NOT VALID, and VALIDATE CONSTRAINT while
@@ -51,8 +63,9 @@ pub fn constraint_missing_not_valid(at: &AlterTable, cmd: &AlterTableCmd, ctx: &
             // ADD COLUMN c ... REFERENCES t: the column must exist before the NOT VALID step.
             let add_column = inline_column.as_ref().and_then(|col| {
                 at.commands.iter().find_map(|c| match c {
-                    AlterTableCmd::AddColumn { column, type_name, .. } if column == col => {
-                        Some(format!("ALTER TABLE {} ADD COLUMN {column} {type_name};\n", at.table.name))
+                    AlterTableCmd::AddColumn { column, type_name, default_sql, .. } if column == col => {
+                        let default = default_sql.as_ref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+                        Some(format!("ALTER TABLE {} ADD COLUMN {column} {type_name}{default};\n", at.table.name))
                     }
                     _ => None,
                 })
@@ -81,7 +94,7 @@ pub fn constraint_missing_not_valid(at: &AlterTable, cmd: &AlterTableCmd, ctx: &
                 },
             });
         }
-        AlterTableCmd::ValidateConstraint { constraint, held_lock: Some(held) } => {
+        AlterTableCmd::ValidateConstraint { constraint, held_lock: Some(held), held_by: LockHolder::Transaction } => {
             let t = &at.table.name;
             out.push(Finding {
                 rule: &CONSTRAINT_MISSING_NOT_VALID,
@@ -104,6 +117,27 @@ pub fn constraint_missing_not_valid(at: &AlterTable, cmd: &AlterTableCmd, ctx: &
                 ),
             });
         }
+        AlterTableCmd::ValidateConstraint { constraint, held_lock: Some(held), held_by: LockHolder::ThisStatement } => {
+            let t = &at.table.name;
+            out.push(Finding {
+                rule: &CONSTRAINT_MISSING_NOT_VALID,
+                message: format!(
+                    "validating constraint {constraint} would scan {t} under the {} lock this ALTER TABLE takes for its other subcommands",
+                    held.name()
+                ),
+                detail: format!(
+                    "VALIDATE CONSTRAINT alone needs only SHARE UPDATE EXCLUSIVE, but one ALTER TABLE takes the strongest lock \
+                     any of its subcommands needs: {} lock on {}, which {}, held while every existing row is checked.",
+                    held.with_article(),
+                    at.table.describe(),
+                    held.effect()
+                ),
+                hint: format!(
+                    "Run the other subcommands, commit, then validate in a statement and a transaction of its own:\n\
+                     ALTER TABLE {t} VALIDATE CONSTRAINT {constraint};"
+                ),
+            });
+        }
         AlterTableCmd::AddCheck { constraint, validates: true } => {
             out.push(Finding {
                 rule: &CONSTRAINT_MISSING_NOT_VALID,
@@ -119,6 +153,49 @@ pub fn constraint_missing_not_valid(at: &AlterTable, cmd: &AlterTableCmd, ctx: &
         }
         _ => {}
     }
+}
+
+/// Flags ALTER DOMAIN ... ADD CHECK without NOT VALID, and ALTER DOMAIN ... VALIDATE
+/// CONSTRAINT, when a table that stores the domain is neither small nor created in this
+/// transaction.
+pub fn on_domain(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
+    let Statement::AlterDomain(AlterDomain { domain, action, uses }) = stmt else { return };
+    let scanned: Vec<_> = uses.iter().filter(|u| !ctx.exempt(&CONSTRAINT_MISSING_NOT_VALID, &u.table)).collect();
+    if scanned.is_empty() {
+        return;
+    }
+    let targets = super::domain_targets(&scanned);
+    let per_column = "Domain constraints have no online validation. To check existing rows without blocking writes, put the \
+                      check on each column instead (ALTER TABLE ... ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE \
+                      CONSTRAINT in its own transaction), or validate in a maintenance window.";
+    let (message, command, hint) = match action {
+        DomainAction::AddCheck { constraint, validates: true } => {
+            let add = match &constraint.definition {
+                Some(def) => format!("ALTER DOMAIN {domain} ADD CONSTRAINT {} {def} NOT VALID;", constraint.name),
+                None => format!("ALTER DOMAIN {domain} ADD CONSTRAINT {} ... NOT VALID;", constraint.name),
+            };
+            (
+                format!("adding check constraint {} to domain {domain} would scan every table that stores it while blocking writes", constraint.name),
+                "ALTER DOMAIN ... ADD CONSTRAINT",
+                format!(
+                    "Add it without checking existing values (new and updated values are checked at once):\n{add}\n\
+                     ALTER DOMAIN ... VALIDATE CONSTRAINT holds the same SHARE locks while it scans. {per_column}"
+                ),
+            )
+        }
+        DomainAction::ValidateConstraint { constraint } => (
+            format!("validating constraint {constraint} of domain {domain} would scan every table that stores it while blocking writes"),
+            "ALTER DOMAIN ... VALIDATE CONSTRAINT",
+            format!("Unlike ALTER TABLE ... VALIDATE CONSTRAINT, the domain form blocks writes. {per_column}"),
+        ),
+        _ => return,
+    };
+    out.push(Finding {
+        rule: &CONSTRAINT_MISSING_NOT_VALID,
+        message,
+        detail: lock_detail(command, LockMode::Share, &targets, &format!("it checks every value of {domain} in them")),
+        hint,
+    });
 }
 
 /// The two-step form: add NOT VALID (no scan), then VALIDATE CONSTRAINT (a scan under
@@ -142,7 +219,11 @@ mod tests {
 
     #[test]
     fn validate_in_the_transaction_that_holds_a_write_lock_is_flagged() {
-        let validate = |held_lock| AlterTableCmd::ValidateConstraint { constraint: "orders_customer_fk".into(), held_lock };
+        let validate = |held_lock| AlterTableCmd::ValidateConstraint {
+            constraint: "orders_customer_fk".into(),
+            held_lock,
+            held_by: LockHolder::Transaction,
+        };
         let f = check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::ShareRowExclusive))]));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
@@ -177,8 +258,9 @@ mod tests {
             type_name: "bigint".into(),
             rewrite: None,
             not_null_without_default: false,
-            default_sql: None,
+            default_sql: Some("1".into()),
             not_null: false,
+            replaces: None,
         };
         let fk = AlterTableCmd::AddForeignKey {
             constraint: NewConstraint {
@@ -197,7 +279,7 @@ mod tests {
         assert!(f[0].detail.contains("a SHARE ROW EXCLUSIVE lock on public.customers (50 MB"), "{}", f[0].detail);
         let steps: Vec<&str> = f[0].hint.lines().skip(1).collect();
         assert_eq!(steps, [
-            "ALTER TABLE public.orders ADD COLUMN customer_id bigint;",
+            "ALTER TABLE public.orders ADD COLUMN customer_id bigint DEFAULT 1;",
             "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;",
             "ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey;",
         ]);
@@ -258,6 +340,52 @@ mod tests {
         t.kind = RelKind::PartitionedTable;
         let f = check(&alter(t, LockMode::ShareRowExclusive, vec![fk(true, false)]));
         assert!(f[0].hint.contains("cannot add a NOT VALID foreign key to a partitioned table"));
+    }
+
+    #[test]
+    fn validate_in_the_same_alter_table_as_a_stronger_subcommand_is_flagged() {
+        let add = AlterTableCmd::AddCheck {
+            constraint: NewConstraint { name: "orders_amount_check".into(), named: true, definition: Some("CHECK (amount > 0)".into()) },
+            validates: false,
+        };
+        let validate = AlterTableCmd::ValidateConstraint {
+            constraint: "orders_amount_check".into(),
+            held_lock: Some(LockMode::AccessExclusive),
+            held_by: LockHolder::ThisStatement,
+        };
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![add, validate]));
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].message,
+            "validating constraint orders_amount_check would scan public.orders under the ACCESS EXCLUSIVE lock this ALTER TABLE takes for its other subcommands"
+        );
+        assert!(f[0].hint.ends_with("ALTER TABLE public.orders VALIDATE CONSTRAINT orders_amount_check;"));
+    }
+
+    fn domain(action: DomainAction, mb: u64) -> Statement {
+        Statement::AlterDomain(AlterDomain {
+            domain: "public.positive_int".into(),
+            action,
+            uses: vec![DomainUse { table: table("public.orders", mb), columns: vec!["boxes".into(), "\"Crates\"".into()] }],
+        })
+    }
+
+    #[test]
+    fn domain_check_that_validates_and_domain_validate_are_flagged() {
+        let add = |validates| DomainAction::AddCheck {
+            constraint: NewConstraint { name: "positive_int_check".into(), named: false, definition: Some("CHECK (VALUE > 0)".into()) },
+            validates,
+        };
+        let f = check(&domain(add(true), 68));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
+        assert!(f[0].detail.starts_with("ALTER DOMAIN ... ADD CONSTRAINT takes a SHARE lock on public.orders (68 MB, about 1000000 rows) (columns boxes, \"Crates\")"), "{}", f[0].detail);
+        assert!(f[0].hint.contains("ALTER DOMAIN public.positive_int ADD CONSTRAINT positive_int_check CHECK (VALUE > 0) NOT VALID;"));
+        assert!(check(&domain(add(false), 68)).is_empty(), "NOT VALID passes");
+        assert!(check(&domain(add(true), 0)).is_empty(), "small tables are exempt");
+        let f = check(&domain(DomainAction::ValidateConstraint { constraint: "positive_int_check".into() }, 68));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].message.starts_with("validating constraint positive_int_check of domain public.positive_int"));
     }
 
     #[test]

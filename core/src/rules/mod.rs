@@ -21,6 +21,7 @@ pub mod ban_truncate_cascade;
 pub mod changing_column_type;
 pub mod constraint_missing_not_valid;
 pub mod disallowed_unique_constraint;
+pub mod partition_constraint_scan;
 pub mod renaming_column;
 pub mod renaming_table;
 pub mod require_concurrent_index_creation;
@@ -40,6 +41,7 @@ use ban_truncate_cascade::ban_truncate_cascade;
 use changing_column_type::changing_column_type;
 use constraint_missing_not_valid::constraint_missing_not_valid;
 use disallowed_unique_constraint::disallowed_unique_constraint;
+use partition_constraint_scan::partition_constraint_scan;
 use renaming_column::renaming_column;
 use renaming_table::renaming_table;
 use require_concurrent_index_creation::require_concurrent_index_creation;
@@ -124,7 +126,7 @@ rule!(REQUIRE_CONCURRENT_INDEX_DELETION, "require-concurrent-index-deletion", Er
 rule!(REQUIRE_CONCURRENT_REINDEX, "require-concurrent-reindex", Error, Rewrite,
     "REINDEX without CONCURRENTLY: writes (and reads through the index) wait for the rebuild");
 rule!(CONSTRAINT_MISSING_NOT_VALID, "constraint-missing-not-valid", Error, Rewrite,
-    "ADD FOREIGN KEY or CHECK without NOT VALID: every row is checked while writes are blocked");
+    "ADD FOREIGN KEY or CHECK (to a table or a domain) without NOT VALID, or VALIDATE under a lock that blocks writes: every row is checked while writes are blocked");
 rule!(DISALLOWED_UNIQUE_CONSTRAINT, "disallowed-unique-constraint", Error, Rewrite,
     "ADD UNIQUE or PRIMARY KEY without USING INDEX: the index is built under ACCESS EXCLUSIVE");
 rule!(BAN_EXCLUSION_CONSTRAINT, "ban-exclusion-constraint", Error, Rewrite,
@@ -134,11 +136,13 @@ rule!(ADDING_FIELD_WITH_DEFAULT, "adding-field-with-default", Error, Rewrite,
 rule!(ADDING_REQUIRED_FIELD, "adding-required-field", Error, Lock,
     "ADD COLUMN NOT NULL without a default on a non-empty table: fails after a scan");
 rule!(ADDING_NOT_NULLABLE_FIELD, "adding-not-nullable-field", Error, Rewrite,
-    "SET NOT NULL without a validated CHECK (col IS NOT NULL): full scan under ACCESS EXCLUSIVE");
+    "SET NOT NULL (written, implied by ADD PRIMARY KEY, or on a domain) that scans for NULLs while writes are blocked");
 rule!(CHANGING_COLUMN_TYPE, "changing-column-type", Error, Rewrite,
-    "ALTER COLUMN TYPE that PostgreSQL implements by rewriting the table under ACCESS EXCLUSIVE");
+    "ALTER COLUMN TYPE that rewrites the table or rebuilds its indexes under ACCESS EXCLUSIVE, or a column dropped and added back, which loses its values");
+rule!(PARTITION_CONSTRAINT_SCAN, "partition-constraint-scan", Error, Rewrite,
+    "ATTACH PARTITION or CREATE TABLE ... PARTITION OF that scans a table or the DEFAULT partition under ACCESS EXCLUSIVE: no validated CHECK implies the bound");
 rule!(TABLE_REWRITE, "table-rewrite", Error, Rewrite,
-    "VACUUM FULL, CLUSTER, SET LOGGED/UNLOGGED, SET TABLESPACE, SET ACCESS METHOD: the table is rewritten under ACCESS EXCLUSIVE");
+    "VACUUM FULL, CLUSTER, SET LOGGED/UNLOGGED, SET TABLESPACE (of a table, an index or a materialized view), SET ACCESS METHOD: the relation is rewritten or copied under ACCESS EXCLUSIVE");
 rule!(REQUIRE_CONCURRENT_REFRESH, "require-concurrent-refresh", Error, Rewrite,
     "REFRESH MATERIALIZED VIEW without CONCURRENTLY on a populated view: reads of the view wait");
 rule!(REQUIRE_LOCK_TIMEOUT, "require-lock-timeout", Error, Lock,
@@ -166,6 +170,7 @@ pub static RULES: &[&Rule] = &[
     &ADDING_REQUIRED_FIELD,
     &ADDING_NOT_NULLABLE_FIELD,
     &CHANGING_COLUMN_TYPE,
+    &PARTITION_CONSTRAINT_SCAN,
     &TABLE_REWRITE,
     &REQUIRE_CONCURRENT_REFRESH,
     &REQUIRE_LOCK_TIMEOUT,
@@ -198,6 +203,49 @@ pub struct Finding {
 /// `<command> takes <a|an> <LOCK> lock on <target>, which <effect>, while <activity>.`
 pub fn lock_detail(command: &str, lock: LockMode, target: &str, activity: &str) -> String {
     format!("{command} takes {} lock on {target}, which {}, while {activity}.", lock.with_article(), lock.effect())
+}
+
+/// How many relations a finding names before `and N more`.
+const LISTED_RELATIONS: usize = 5;
+
+/// `b (2 MB) and a (1 MB)`: the relations, biggest first (then by name), or the first
+/// [`LISTED_RELATIONS`] of them and `N more`.
+pub fn relation_list(rels: &[&Relation]) -> String {
+    let mut rels = rels.to_vec();
+    rels.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then_with(|| a.name.cmp(&b.name)));
+    let mut s: Vec<String> = rels.iter().take(LISTED_RELATIONS).map(|r| r.describe()).collect();
+    if rels.len() > LISTED_RELATIONS {
+        s.push(format!("{} more", rels.len() - LISTED_RELATIONS));
+    }
+    join_and(&s)
+}
+
+/// The tables that store a domain, each with its columns of the domain, as for
+/// [`relation_list`]: `public.t (8 MB, about 1000 rows) (columns a, b)`.
+pub fn domain_targets(uses: &[&crate::model::DomainUse]) -> String {
+    let mut uses = uses.to_vec();
+    uses.sort_by(|a, b| b.table.size_bytes.cmp(&a.table.size_bytes).then_with(|| a.table.name.cmp(&b.table.name)));
+    let mut s: Vec<String> = uses
+        .iter()
+        .take(LISTED_RELATIONS)
+        .map(|u| {
+            let noun = if u.columns.len() == 1 { "column" } else { "columns" };
+            format!("{} ({noun} {})", u.table.describe(), u.columns.join(", "))
+        })
+        .collect();
+    if uses.len() > LISTED_RELATIONS {
+        s.push(format!("{} more tables", uses.len() - LISTED_RELATIONS));
+    }
+    join_and(&s)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 /// Server state the rules need besides the statement.
@@ -245,8 +293,9 @@ pub fn check_all(stmt: &Statement, locks: &[LockRequest], ctx: &Context) -> Vec<
 ///
 /// The order of the findings is part of the output (the audit row lists the rules in that
 /// order; the first error-level finding is the ERROR). Each statement but ALTER TABLE has
-/// one rule; an ALTER TABLE gets the constraint rules, then the column rules, each group
-/// in subcommand order, then `table-rewrite`, then `ban-drop-column`.
+/// one rule (ALTER DOMAIN: constraint-missing-not-valid, then adding-not-nullable-field); an
+/// ALTER TABLE gets the constraint and partition rules, then the column rules, each group in
+/// subcommand order, then `table-rewrite`, then `ban-drop-column`.
 pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
     let out = &mut findings;
@@ -256,7 +305,12 @@ pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
         Statement::Reindex(_) => require_concurrent_reindex(stmt, ctx, out),
         Statement::AlterTable(at) => {
             if !at.table.created_in_transaction {
-                for_each_subcommand(at, &[constraint_missing_not_valid, disallowed_unique_constraint, ban_exclusion_constraint], ctx, out);
+                for_each_subcommand(
+                    at,
+                    &[constraint_missing_not_valid, disallowed_unique_constraint, ban_exclusion_constraint, partition_constraint_scan],
+                    ctx,
+                    out,
+                );
                 for_each_subcommand(
                     at,
                     &[adding_field_with_default, adding_required_field, adding_not_nullable_field, changing_column_type],
@@ -267,7 +321,15 @@ pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
                 for_each_subcommand(at, &[ban_drop_column], ctx, out);
             }
         }
-        Statement::VacuumFull { .. } | Statement::Cluster { .. } => table_rewrite(stmt, ctx, out),
+        Statement::VacuumFull { .. } | Statement::Cluster { .. } | Statement::MoveAllToTablespace { .. } => {
+            table_rewrite(stmt, ctx, out)
+        }
+        Statement::AlterDomain(_) => {
+            constraint_missing_not_valid::on_domain(stmt, ctx, out);
+            adding_not_nullable_field::on_domain(stmt, ctx, out);
+        }
+        Statement::CreatePartition(_) => partition_constraint_scan::on_create_partition(stmt, ctx, out),
+        Statement::AlterCompositeType { .. } => changing_column_type::on_composite_type(stmt, ctx, out),
         Statement::RefreshMatView { .. } => require_concurrent_refresh(stmt, ctx, out),
         Statement::RenameColumn { .. } => renaming_column(stmt, ctx, out),
         Statement::RenameTable { .. } => renaming_table(stmt, ctx, out),
@@ -392,34 +454,42 @@ mod tests {
 
     /// Every relation a statement's facts hold.
     fn relations_mut(stmt: &mut Statement) -> Vec<&mut Relation> {
-        use crate::model::AlterTableCmd;
         match stmt {
             Statement::CreateIndex(ci) => vec![&mut ci.table],
             Statement::DropIndex(di) => di.indexes.iter_mut().map(|i| &mut i.table).collect(),
-            Statement::AlterTable(at) => {
-                let mut v = vec![&mut at.table];
-                for c in &mut at.commands {
-                    if let AlterTableCmd::AddForeignKey {
-                        referenced: Some(r),
-                        ..
-                    } = c
-                    {
-                        v.push(r);
-                    }
-                }
-                v
-            }
-            Statement::Reindex(ri) => ri.table.iter_mut().collect(),
+            Statement::AlterTable(at) => alter_relations_mut(at),
+            Statement::AlterCompositeType { tables, .. } => tables.iter_mut().flat_map(alter_relations_mut).collect(),
+            Statement::Reindex(ri) => ri.table.iter_mut().chain(ri.tables.iter_mut()).collect(),
             Statement::VacuumFull { tables, .. }
             | Statement::DropTable { tables, .. }
             | Statement::TruncateCascade { tables } => tables.iter_mut().collect(),
-            Statement::Cluster { table } => table.iter_mut().collect(),
+            Statement::MoveAllToTablespace { relations, .. } => relations.iter_mut().collect(),
+            Statement::Cluster { table, clustered } => table.iter_mut().chain(clustered.iter_mut()).collect(),
             Statement::RefreshMatView { view, .. } => vec![view],
             Statement::RenameColumn { table, .. } | Statement::RenameTable { table, .. } => {
                 vec![table]
             }
+            Statement::AlterDomain(d) => d.uses.iter_mut().map(|u| &mut u.table).collect(),
+            Statement::CreatePartition(cp) => {
+                std::iter::once(&mut cp.parent).chain(cp.default_scans.iter_mut().map(|s| &mut s.relation)).collect()
+            }
             Statement::Other => vec![],
         }
+    }
+
+    fn alter_relations_mut(at: &mut AlterTable) -> Vec<&mut Relation> {
+        use crate::model::AlterTableCmd;
+        let mut v = vec![&mut at.table];
+        for c in &mut at.commands {
+            match c {
+                AlterTableCmd::AddForeignKey { referenced: Some(r), .. } => v.push(r),
+                AlterTableCmd::AttachPartition(a) => {
+                    v.extend(a.scans.iter_mut().chain(a.default_scans.iter_mut()).map(|s| &mut s.relation))
+                }
+                _ => {}
+            }
+        }
+        v
     }
 
     /// One statement of every shape the rules know, on 5 MB tables: together they reach
@@ -445,6 +515,14 @@ mod tests {
             },
             AlterTableCmd::SetNotNull {
                 column: "a".into(),
+                primary_key: None,
+                suggested_constraint: "a_not_null".into(),
+                already_not_null: false,
+                proven_by_check: false,
+            },
+            AlterTableCmd::SetNotNull {
+                column: "a".into(),
+                primary_key: Some("t_pkey".into()),
                 suggested_constraint: "a_not_null".into(),
                 already_not_null: false,
                 proven_by_check: false,
@@ -455,6 +533,8 @@ mod tests {
                 suggested_old_column: "a_old".into(),
                 new_type: "bigint".into(),
                 rewrite: Some(true),
+                rebuilt_indexes: vec![],
+                current: Some(Box::new(ColumnFacts { batch_key: "ctid".into(), not_null: true, ..ColumnFacts::default() })),
             },
             AlterTableCmd::AlterColumnType {
                 column: "a".into(),
@@ -462,7 +542,24 @@ mod tests {
                 suggested_old_column: "a_old".into(),
                 new_type: "text".into(),
                 rewrite: None,
+                rebuilt_indexes: vec![],
+                current: None,
             },
+            AlterTableCmd::AlterColumnType {
+                column: "a".into(),
+                suggested_new_column: "a_new".into(),
+                suggested_old_column: "a_old".into(),
+                new_type: "text COLLATE \"C\"".into(),
+                rewrite: Some(false),
+                rebuilt_indexes: vec!["public.t_a_idx".into()],
+                current: None,
+            },
+            AlterTableCmd::AttachPartition(AttachPartition {
+                partition: "public.p".into(),
+                scans: vec![PartitionScan { relation: table("public.p", 5), constraint_sql: None, suggested_constraint: "p_check".into() }],
+                default_scans: vec![PartitionScan { relation: table("public.d", 5), constraint_sql: None, suggested_constraint: "d_check".into() }],
+                statement_sql: "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)".into(),
+            }),
             AlterTableCmd::AddUnique {
                 constraint: constraint("UNIQUE (a)"),
                 primary: true,
@@ -475,6 +572,12 @@ mod tests {
             AlterTableCmd::ValidateConstraint {
                 constraint: "c".into(),
                 held_lock: Some(LockMode::AccessExclusive),
+                held_by: LockHolder::Transaction,
+            },
+            AlterTableCmd::ValidateConstraint {
+                constraint: "c".into(),
+                held_lock: Some(LockMode::AccessExclusive),
+                held_by: LockHolder::ThisStatement,
             },
             AlterTableCmd::AddColumn {
                 column: "a".into(),
@@ -483,6 +586,7 @@ mod tests {
                 not_null_without_default: false,
                 default_sql: Some("random()".into()),
                 not_null: false,
+                replaces: None,
             },
             AlterTableCmd::AddColumn {
                 column: "a".into(),
@@ -491,6 +595,16 @@ mod tests {
                 not_null_without_default: true,
                 default_sql: None,
                 not_null: true,
+                replaces: None,
+            },
+            AlterTableCmd::AddColumn {
+                column: "a".into(),
+                type_name: "bigint".into(),
+                rewrite: None,
+                not_null_without_default: false,
+                default_sql: None,
+                not_null: false,
+                replaces: Some(DroppedColumn { type_name: "integer".into(), same_statement: false, current: None }),
             },
             AlterTableCmd::DropColumn { column: "a".into() },
             AlterTableCmd::Rewrite {
@@ -519,19 +633,58 @@ mod tests {
                 target: ReindexTarget::Table,
                 concurrent: false,
                 table: Some(t()),
+                tables: vec![],
+                concurrent_sql: None,
+            }),
+            Statement::Reindex(Reindex {
+                target: ReindexTarget::Schema,
+                concurrent: false,
+                table: None,
+                tables: vec![t(), table("public.u", 5)],
                 concurrent_sql: None,
             }),
             Statement::VacuumFull {
                 tables: vec![t()],
                 whole_database: false,
             },
-            Statement::Cluster { table: Some(t()) },
+            Statement::Cluster { table: Some(t()), clustered: vec![] },
+            Statement::Cluster { table: None, clustered: vec![t()] },
+            Statement::MoveAllToTablespace { kind: "TABLE", relations: vec![t()] },
             Statement::RefreshMatView {
                 view: t(),
                 concurrent: false,
                 populated: true,
                 with_no_data: false,
+                written_in_transaction: false,
             },
+            Statement::RefreshMatView {
+                view: t(),
+                concurrent: false,
+                populated: false,
+                with_no_data: false,
+                written_in_transaction: true,
+            },
+            Statement::AlterDomain(AlterDomain {
+                domain: "public.d".into(),
+                action: DomainAction::AddCheck { constraint: constraint("CHECK (VALUE > 0)"), validates: true },
+                uses: vec![DomainUse { table: t(), columns: vec!["a".into()] }],
+            }),
+            Statement::AlterDomain(AlterDomain {
+                domain: "public.d".into(),
+                action: DomainAction::ValidateConstraint { constraint: "c".into() },
+                uses: vec![DomainUse { table: t(), columns: vec!["a".into()] }],
+            }),
+            Statement::AlterDomain(AlterDomain {
+                domain: "public.d".into(),
+                action: DomainAction::SetNotNull,
+                uses: vec![DomainUse { table: t(), columns: vec!["a".into()] }],
+            }),
+            Statement::CreatePartition(CreatePartition {
+                parent: t(),
+                partition: "p".into(),
+                default_scans: vec![PartitionScan { relation: table("public.d", 5), constraint_sql: None, suggested_constraint: "d_check".into() }],
+                statement_sql: "CREATE TABLE p PARTITION OF t FOR VALUES IN (1)".into(),
+            }),
             Statement::RenameColumn {
                 table: t(),
                 column: "a".into(),
@@ -556,6 +709,10 @@ mod tests {
                 statements.push(alter(t(), lock, vec![c.clone()]));
             }
         }
+        statements.push(Statement::AlterCompositeType {
+            type_name: "public.ty".into(),
+            tables: vec![AlterTable { table: t(), lock: LockMode::AccessExclusive, commands: commands.clone() }],
+        });
         statements
     }
 
@@ -646,8 +803,8 @@ mod tests {
 
     /// The order of the findings is part of the output: the audit row lists the rules in
     /// it, and the first error-level finding is the one the ERROR reports. An ALTER TABLE
-    /// reports the constraint rules, then the column rules (each group in subcommand
-    /// order), then table-rewrite, then ban-drop-column.
+    /// reports the constraint and partition rules, then the column rules (each group in
+    /// subcommand order), then table-rewrite, then ban-drop-column.
     #[test]
     fn alter_table_findings_come_group_by_group_in_subcommand_order() {
         use crate::model::*;
@@ -662,6 +819,8 @@ mod tests {
                 suggested_old_column: "a_old".into(),
                 new_type: "bigint".into(),
                 rewrite: Some(true),
+                rebuilt_indexes: vec![],
+                current: None,
             },
             AlterTableCmd::AddColumn {
                 column: "b".into(),
@@ -670,7 +829,14 @@ mod tests {
                 not_null_without_default: false,
                 default_sql: Some("gen_random_uuid()".into()),
                 not_null: false,
+                replaces: None,
             },
+            AlterTableCmd::AttachPartition(AttachPartition {
+                partition: "public.p".into(),
+                scans: vec![PartitionScan { relation: table("public.p", 5), constraint_sql: None, suggested_constraint: "p_check".into() }],
+                default_scans: vec![],
+                statement_sql: "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)".into(),
+            }),
             AlterTableCmd::AddExclusion { constraint: constraint("EXCLUDE USING gist (a WITH &&)") },
             AlterTableCmd::AddUnique {
                 constraint: constraint("UNIQUE (a)"),
@@ -681,6 +847,7 @@ mod tests {
             AlterTableCmd::AddCheck { constraint: constraint("CHECK (a > 0)"), validates: true },
             AlterTableCmd::SetNotNull {
                 column: "a".into(),
+                primary_key: None,
                 suggested_constraint: "a_not_null".into(),
                 already_not_null: false,
                 proven_by_check: false,
@@ -690,6 +857,7 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "partition-constraint-scan",
                 "ban-exclusion-constraint",
                 "disallowed-unique-constraint",
                 "constraint-missing-not-valid",
@@ -711,6 +879,17 @@ mod tests {
         );
         assert!(lock_detail("ALTER TABLE", LockMode::ShareRowExclusive, "t", "x").starts_with("ALTER TABLE takes a SHARE ROW EXCLUSIVE lock"));
         assert_eq!(LockMode::Exclusive.with_article(), "an EXCLUSIVE");
+    }
+
+    #[test]
+    fn relation_lists_name_the_biggest_first_and_count_the_rest() {
+        let rels: Vec<Relation> = (1..=7).map(|i| testutil::table(&format!("public.t{i}"), i)).collect();
+        let refs: Vec<&Relation> = rels.iter().collect();
+        let list = relation_list(&refs);
+        assert!(list.starts_with("public.t7 (7168 kB, about 1000000 rows), public.t6"), "{list}");
+        assert!(list.ends_with("public.t3 (3072 kB, about 1000000 rows) and 2 more"), "{list}");
+        assert_eq!(relation_list(&refs[..1]), "public.t1 (1024 kB, about 1000000 rows)");
+        assert_eq!(relation_list(&refs[..2]), "public.t2 (2048 kB, about 1000000 rows) and public.t1 (1024 kB, about 1000000 rows)");
     }
 
     #[test]

@@ -16,6 +16,9 @@ enum Expect {
     Allowed,
     Warned(String),
     Rejected(String),
+    /// PostgreSQL's own error, with this SQLSTATE: the guard let the statement through
+    /// (no finding, no WARNING) and PostgreSQL refused it.
+    Error(String),
 }
 
 struct Case {
@@ -42,6 +45,7 @@ fn parse(text: &str) -> Vec<Case> {
                 "allowed" => Expect::Allowed,
                 "warned" => Expect::Warned(words[1].to_string()),
                 "rejected" => Expect::Rejected(words[1].to_string()),
+                "error" => Expect::Error(words[1].to_string()),
                 other => panic!("line {}: unknown verdict {other}", i + 1),
             };
             current = Some(Case {
@@ -239,6 +243,12 @@ fn corpus_verdicts_are_all_right() {
             {
                 Ok(())
             }
+            (_, Some(Err(e)), Expect::Error(code))
+                if warnings.is_empty()
+                    && e.as_db_error().is_some_and(|d| d.code().code() == code && !d.message().starts_with("pg_migration_guard")) =>
+            {
+                Ok(())
+            }
             (_, Some(r), _) => Err(format!(
                 "got {:?} with warnings {warnings:?}",
                 r.as_ref().map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
@@ -262,9 +272,10 @@ fn corpus_verdicts_are_all_right() {
 
 #[test]
 fn corpus_parser_reads_cases() {
-    let cases = parse("-- expect: rejected r\nA;\n-- expect: allowed autocommit\nB;\nC;\n-- then: D\n");
-    assert_eq!(cases.len(), 2);
+    let cases = parse("-- expect: rejected r\nA;\n-- expect: allowed autocommit\nB;\nC;\n-- then: D\n-- expect: error 42703\nE;\n");
+    assert_eq!(cases.len(), 3);
     assert_eq!(cases[0].expect, Expect::Rejected("r".into()));
+    assert_eq!(cases[2].expect, Expect::Error("42703".into()));
     assert!(cases[1].autocommit);
     assert_eq!(cases[1].statements, vec!["B", "C"]);
     assert_eq!(cases[1].cleanup, vec!["D"]);
