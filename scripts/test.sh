@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (see README.md). Installs what it needs, then runs:
+# The test command (see README.md). Installs what it needs, checks the format (cargo fmt)
+# and the lints (cargo clippy -D warnings), then runs:
 #   1. unit tests of the pure core (plain cargo test), unit tests of the extension and
 #      #[pg_test] tests of the hook (cargo pgrx test, pg15);
 #   2. integration tests over real connections against throwaway clusters:
@@ -17,6 +18,11 @@ ROOT=$PWD
 source scripts/common.sh
 
 ./scripts/setup.sh
+
+echo "== format and lints (cargo fmt --check, cargo clippy -D warnings)"
+cargo fmt --all -- --check
+(cd tests/integration && cargo fmt -- --check)
+cargo clippy --features "pg15 pg_test" --tests -p pg_migration_guard -p pg_migration_guard_core -- -D warnings
 
 echo "== unit tests of the pure core (cargo test -p pg_migration_guard_core: no PostgreSQL needed)"
 cargo test -p pg_migration_guard_core

@@ -58,13 +58,7 @@ pub fn judge_timing(statement: &str, iterations: i32) -> (String, Vec<String>, f
         };
         samples.sort_by(|a, b| a.total_cmp(b));
         let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-        (
-            verdict.decision.as_str().to_string(),
-            verdict.rules.iter().map(|r| r.to_string()).collect(),
-            pick(0.5),
-            pick(0.99),
-            iterations,
-        )
+        (verdict.decision.as_str().to_string(), verdict.rules.iter().map(|r| r.to_string()).collect(), pick(0.5), pick(0.99), iterations)
     }
 }
 

@@ -319,10 +319,7 @@ fn split_identifiers(list: &CStr) -> Vec<String> {
 
 /// The current per-rule levels. The value was validated when it was set.
 pub fn rule_levels() -> RuleLevels {
-    RULE_LEVELS
-        .get()
-        .and_then(|c| c.to_str().ok().and_then(|s| RuleLevels::parse(s).ok()))
-        .unwrap_or_default()
+    RULE_LEVELS.get().and_then(|c| c.to_str().ok().and_then(|s| RuleLevels::parse(s).ok())).unwrap_or_default()
 }
 
 /// The rules' context from the current settings.
@@ -362,7 +359,11 @@ pub unsafe fn set_in_new_nest_level(name: &CStr, value: &CStr) -> i32 {
 /// GUC check hook: rejects an unknown rule or level when the value is set (SET, ALTER
 /// SYSTEM, postgresql.conf reload), with the reason in the error's DETAIL.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_rule_levels(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+unsafe extern "C-unwind" fn check_rule_levels(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
     unsafe {
         if newval.is_null() || (*newval).is_null() {
             return true;
@@ -387,7 +388,11 @@ unsafe extern "C-unwind" fn check_rule_levels(newval: *mut *mut c_char, _extra: 
 
 /// GUC check hook of exempt_roles: the value must be a list of role names.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_exempt_roles(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+unsafe extern "C-unwind" fn check_exempt_roles(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
     unsafe {
         if newval.is_null() || (*newval).is_null() {
             return true;
@@ -404,7 +409,11 @@ unsafe extern "C-unwind" fn check_exempt_roles(newval: *mut *mut c_char, _extra:
 
 /// GUC check hook of application_name_pattern: the value must be a valid regular expression.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_application_name_pattern(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+unsafe extern "C-unwind" fn check_application_name_pattern(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
     unsafe {
         if newval.is_null() || (*newval).is_null() {
             return true;
@@ -413,7 +422,8 @@ unsafe extern "C-unwind" fn check_application_name_pattern(newval: *mut *mut c_c
         match regex::Regex::new(&value) {
             Ok(_) => true,
             Err(e) => {
-                let detail = CString::new(format!("Invalid regular expression: {}", e.to_string().lines().last().unwrap_or(""))).unwrap_or_default();
+                let detail =
+                    CString::new(format!("Invalid regular expression: {}", e.to_string().lines().last().unwrap_or(""))).unwrap_or_default();
                 pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
                 false
             }

@@ -81,13 +81,7 @@ mod pg_migration_guard {
         iterations: default!(i32, 1000),
     ) -> TableIterator<
         'static,
-        (
-            name!(decision, String),
-            name!(rules, Vec<String>),
-            name!(median_us, f64),
-            name!(p99_us, f64),
-            name!(iterations, i32),
-        ),
+        (name!(decision, String), name!(rules, Vec<String>), name!(median_us, f64), name!(p99_us, f64), name!(iterations, i32)),
     > {
         let row = super::api::judge_timing(statement, iterations);
         TableIterator::once(row)

@@ -99,7 +99,8 @@ impl RuleLevels {
             };
             let (id, level) = (id.trim(), level.trim());
             let rule = rule_by_id(id).ok_or_else(|| format!("unknown rule \"{id}\""))?;
-            let level = Level::parse(level).ok_or_else(|| format!("unknown level \"{level}\" for rule \"{id}\" (use off, warning or error)"))?;
+            let level =
+                Level::parse(level).ok_or_else(|| format!("unknown level \"{level}\" for rule \"{id}\" (use off, warning or error)"))?;
             out.retain(|(r, _): &(&Rule, Level)| r.id != rule.id);
             out.push((rule, level));
         }
@@ -144,7 +145,11 @@ pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides
             honoured.map(|o| o.reason.as_str()).unwrap_or_default()
         ));
         Report {
-            message: format!("{} overridden: {}", overridden.iter().map(|j| j.finding.rule.id).collect::<Vec<_>>().join(", "), first.message),
+            message: format!(
+                "{} overridden: {}",
+                overridden.iter().map(|j| j.finding.rule.id).collect::<Vec<_>>().join(", "),
+                first.message
+            ),
             detail,
             hint: String::new(),
         }
@@ -165,7 +170,9 @@ pub fn decide(mode: Mode, levels: &RuleLevels, findings: Vec<Finding>, overrides
         r
     };
     if overrides.annotation.is_some() && !overrides.allowed {
-        report.detail.push_str("\nThe statement's pg_migration_guard:allow annotation was not honoured: pg_migration_guard.allow_overrides is off.");
+        report
+            .detail
+            .push_str("\nThe statement's pg_migration_guard:allow annotation was not honoured: pg_migration_guard.allow_overrides is off.");
     }
     Verdict {
         decision,
@@ -329,7 +336,12 @@ mod tests {
 
     #[test]
     fn several_findings_are_all_reported() {
-        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)], &Overrides::default());
+        let v = decide(
+            Mode::Enforce,
+            &RuleLevels::default(),
+            vec![finding(&ADDING_NOT_NULLABLE_FIELD), finding(&REQUIRE_CONCURRENT_INDEX_CREATION)],
+            &Overrides::default(),
+        );
         assert_eq!(v.rules.len(), 2);
         let r = v.report.unwrap();
         assert!(r.message.ends_with("(and 1 more finding)"));
@@ -365,7 +377,12 @@ mod tests {
         assert!(r.message.starts_with("require-concurrent-index-creation overridden: "), "{}", r.message);
         assert!(r.detail.contains("reason: \"window\""), "{}", r.detail);
         // Another rule still rejects; the overridden one is named in the DETAIL.
-        let v = decide(Mode::Enforce, &RuleLevels::default(), vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION), finding(&ADDING_NOT_NULLABLE_FIELD)], &o);
+        let v = decide(
+            Mode::Enforce,
+            &RuleLevels::default(),
+            vec![finding(&REQUIRE_CONCURRENT_INDEX_CREATION), finding(&ADDING_NOT_NULLABLE_FIELD)],
+            &o,
+        );
         assert_eq!(v.decision, Decision::Rejected);
         assert_eq!(v.overridden, vec!["require-concurrent-index-creation"]);
         let r = v.report.unwrap();

@@ -210,7 +210,11 @@ pub fn pretty_size(bytes: u64) -> String {
 
 /// Formats milliseconds the way a `SET lock_timeout` would be written: `2s`, `150ms`.
 pub fn format_ms(ms: u32) -> String {
-    if ms >= 1000 && ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms >= 1000 && ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// A statement the rules can judge. Anything else is `Other` and always allowed.
@@ -221,12 +225,18 @@ pub enum Statement {
     AlterTable(AlterTable),
     Reindex(Reindex),
     /// VACUUM FULL (VacuumStmt with the FULL option): rewrites each table under ACCESS EXCLUSIVE.
-    VacuumFull { tables: Vec<Relation>, whole_database: bool },
+    VacuumFull {
+        tables: Vec<Relation>,
+        whole_database: bool,
+    },
     /// CLUSTER (ClusterStmt): rewrites the table in index order under ACCESS EXCLUSIVE.
     /// `table` is None for a bare CLUSTER, which rewrites `clustered`: every table with an
     /// index marked clustered that the user may cluster (cluster.c, get_tables_to_cluster),
     /// each in a transaction of its own.
-    Cluster { table: Option<Relation>, clustered: Vec<Relation> },
+    Cluster {
+        table: Option<Relation>,
+        clustered: Vec<Relation>,
+    },
     /// REFRESH MATERIALIZED VIEW (RefreshMatViewStmt).
     RefreshMatView {
         view: Relation,
@@ -240,13 +250,25 @@ pub enum Statement {
         written_in_transaction: bool,
     },
     /// ALTER TABLE ... RENAME COLUMN (RenameStmt, OBJECT_COLUMN).
-    RenameColumn { table: Relation, column: String, new_name: String },
+    RenameColumn {
+        table: Relation,
+        column: String,
+        new_name: String,
+    },
     /// ALTER TABLE ... RENAME TO (RenameStmt, OBJECT_TABLE).
-    RenameTable { table: Relation, new_name: String },
+    RenameTable {
+        table: Relation,
+        new_name: String,
+    },
     /// DROP TABLE (DropStmt, OBJECT_TABLE).
-    DropTable { tables: Vec<Relation>, cascade: bool },
+    DropTable {
+        tables: Vec<Relation>,
+        cascade: bool,
+    },
     /// TRUNCATE ... CASCADE (TruncateStmt with DROP_CASCADE); `tables` as named.
-    TruncateCascade { tables: Vec<Relation> },
+    TruncateCascade {
+        tables: Vec<Relation>,
+    },
     /// ALTER DOMAIN ... ADD CONSTRAINT / SET NOT NULL / VALIDATE CONSTRAINT (AlterDomainStmt).
     AlterDomain(AlterDomain),
     /// CREATE TABLE ... PARTITION OF parent (CreateStmt with a partition bound).
@@ -254,11 +276,17 @@ pub enum Statement {
     /// ALTER TYPE composite ALTER ATTRIBUTE a TYPE t CASCADE (AlterTableStmt on OBJECT_TYPE):
     /// the column of every typed table of the type (CREATE TABLE ... OF type) changes type
     /// with it (ATTypedTableRecursion), one ALTER COLUMN TYPE per typed table.
-    AlterCompositeType { type_name: String, tables: Vec<AlterTable> },
+    AlterCompositeType {
+        type_name: String,
+        tables: Vec<AlterTable>,
+    },
     /// ALTER TABLE / INDEX / MATERIALIZED VIEW ALL IN TABLESPACE a SET TABLESPACE b
     /// (AlterTableMoveAllStmt): `relations` are the ones AlterTableMoveAll moves, each
     /// copied under ACCESS EXCLUSIVE, all locked until the transaction ends.
-    MoveAllToTablespace { kind: &'static str, relations: Vec<Relation> },
+    MoveAllToTablespace {
+        kind: &'static str,
+        relations: Vec<Relation>,
+    },
     Other,
 }
 
@@ -681,12 +709,9 @@ mod tests {
         let blocking: Vec<LockMode> = LockMode::ALL.into_iter().filter(|m| m.blocks_reads_or_writes()).collect();
         assert_eq!(blocking, vec![Share, ShareRowExclusive, Exclusive, AccessExclusive]);
         assert_eq!(AccessExclusive.conflicting_modes().count(), 8);
-        assert_eq!(Share.conflicting_modes().map(|m| m.pg_locks_name()).collect::<Vec<_>>(), [
-            "RowExclusiveLock",
-            "ShareUpdateExclusiveLock",
-            "ShareRowExclusiveLock",
-            "ExclusiveLock",
-            "AccessExclusiveLock"
-        ]);
+        assert_eq!(
+            Share.conflicting_modes().map(|m| m.pg_locks_name()).collect::<Vec<_>>(),
+            ["RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"]
+        );
     }
 }

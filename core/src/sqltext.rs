@@ -385,7 +385,8 @@ pub fn index_definition_on(def: &str, new_name: &str, column: &str, new_column: 
     let rest = &def[sc.pos..];
     let using = rest.find(" USING ")?;
     let rest = replace_identifier(rest, using..rest.len(), column, new_column);
-    let head = if head.to_ascii_lowercase().contains("concurrently") { head.to_string() } else { format!("{} CONCURRENTLY", head.trim_end()) };
+    let head =
+        if head.to_ascii_lowercase().contains("concurrently") { head.to_string() } else { format!("{} CONCURRENTLY", head.trim_end()) };
     Some(format!("{head} {new_name}{rest}"))
 }
 
@@ -469,7 +470,10 @@ mod tests {
         );
         let def = "FOREIGN KEY (\"Customer\") REFERENCES customer(\"Customer\")";
         let end = def.find(" REFERENCES ").unwrap();
-        assert_eq!(replace_identifier(def, 0..end, "\"Customer\"", "\"Customer_new\""), "FOREIGN KEY (\"Customer_new\") REFERENCES customer(\"Customer\")");
+        assert_eq!(
+            replace_identifier(def, 0..end, "\"Customer\"", "\"Customer_new\""),
+            "FOREIGN KEY (\"Customer_new\") REFERENCES customer(\"Customer\")"
+        );
         assert_eq!(replace_identifier("a $$a$$ /* a */ a", 0..17, "a", "b"), "b $$a$$ /* a */ b");
     }
 

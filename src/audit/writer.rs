@@ -43,13 +43,15 @@
 use std::ffi::CStr;
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgOid, PgSqlErrorCode};
 
+use crate::audit::queue;
 use crate::audit::QueuedRecord;
-use crate::audit::queue as queue;
 
 const LAUNCHER: &str = "pg_migration_guard audit launcher";
 const WRITER: &str = "pg_migration_guard audit writer";
@@ -248,7 +250,11 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
                 unsafe { queue::release_writer(db) };
                 log(
                     PgLogLevel::LOG,
-                    format!("pg_migration_guard: discarded {n} audit record{} of dropped database {}", if n == 1 { "" } else { "s" }, db.to_u32()),
+                    format!(
+                        "pg_migration_guard: discarded {n} audit record{} of dropped database {}",
+                        if n == 1 { "" } else { "s" },
+                        db.to_u32()
+                    ),
                 );
                 continue;
             }
@@ -277,7 +283,12 @@ pub extern "C-unwind" fn pg_migration_guard_audit_launcher(_arg: pg_sys::Datum) 
         // and by the postmaster when a writer started or exited (bgw_notify_pid); else at
         // the end of the shortest backoff, and every 2 s as a safety net.
         let now = Instant::now();
-        let timeout = failing.iter().map(|f| f.retry_at.saturating_duration_since(now)).filter(|d| !d.is_zero()).min().unwrap_or(Duration::from_secs(2));
+        let timeout = failing
+            .iter()
+            .map(|f| f.retry_at.saturating_duration_since(now))
+            .filter(|d| !d.is_zero())
+            .min()
+            .unwrap_or(Duration::from_secs(2));
         if !sleep((timeout.min(Duration::from_secs(2)).as_millis() as u64).max(10)) {
             break;
         }
@@ -318,7 +329,12 @@ fn failed(failing: &mut Vec<Failing>, db: pg_sys::Oid, cause: &str) {
         if n > 0 {
             log_detail(
                 PgLogLevel::LOG,
-                format!("pg_migration_guard: discarded {n} audit record{} of database with OID {}: {cause}, {} times in a row", if n == 1 { "" } else { "s" }, db.to_u32(), f.failures),
+                format!(
+                    "pg_migration_guard: discarded {n} audit record{} of database with OID {}: {cause}, {} times in a row",
+                    if n == 1 { "" } else { "s" },
+                    db.to_u32(),
+                    f.failures
+                ),
                 format!("Their decisions are in the server log only. The next attempt to start the writer is in {} s.", wait.as_secs()),
             );
             return;
@@ -390,7 +406,11 @@ pub extern "C-unwind" fn pg_migration_guard_audit_writer(arg: pg_sys::Datum) {
                 let wait = backoff(failures);
                 log(
                     PgLogLevel::LOG,
-                    format!("pg_migration_guard audit writer could not insert {} records, retrying in {} s: {cause}", batch.len(), wait.as_secs()),
+                    format!(
+                        "pg_migration_guard audit writer could not insert {} records, retrying in {} s: {cause}",
+                        batch.len(),
+                        wait.as_secs()
+                    ),
                 );
                 if !sleep_for(wait) {
                     break; // the next writer the launcher starts takes them
@@ -464,7 +484,10 @@ fn write_batch(batch: &[queue::Claimed]) -> Written {
             saved_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
         );
         let outcome = if crate::audit::audit_table().is_none() {
-            Err(Failure { sqlstate: None, message: "pg_migration_guard.audit_log does not exist in this database (extension dropped)".to_string() })
+            Err(Failure {
+                sqlstate: None,
+                message: "pg_migration_guard.audit_log does not exist in this database (extension dropped)".to_string(),
+            })
         } else {
             let mut dedup = batch.iter().any(|r| r.handed_back);
             loop {

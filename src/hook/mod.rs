@@ -169,7 +169,8 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
         (*std::ptr::addr_of_mut!(PENDING)).push((pg_sys::GetCurrentSubTransactionId(), p));
         // From here on an ERROR (the lock queue's 55P03, the statement's own) leaves its
         // SQLSTATE in the record, which the abort callbacks queue.
-        (*p).error_context = pg_sys::ErrorContextCallback { previous: pg_sys::error_context_stack, callback: Some(error_seen), arg: p.cast() };
+        (*p).error_context =
+            pg_sys::ErrorContextCallback { previous: pg_sys::error_context_stack, callback: Some(error_seen), arg: p.cast() };
         pg_sys::error_context_stack = &raw mut (*p).error_context;
         // VACUUM runs each table in a transaction of its own: locks taken here would be
         // released before it starts.
@@ -379,9 +380,7 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
         let node = (*pstmt).utilityStmt;
         let (text_bytes, start) = statement_bounds(pstmt, query_string);
         let statement = String::from_utf8_lossy(text_bytes).into_owned();
-        let command_tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node)))
-            .to_string_lossy()
-            .into_owned();
+        let command_tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).to_string_lossy().into_owned();
         let mut j = Pending {
             event: audit::Event {
                 statement,
@@ -415,7 +414,10 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
             scanner::comments(text_bytes).unwrap_or_else(|cause| {
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_WARNING,
-                    format!("pg_migration_guard could not find the comments of this {} statement; it is judged as if it had no annotation", j.event.command_tag),
+                    format!(
+                        "pg_migration_guard could not find the comments of this {} statement; it is judged as if it had no annotation",
+                        j.event.command_tag
+                    ),
                     "pg_migration_guard",
                 )
                 .set_detail(format!("PostgreSQL's scanner failed on the statement's text: {cause}."))

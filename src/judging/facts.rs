@@ -28,19 +28,11 @@ mod partitions;
 // it is called through `pg_guard_ffi_boundary` like every binding pgrx generates.
 unsafe extern "C-unwind" {
     #[link_name = "find_all_inheritors"]
-    fn find_all_inheritors_raw(
-        parent: pg_sys::Oid,
-        lockmode: pg_sys::LOCKMODE,
-        numparents: *mut *mut pg_sys::List,
-    ) -> *mut pg_sys::List;
+    fn find_all_inheritors_raw(parent: pg_sys::Oid, lockmode: pg_sys::LOCKMODE, numparents: *mut *mut pg_sys::List) -> *mut pg_sys::List;
 }
 
 pub(crate) unsafe fn find_all_inheritors(parent: pg_sys::Oid) -> *mut pg_sys::List {
-    unsafe {
-        pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            find_all_inheritors_raw(parent, pg_sys::NoLock as _, std::ptr::null_mut())
-        })
-    }
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| find_all_inheritors_raw(parent, pg_sys::NoLock as _, std::ptr::null_mut())) }
 }
 
 /// The statement being judged: its own text (one statement of a possibly multi-statement
@@ -251,10 +243,8 @@ impl OpenRel {
     /// Main-fork bytes, from the actual block count (0 for relations without storage).
     fn size_bytes(&self) -> u64 {
         let k = self.form().relkind as u8;
-        let has_storage = matches!(
-            k,
-            pg_sys::RELKIND_RELATION | pg_sys::RELKIND_MATVIEW | pg_sys::RELKIND_TOASTVALUE | pg_sys::RELKIND_INDEX
-        );
+        let has_storage =
+            matches!(k, pg_sys::RELKIND_RELATION | pg_sys::RELKIND_MATVIEW | pg_sys::RELKIND_TOASTVALUE | pg_sys::RELKIND_INDEX);
         if !has_storage {
             return 0;
         }
@@ -268,9 +258,7 @@ impl OpenRel {
     fn size_with_toast(&self) -> u64 {
         let toast = self.form().reltoastrelid;
         let toast_bytes = if toast != pg_sys::InvalidOid {
-            unsafe { main_fork_bytes_by_path(toast) }
-                .or_else(|| unsafe { OpenRel::new(toast) }.map(|t| t.size_bytes()))
-                .unwrap_or(0)
+            unsafe { main_fork_bytes_by_path(toast) }.or_else(|| unsafe { OpenRel::new(toast) }.map(|t| t.size_bytes())).unwrap_or(0)
         } else {
             0
         };
@@ -292,9 +280,7 @@ impl OpenRel {
 /// catalog snapshot — so the caller measures through the relcache instead.
 pub(crate) unsafe fn main_fork_bytes_by_path(oid: pg_sys::Oid) -> Option<u64> {
     // text palloc'd in the current memory context, read at once
-    let path = unsafe {
-        pgrx::direct_function_call::<&str>(|f| pg_sys::pg_relation_filepath(f), &[Some(pg_sys::Datum::from(oid))])
-    }?;
+    let path = unsafe { pgrx::direct_function_call::<&str>(|f| pg_sys::pg_relation_filepath(f), &[Some(pg_sys::Datum::from(oid))]) }?;
     segmented_file_bytes(path, pg_sys::RELSEG_SIZE as u64 * pg_sys::BLCKSZ as u64, |file| std::fs::metadata(file).ok().map(|m| m.len()))
 }
 
@@ -364,10 +350,9 @@ unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
     let children: Vec<pg_sys::Oid> = match reach {
         Reach::Itself => vec![],
         Reach::Partitions if out.kind != RelKind::PartitionedTable => vec![],
-        Reach::Partitions | Reach::Inheritors => unsafe { PgList::<c_void>::from_pg(find_all_inheritors(oid)) }
-            .iter_oid()
-            .filter(|c| *c != oid)
-            .collect(),
+        Reach::Partitions | Reach::Inheritors => {
+            unsafe { PgList::<c_void>::from_pg(find_all_inheritors(oid)) }.iter_oid().filter(|c| *c != oid).collect()
+        }
         Reach::Locked(node) => unsafe { crate::judging::lock_targets::reached_inheritors(node, oid) },
     };
     for child in children {
@@ -403,11 +388,7 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
         if params.iter_ptr().any(|e| !(*e).name.is_null() && attribute(&rel, cstr_bytes((*e).name)).is_none()) {
             return None;
         }
-        Some(CreateIndex {
-            table,
-            concurrent: (*stmt).concurrent,
-            concurrent_sql: sqltext::add_concurrently(text.text),
-        })
+        Some(CreateIndex { table, concurrent: (*stmt).concurrent, concurrent_sql: sqltext::add_concurrently(text.text) })
     }
 }
 
@@ -621,9 +602,8 @@ unsafe fn alter_table_cmd(
                 None => vec![AlterTableCmd::Other],
             },
             AT_AlterColumnType if is_a(def, pg_sys::NodeTag::T_ColumnDef) => vec![alter_column_type(rel, (*cmd).name, def.cast())],
-            AT_AttachPartition if is_a(def, pg_sys::NodeTag::T_PartitionCmd) => {
-                partitions::attach_partition(rel, def.cast(), text, sizes).map_or_else(Vec::new, |a| vec![AlterTableCmd::AttachPartition(a)])
-            }
+            AT_AttachPartition if is_a(def, pg_sys::NodeTag::T_PartitionCmd) => partitions::attach_partition(rel, def.cast(), text, sizes)
+                .map_or_else(Vec::new, |a| vec![AlterTableCmd::AttachPartition(a)]),
             // Changing persistence to the one the table has already is a no-op (ATPrepChangePersistence).
             AT_SetLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_PERMANENT => {
                 vec![AlterTableCmd::Rewrite { action: "SET LOGGED" }]
@@ -664,7 +644,13 @@ unsafe fn type_name_parts(tn: *mut pg_sys::TypeName) -> Vec<String> {
 /// ADD COLUMN: decides whether ATExecAddColumn will rewrite the table (its default cannot
 /// be stored as the attribute's missing value) and collects the column's inline
 /// constraints (REFERENCES, CHECK, UNIQUE, PRIMARY KEY) as their own commands.
-unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &StatementText, sizes: Sizes, ctx: &mut AlterContext) -> Vec<AlterTableCmd> {
+unsafe fn add_column(
+    rel: &OpenRel,
+    def: *mut pg_sys::ColumnDef,
+    text: &StatementText,
+    sizes: Sizes,
+    ctx: &mut AlterContext,
+) -> Vec<AlterTableCmd> {
     use pg_sys::ConstrType::*;
     unsafe {
         // A column of that name exists (and is not dropped by this statement first), or the
@@ -700,8 +686,8 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
         }
         let mut default_sql = None;
         let parts = type_name_parts((*def).typeName);
-        let serial = parts.len() == 1
-            && matches!(parts[0].as_str(), "smallserial" | "serial2" | "serial" | "serial4" | "bigserial" | "serial8");
+        let serial =
+            parts.len() == 1 && matches!(parts[0].as_str(), "smallserial" | "serial2" | "serial" | "serial4" | "bigserial" | "serial8");
         let (type_name, rewrite) = if serial {
             (
                 match parts[0].as_str() {
@@ -737,7 +723,8 @@ unsafe fn add_column(rel: &OpenRel, def: *mut pg_sys::ColumnDef, text: &Statemen
         let has_default = !raw_default.is_null() || serial || identity || generated;
         // A PRIMARY KEY written on the new column makes it NOT NULL (transformIndexConstraint
         // sets is_not_null on a column defined in the same statement).
-        let not_null = not_null || PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr().any(|c| (*c).contype == CONSTR_PRIMARY);
+        let not_null =
+            not_null || PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr().any(|c| (*c).contype == CONSTR_PRIMARY);
         // The dropped column is still there while the statement is judged: its facts are
         // read now, only when it is added back.
         let dropped_here = ctx.dropped.iter().position(|(name, _)| name.as_slice() == cstr_bytes((*def).colname));
@@ -1051,10 +1038,8 @@ unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt, sizes: Sizes) -> Statement 
         if rels.is_empty() {
             return Statement::VacuumFull { tables: vec![], whole_database: true };
         }
-        let tables = rels
-            .iter_ptr()
-            .filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, Reach::Partitions, sizes)))
-            .collect();
+        let tables =
+            rels.iter_ptr().filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, Reach::Partitions, sizes))).collect();
         Statement::VacuumFull { tables, whole_database: false }
     }
 }
@@ -1079,7 +1064,13 @@ unsafe fn refresh(stmt: *mut pg_sys::RefreshMatViewStmt, sizes: Sizes) -> Statem
         let populated = rel.form().relispopulated;
         let view = relation_of(&rel, Reach::Itself, sizes);
         let written_in_transaction = catalog::pg_class_row_written_in_transaction(oid);
-        Statement::RefreshMatView { view, concurrent: (*stmt).concurrent, populated, with_no_data: (*stmt).skipData, written_in_transaction }
+        Statement::RefreshMatView {
+            view,
+            concurrent: (*stmt).concurrent,
+            populated,
+            with_no_data: (*stmt).skipData,
+            written_in_transaction,
+        }
     }
 }
 
@@ -1232,14 +1223,8 @@ unsafe fn type_change_rewrites(
                 .set_hint("Run the statement again when the other session's transaction has ended.")
                 .report(pgrx::PgLogLevel::ERROR);
             }
-            let nsitem = pg_sys::addRangeTableEntryForRelation(
-                pstate,
-                rel.0,
-                pg_sys::AccessShareLock as _,
-                std::ptr::null_mut(),
-                false,
-                true,
-            );
+            let nsitem =
+                pg_sys::addRangeTableEntryForRelation(pstate, rel.0, pg_sys::AccessShareLock as _, std::ptr::null_mut(), false, true);
             pg_sys::addNSItemToQuery(pstate, nsitem, false, true, true);
             let raw = pg_sys::copyObjectImpl(using.cast()).cast();
             pg_sys::transformExpr(pstate, raw, pg_sys::ParseExprKind::EXPR_KIND_ALTER_COL_TRANSFORM)

@@ -134,11 +134,7 @@ impl Targets {
             return;
         }
         let Some(rel) = (unsafe { OpenRel::new(oid) }) else { return };
-        let request = LockRequest {
-            relation: rel.qualified_name(),
-            mode,
-            created_in_transaction: rel.invisible_to_others(),
-        };
+        let request = LockRequest { relation: rel.qualified_name(), mode, created_in_transaction: rel.invisible_to_others() };
         self.0.push(Target { oid, request });
     }
 
@@ -346,8 +342,8 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                         t.add(index, mode);
                     }
                 }
-                AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig | AT_EnableTrigAll
-                | AT_DisableTrigAll | AT_EnableTrigUser | AT_DisableTrigUser => {
+                AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig | AT_EnableTrigAll | AT_DisableTrigAll
+                | AT_EnableTrigUser | AT_DisableTrigUser => {
                     enable_disable_trigger(t, oid, (*cmd).subtype, (*cmd).name, mode, recurse);
                 }
                 // Everything else: ATPrepCmd says "This command never recurses" (REPLICA
@@ -369,10 +365,7 @@ unsafe fn typed_table_oids(type_rel: pg_sys::Oid, cascade: bool) -> Vec<pg_sys::
     }
     let reltype = unsafe { OpenRel::new(type_rel).map(|r| r.form().reltype) };
     let Some(reltype) = reltype else { return vec![] };
-    catalog_oids(&format!(
-        "SELECT oid FROM pg_catalog.pg_class WHERE reloftype = {} AND relkind = 'r' ORDER BY oid",
-        u32::from(reltype)
-    ))
+    catalog_oids(&format!("SELECT oid FROM pg_catalog.pg_class WHERE reloftype = {} AND relkind = 'r' ORDER BY oid", u32::from(reltype)))
 }
 
 /// ATTypedTableRecursion: each typed table with the statement's mode, processed with
@@ -815,9 +808,7 @@ unsafe fn enable_disable_trigger(
         let skip_internal = matches!(subtype, AT_EnableTrigUser | AT_DisableTrigUser);
         let by_name = !matches!(subtype, AT_EnableTrigAll | AT_DisableTrigAll | AT_EnableTrigUser | AT_DisableTrigUser);
         let wanted = if by_name { Some(cstr(name)) } else { None };
-        if row_triggers(oid).iter().any(|(tgname, internal)| {
-            !(skip_internal && *internal) && wanted.as_ref().is_none_or(|w| w == tgname)
-        }) {
+        if row_triggers(oid).iter().any(|(tgname, internal)| !(skip_internal && *internal) && wanted.as_ref().is_none_or(|w| w == tgname)) {
             t.add_inheritors(oid, mode);
         }
     }
@@ -1022,8 +1013,7 @@ unsafe fn rename(t: &mut Targets, stmt: *mut pg_sys::RenameStmt) {
             OBJECT_INDEX => {
                 t.add_rv(rv, LockMode::ShareUpdateExclusive);
             }
-            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE | OBJECT_SEQUENCE | OBJECT_POLICY
-            | OBJECT_RULE => {
+            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE | OBJECT_SEQUENCE | OBJECT_POLICY | OBJECT_RULE => {
                 t.add_rv(rv, LockMode::AccessExclusive);
             }
             // renameatt_internal: with recursion every inheritor (find_all_inheritors,
@@ -1419,9 +1409,7 @@ mod raw {
             }
             check_stack_depth();
             match (*node).type_ {
-                pg_sys::NodeTag::T_Query => {
-                    query_tree_walker(node.cast(), Some(walker), context, QTW_EXAMINE_RTES_BEFORE)
-                }
+                pg_sys::NodeTag::T_Query => query_tree_walker(node.cast(), Some(walker), context, QTW_EXAMINE_RTES_BEFORE),
                 pg_sys::NodeTag::T_RangeTblEntry => {
                     let rte = node as *mut pg_sys::RangeTblEntry;
                     if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {

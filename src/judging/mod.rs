@@ -21,10 +21,27 @@ pub fn is_everyday_statement(tag: pg_sys::NodeTag) -> bool {
     use pg_sys::NodeTag::*;
     matches!(
         tag,
-        T_TransactionStmt | T_VariableSetStmt | T_VariableShowStmt | T_DiscardStmt | T_DeclareCursorStmt
-            | T_ClosePortalStmt | T_FetchStmt | T_PrepareStmt | T_ExecuteStmt | T_DeallocateStmt | T_NotifyStmt
-            | T_ListenStmt | T_UnlistenStmt | T_LockStmt | T_CopyStmt | T_DoStmt | T_CallStmt | T_ExplainStmt
-            | T_CheckPointStmt | T_LoadStmt | T_ConstraintsSetStmt
+        T_TransactionStmt
+            | T_VariableSetStmt
+            | T_VariableShowStmt
+            | T_DiscardStmt
+            | T_DeclareCursorStmt
+            | T_ClosePortalStmt
+            | T_FetchStmt
+            | T_PrepareStmt
+            | T_ExecuteStmt
+            | T_DeallocateStmt
+            | T_NotifyStmt
+            | T_ListenStmt
+            | T_UnlistenStmt
+            | T_LockStmt
+            | T_CopyStmt
+            | T_DoStmt
+            | T_CallStmt
+            | T_ExplainStmt
+            | T_CheckPointStmt
+            | T_LoadStmt
+            | T_ConstraintsSetStmt
     )
 }
 
@@ -56,14 +73,19 @@ pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
 ///
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
-pub unsafe fn verdict_for(node: *mut pg_sys::Node, text: &facts::StatementText, overrides: &Overrides) -> Result<(Verdict, Vec<Target>), Caught> {
+pub unsafe fn verdict_for(
+    node: *mut pg_sys::Node,
+    text: &facts::StatementText,
+    overrides: &Overrides,
+) -> Result<(Verdict, Vec<Target>), Caught> {
     unsafe {
         // Catalog lookups take no lock: read the invalidations other sessions committed.
         pg_sys::AcceptInvalidationMessages();
         // First pass without sizes (the largest size makes every size-dependent rule fire,
         // facts::Sizes); only when something fired, a second with the real sizes.
-        let (stmt, targets) =
-            subxact::in_subtransaction(|| (facts::statement_facts(node, text, facts::Sizes::Unmeasured), lock_targets::lock_targets(node)))?;
+        let (stmt, targets) = subxact::in_subtransaction(|| {
+            (facts::statement_facts(node, text, facts::Sizes::Unmeasured), lock_targets::lock_targets(node))
+        })?;
         let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
         let ctx = guc::context();
         let mut findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
@@ -90,4 +112,3 @@ fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         hint: None,
     })
 }
-

@@ -150,8 +150,7 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
         return;
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
-    let (attempt, budget, bound) =
-        limits(guc::LOCK_ATTEMPT_TIMEOUT_MS.get(), guc::LOCK_RETRY_BUDGET_MS.get(), session_lock_timeout);
+    let (attempt, budget, bound) = limits(guc::LOCK_ATTEMPT_TIMEOUT_MS.get(), guc::LOCK_RETRY_BUDGET_MS.get(), session_lock_timeout);
     let start = Instant::now();
     let mut pause = attempt.min(MAX_PAUSE);
     let mut attempts = 0u32;
@@ -290,9 +289,7 @@ unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
             Err(e) => {
                 let report = subxact::report(&e);
                 match report.sql_error_code() {
-                    PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED => {
-                        Round::TimedOut(current)
-                    }
+                    PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED => Round::TimedOut(current),
                     PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN => e.rethrow(),
                     _ => Round::Failed(report.message().to_string()),
                 }
@@ -499,9 +496,7 @@ impl Intent {
 unsafe fn fail_on_cycle(target: &Target, command_tag: &str) {
     let pairs: Vec<String> = LockMode::ALL
         .iter()
-        .flat_map(|wanted| {
-            wanted.conflicting_modes().map(move |held| format!("({}::int8, '{}')", *wanted as i32, held.pg_locks_name()))
-        })
+        .flat_map(|wanted| wanted.conflicting_modes().map(move |held| format!("({}::int8, '{}')", *wanted as i32, held.pg_locks_name())))
         .collect();
     let sql = format!(
         "WITH holders AS (SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l WHERE {holders}), \
@@ -687,9 +682,8 @@ unsafe fn lock_holders(target: &Target) -> Vec<Holder> {
         // Holders of conflicting locks other than this backend, as virtual transaction ids,
         // ended by an invalid one (palloc'd in the current memory context).
         let vxids = pg_sys::GetLockConflicts(&tag, target.request.mode as pg_sys::LOCKMODE, &mut count);
-        let mut holders: Vec<Holder> = (0..count.max(0) as usize)
-            .map(|i| Holder { vxid: *vxids.add(i), backend: None, cancellable_autovacuum: false })
-            .collect();
+        let mut holders: Vec<Holder> =
+            (0..count.max(0) as usize).map(|i| Holder { vxid: *vxids.add(i), backend: None, cancellable_autovacuum: false }).collect();
         if holders.is_empty() {
             return holders;
         }
@@ -732,10 +726,7 @@ unsafe fn exhausted(
     let message = format!("could not obtain {} lock on {} within {limit}", mode.with_article(), target.request.relation);
     let held_by = match &found {
         Ok(b) if b.is_empty() => "No session holds a conflicting lock any more: the last one ended as the budget ran out.".to_string(),
-        Ok(b) => format!(
-            "Conflicting locks held by: {}.",
-            b.iter().map(Blocker::describe).collect::<Vec<_>>().join("; ")
-        ),
+        Ok(b) => format!("Conflicting locks held by: {}.", b.iter().map(Blocker::describe).collect::<Vec<_>>().join("; ")),
         Err(cause) => format!("The sessions holding conflicting locks could not be listed: {cause}."),
     };
     let detail = format!(
@@ -766,10 +757,7 @@ unsafe fn exhausted(
     let hint = if pids.is_empty() {
         "Run the statement again when the blocking transactions have ended.".to_string()
     } else {
-        format!(
-            "Run the statement again when the blocking transactions have ended, or end them: SELECT {};",
-            pids.join(", ")
-        )
+        format!("Run the statement again when the blocking transactions have ended, or end them: SELECT {};", pids.join(", "))
     };
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, message, "pg_migration_guard")
         .set_detail(detail)

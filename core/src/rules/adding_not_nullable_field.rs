@@ -22,8 +22,7 @@ use crate::model::{AlterDomain, AlterTable, AlterTableCmd, DomainAction, LockMod
 /// that is neither small nor created in this transaction; the hint proves the column has no
 /// NULLs with a CHECK validated without blocking.
 pub fn adding_not_nullable_field(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Context, out: &mut Vec<Finding>) {
-    let AlterTableCmd::SetNotNull { column, primary_key, suggested_constraint: c, already_not_null: false, proven_by_check: false } =
-        cmd
+    let AlterTableCmd::SetNotNull { column, primary_key, suggested_constraint: c, already_not_null: false, proven_by_check: false } = cmd
     else {
         return;
     };
@@ -141,7 +140,10 @@ mod tests {
         };
         let f = check(&alter(table("public.coupons", 68), LockMode::AccessExclusive, vec![implicit(false)]));
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].message, "adding PRIMARY KEY coupons_pkey would scan public.coupons under an ACCESS EXCLUSIVE lock to set code NOT NULL");
+        assert_eq!(
+            f[0].message,
+            "adding PRIMARY KEY coupons_pkey would scan public.coupons under an ACCESS EXCLUSIVE lock to set code NOT NULL"
+        );
         assert!(f[0].detail.contains("even USING INDEX"), "{}", f[0].detail);
         assert!(f[0].hint.contains("ALTER TABLE public.coupons ALTER COLUMN code SET NOT NULL;"));
         // The safe route: a validated CHECK proves it, and PostgreSQL skips the scan.

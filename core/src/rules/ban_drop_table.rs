@@ -29,7 +29,9 @@ pub fn ban_drop_table(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
             names.join(", "),
             if *cascade { ", and with CASCADE every view and foreign key that depends on it" } else { "" }
         ),
-        hint: format!("Rename it first (e.g. to <name>_deprecated) and drop it in a later migration once nothing breaks. {EXPAND_CONTRACT}"),
+        hint: format!(
+            "Rename it first (e.g. to <name>_deprecated) and drop it in a later migration once nothing breaks. {EXPAND_CONTRACT}"
+        ),
     });
 }
 

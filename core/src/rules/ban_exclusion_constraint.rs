@@ -44,9 +44,7 @@ mod tests {
 
     #[test]
     fn exclusion_constraint_is_flagged_unless_new_or_small() {
-        let ex = || AlterTableCmd::AddExclusion {
-            constraint: NewConstraint { name: "no_overlap".into(), named: true, definition: None },
-        };
+        let ex = || AlterTableCmd::AddExclusion { constraint: NewConstraint { name: "no_overlap".into(), named: true, definition: None } };
         let f = check(&alter(table("public.bookings", 68), LockMode::AccessExclusive, vec![ex()]));
         assert_eq!(f[0].rule.id, "ban-exclusion-constraint");
         assert!(check(&alter(table("public.bookings", 0), LockMode::AccessExclusive, vec![ex()])).is_empty());

@@ -23,7 +23,9 @@ pub fn ban_truncate_cascade(stmt: &Statement, ctx: &Context, out: &mut Vec<Findi
         detail: "CASCADE truncates every table with a foreign key to the named tables, recursively, under ACCESS EXCLUSIVE locks; \
                  the list is decided by the catalog at run time, not by the statement."
             .to_string(),
-        hint: "Name every table to empty explicitly and drop CASCADE, so that the statement fails instead of emptying a table nobody listed.".to_string(),
+        hint:
+            "Name every table to empty explicitly and drop CASCADE, so that the statement fails instead of emptying a table nobody listed."
+                .to_string(),
     });
 }
 

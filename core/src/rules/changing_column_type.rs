@@ -47,7 +47,10 @@ pub fn changing_column_type(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Context,
             }
             let route = expand_contract(at, column, n, o, new_type, current.as_deref());
             let (message, activity) = if *rewrite {
-                (format!("changing the type of {t}.{column} to {new_type} would rewrite the table"), "it rewrites every row and rebuilds the table's indexes".to_string())
+                (
+                    format!("changing the type of {t}.{column} to {new_type} would rewrite the table"),
+                    "it rewrites every row and rebuilds the table's indexes".to_string(),
+                )
             } else {
                 (
                     format!("changing the type of {t}.{column} to {new_type} would rebuild {}", index_list(rebuilt_indexes)),
@@ -176,11 +179,9 @@ fn replace_indexes_route(at: &AlterTable, column: &str, new_type: &str, c: &Colu
             }
         }
     }
-    let mut lines = vec![
-        "PostgreSQL keeps an index through the change only when its collation and operator class stay the same: replace \
+    let mut lines = vec!["PostgreSQL keeps an index through the change only when its collation and operator class stay the same: replace \
          the others first without blocking (an index dropped here is missing until it is built again after the change)."
-            .to_string(),
-    ];
+        .to_string()];
     lines.extend(before);
     lines.push(format!("ALTER TABLE {} ALTER COLUMN {column} TYPE {new_type};", at.table.name));
     lines.extend(after);
@@ -220,16 +221,13 @@ pub fn expand_contract(at: &AlterTable, column: &str, n: &str, o: &str, new_type
     if let Some(d) = &c.default_sql {
         lines.push(format!("ALTER TABLE {t} ALTER COLUMN {n} SET DEFAULT {d};"));
     }
-    lines.push(format!(
-        "CREATE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.{n} := {new_value}; RETURN NEW; END$$;"
-    ));
+    lines.push(format!("CREATE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.{n} := {new_value}; RETURN NEW; END$$;"));
     lines.push(format!("CREATE TRIGGER {sync} BEFORE INSERT OR UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION {sync}();"));
     lines.push(format!(
         "UPDATE {t} SET {n} = {value} WHERE {key} IN (SELECT {key} FROM {t} WHERE {n} IS NULL AND {column} IS NOT NULL LIMIT 10000); \
          -- repeat until it updates no row"
     ));
-    let not_null =
-        sqltext::suffixed_identifier(&sqltext::quote_if_needed(&format!("{bare_table}_{}", n.trim_matches('"'))), "_not_null");
+    let not_null = sqltext::suffixed_identifier(&sqltext::quote_if_needed(&format!("{bare_table}_{}", n.trim_matches('"'))), "_not_null");
     if c.not_null {
         lines.push(format!("ALTER TABLE {t} ADD CONSTRAINT {not_null} CHECK ({n} IS NOT NULL) NOT VALID;"));
         lines.push(format!("ALTER TABLE {t} VALIDATE CONSTRAINT {not_null};"));
@@ -249,7 +247,8 @@ pub fn expand_contract(at: &AlterTable, column: &str, n: &str, o: &str, new_type
             None => lines.push(format!("-- recreate index {} on {n} with CREATE INDEX CONCURRENTLY", index.name)),
         }
         if let Some((constraint, kind)) = &index.constraint {
-            swap_constraints.push(format!("ALTER TABLE {t} DROP CONSTRAINT {constraint}, ADD CONSTRAINT {constraint} {kind} USING INDEX {new_name};"));
+            swap_constraints
+                .push(format!("ALTER TABLE {t} DROP CONSTRAINT {constraint}, ADD CONSTRAINT {constraint} {kind} USING INDEX {new_name};"));
         }
     }
     if at.table.kind == RelKind::PartitionedTable && !c.indexes.is_empty() {
@@ -329,7 +328,10 @@ mod tests {
         }
         let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![cmd]));
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].message, "changing the type of public.orders.quantity to text COLLATE \"C\" would rebuild index public.orders_status_idx");
+        assert_eq!(
+            f[0].message,
+            "changing the type of public.orders.quantity to text COLLATE \"C\" would rebuild index public.orders_status_idx"
+        );
         assert!(f[0].detail.contains("ACCESS EXCLUSIVE lock on public.orders (68 MB"), "{}", f[0].detail);
     }
 
@@ -363,14 +365,17 @@ mod tests {
         };
         let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![cmd]));
         let steps: Vec<&str> = f[0].hint.lines().skip(1).take(6).collect();
-        assert_eq!(steps, [
-            "CREATE INDEX CONCURRENTLY orders_status_idx_new ON public.orders USING btree (status COLLATE \"C\");",
-            "DROP INDEX CONCURRENTLY public.orders_status_idx;",
-            "ALTER INDEX public.orders_status_idx_new RENAME TO orders_status_idx;",
-            "DROP INDEX CONCURRENTLY public.orders_status_upper_idx;",
-            "ALTER TABLE public.orders ALTER COLUMN status TYPE text COLLATE \"C\";",
-            "CREATE INDEX CONCURRENTLY orders_status_upper_idx ON public.orders USING btree (upper(status));",
-        ]);
+        assert_eq!(
+            steps,
+            [
+                "CREATE INDEX CONCURRENTLY orders_status_idx_new ON public.orders USING btree (status COLLATE \"C\");",
+                "DROP INDEX CONCURRENTLY public.orders_status_idx;",
+                "ALTER INDEX public.orders_status_idx_new RENAME TO orders_status_idx;",
+                "DROP INDEX CONCURRENTLY public.orders_status_upper_idx;",
+                "ALTER TABLE public.orders ALTER COLUMN status TYPE text COLLATE \"C\";",
+                "CREATE INDEX CONCURRENTLY orders_status_upper_idx ON public.orders USING btree (upper(status));",
+            ]
+        );
         assert!(f[0].hint.contains("Or take the expand/contract route:"), "{}", f[0].hint);
     }
 

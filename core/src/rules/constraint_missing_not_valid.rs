@@ -175,7 +175,10 @@ pub fn on_domain(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
                 None => format!("ALTER DOMAIN {domain} ADD CONSTRAINT {} ... NOT VALID;", constraint.name),
             };
             (
-                format!("adding check constraint {} to domain {domain} would scan every table that stores it while blocking writes", constraint.name),
+                format!(
+                    "adding check constraint {} to domain {domain} would scan every table that stores it while blocking writes",
+                    constraint.name
+                ),
                 "ALTER DOMAIN ... ADD CONSTRAINT",
                 format!(
                     "Add it without checking existing values (new and updated values are checked at once):\n{add}\n\
@@ -224,7 +227,8 @@ mod tests {
             held_lock,
             held_by: LockHolder::Transaction,
         };
-        let f = check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::ShareRowExclusive))]));
+        let f =
+            check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::ShareRowExclusive))]));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
         assert_eq!(
@@ -235,7 +239,8 @@ mod tests {
         // In a transaction of its own: SHARE UPDATE EXCLUSIVE only, nothing to flag.
         assert!(check(&alter(table("public.orders", 70), LockMode::ShareUpdateExclusive, vec![validate(None)])).is_empty());
         // Small tables are exempt like the other scan rules.
-        assert!(check(&alter(table("public.orders", 0), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::AccessExclusive))])).is_empty());
+        assert!(check(&alter(table("public.orders", 0), LockMode::ShareUpdateExclusive, vec![validate(Some(LockMode::AccessExclusive))]))
+            .is_empty());
     }
 
     fn fk(validates: bool, named: bool) -> AlterTableCmd {
@@ -287,11 +292,7 @@ mod tests {
 
     fn check_cmd(validates: bool) -> AlterTableCmd {
         AlterTableCmd::AddCheck {
-            constraint: NewConstraint {
-                name: "orders_amount_check".into(),
-                named: false,
-                definition: Some("CHECK (amount > 0)".into()),
-            },
+            constraint: NewConstraint { name: "orders_amount_check".into(), named: false, definition: Some("CHECK (amount > 0)".into()) },
             validates,
         }
     }

@@ -119,44 +119,96 @@ macro_rules! rule {
     };
 }
 
-rule!(REQUIRE_CONCURRENT_INDEX_CREATION, "require-concurrent-index-creation", Error, Rewrite,
-    "CREATE INDEX without CONCURRENTLY: a SHARE lock blocks writes for the whole build");
-rule!(REQUIRE_CONCURRENT_INDEX_DELETION, "require-concurrent-index-deletion", Error, Lock,
-    "DROP INDEX without CONCURRENTLY: an ACCESS EXCLUSIVE lock on the table blocks reads and writes");
-rule!(REQUIRE_CONCURRENT_REINDEX, "require-concurrent-reindex", Error, Rewrite,
-    "REINDEX without CONCURRENTLY: writes (and reads through the index) wait for the rebuild");
+rule!(
+    REQUIRE_CONCURRENT_INDEX_CREATION,
+    "require-concurrent-index-creation",
+    Error,
+    Rewrite,
+    "CREATE INDEX without CONCURRENTLY: a SHARE lock blocks writes for the whole build"
+);
+rule!(
+    REQUIRE_CONCURRENT_INDEX_DELETION,
+    "require-concurrent-index-deletion",
+    Error,
+    Lock,
+    "DROP INDEX without CONCURRENTLY: an ACCESS EXCLUSIVE lock on the table blocks reads and writes"
+);
+rule!(
+    REQUIRE_CONCURRENT_REINDEX,
+    "require-concurrent-reindex",
+    Error,
+    Rewrite,
+    "REINDEX without CONCURRENTLY: writes (and reads through the index) wait for the rebuild"
+);
 rule!(CONSTRAINT_MISSING_NOT_VALID, "constraint-missing-not-valid", Error, Rewrite,
     "ADD FOREIGN KEY or CHECK (to a table or a domain) without NOT VALID, or VALIDATE under a lock that blocks writes: every row is checked while writes are blocked");
-rule!(DISALLOWED_UNIQUE_CONSTRAINT, "disallowed-unique-constraint", Error, Rewrite,
-    "ADD UNIQUE or PRIMARY KEY without USING INDEX: the index is built under ACCESS EXCLUSIVE");
-rule!(BAN_EXCLUSION_CONSTRAINT, "ban-exclusion-constraint", Error, Rewrite,
-    "ADD EXCLUDE on an existing table: index build under ACCESS EXCLUSIVE, with no online form");
-rule!(ADDING_FIELD_WITH_DEFAULT, "adding-field-with-default", Error, Rewrite,
-    "ADD COLUMN whose value must be written into every row (volatile default, serial, identity, stored generated, constrained domain)");
-rule!(ADDING_REQUIRED_FIELD, "adding-required-field", Error, Lock,
-    "ADD COLUMN NOT NULL without a default on a non-empty table: fails after a scan");
-rule!(ADDING_NOT_NULLABLE_FIELD, "adding-not-nullable-field", Error, Rewrite,
-    "SET NOT NULL (written, implied by ADD PRIMARY KEY, or on a domain) that scans for NULLs while writes are blocked");
+rule!(
+    DISALLOWED_UNIQUE_CONSTRAINT,
+    "disallowed-unique-constraint",
+    Error,
+    Rewrite,
+    "ADD UNIQUE or PRIMARY KEY without USING INDEX: the index is built under ACCESS EXCLUSIVE"
+);
+rule!(
+    BAN_EXCLUSION_CONSTRAINT,
+    "ban-exclusion-constraint",
+    Error,
+    Rewrite,
+    "ADD EXCLUDE on an existing table: index build under ACCESS EXCLUSIVE, with no online form"
+);
+rule!(
+    ADDING_FIELD_WITH_DEFAULT,
+    "adding-field-with-default",
+    Error,
+    Rewrite,
+    "ADD COLUMN whose value must be written into every row (volatile default, serial, identity, stored generated, constrained domain)"
+);
+rule!(
+    ADDING_REQUIRED_FIELD,
+    "adding-required-field",
+    Error,
+    Lock,
+    "ADD COLUMN NOT NULL without a default on a non-empty table: fails after a scan"
+);
+rule!(
+    ADDING_NOT_NULLABLE_FIELD,
+    "adding-not-nullable-field",
+    Error,
+    Rewrite,
+    "SET NOT NULL (written, implied by ADD PRIMARY KEY, or on a domain) that scans for NULLs while writes are blocked"
+);
 rule!(CHANGING_COLUMN_TYPE, "changing-column-type", Error, Rewrite,
     "ALTER COLUMN TYPE that rewrites the table or rebuilds its indexes under ACCESS EXCLUSIVE, or a column dropped and added back, which loses its values");
 rule!(PARTITION_CONSTRAINT_SCAN, "partition-constraint-scan", Error, Rewrite,
     "ATTACH PARTITION or CREATE TABLE ... PARTITION OF that scans a table or the DEFAULT partition under ACCESS EXCLUSIVE: no validated CHECK implies the bound");
 rule!(TABLE_REWRITE, "table-rewrite", Error, Rewrite,
     "VACUUM FULL, CLUSTER, SET LOGGED/UNLOGGED, SET TABLESPACE (of a table, an index or a materialized view), SET ACCESS METHOD: the relation is rewritten or copied under ACCESS EXCLUSIVE");
-rule!(REQUIRE_CONCURRENT_REFRESH, "require-concurrent-refresh", Error, Rewrite,
-    "REFRESH MATERIALIZED VIEW without CONCURRENTLY on a populated view: reads of the view wait");
+rule!(
+    REQUIRE_CONCURRENT_REFRESH,
+    "require-concurrent-refresh",
+    Error,
+    Rewrite,
+    "REFRESH MATERIALIZED VIEW without CONCURRENTLY on a populated view: reads of the view wait"
+);
 rule!(REQUIRE_LOCK_TIMEOUT, "require-lock-timeout", Error, Lock,
     "With lock_timeout_policy = require: a statement that may queue for a lock blocking reads or writes, with no lock_timeout or one above max_lock_timeout");
-rule!(RENAMING_COLUMN, "renaming-column", Warning, Breaking,
-    "RENAME COLUMN: running code that uses the old name fails");
-rule!(RENAMING_TABLE, "renaming-table", Warning, Breaking,
-    "RENAME TO on a table: running code that uses the old name fails");
-rule!(BAN_DROP_COLUMN, "ban-drop-column", Warning, Breaking,
-    "DROP COLUMN: running code that reads or writes it fails, and its data is gone");
-rule!(BAN_DROP_TABLE, "ban-drop-table", Warning, Breaking,
-    "DROP TABLE: running code that uses it fails, and its data is gone");
-rule!(BAN_TRUNCATE_CASCADE, "ban-truncate-cascade", Warning, Breaking,
-    "TRUNCATE ... CASCADE: also empties every table that references it, recursively");
+rule!(RENAMING_COLUMN, "renaming-column", Warning, Breaking, "RENAME COLUMN: running code that uses the old name fails");
+rule!(RENAMING_TABLE, "renaming-table", Warning, Breaking, "RENAME TO on a table: running code that uses the old name fails");
+rule!(
+    BAN_DROP_COLUMN,
+    "ban-drop-column",
+    Warning,
+    Breaking,
+    "DROP COLUMN: running code that reads or writes it fails, and its data is gone"
+);
+rule!(BAN_DROP_TABLE, "ban-drop-table", Warning, Breaking, "DROP TABLE: running code that uses it fails, and its data is gone");
+rule!(
+    BAN_TRUNCATE_CASCADE,
+    "ban-truncate-cascade",
+    Warning,
+    Breaking,
+    "TRUNCATE ... CASCADE: also empties every table that references it, recursively"
+);
 
 /// Every rule, in documentation order.
 pub static RULES: &[&Rule] = &[
@@ -321,9 +373,7 @@ pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
                 for_each_subcommand(at, &[ban_drop_column], ctx, out);
             }
         }
-        Statement::VacuumFull { .. } | Statement::Cluster { .. } | Statement::MoveAllToTablespace { .. } => {
-            table_rewrite(stmt, ctx, out)
-        }
+        Statement::VacuumFull { .. } | Statement::Cluster { .. } | Statement::MoveAllToTablespace { .. } => table_rewrite(stmt, ctx, out),
         Statement::AlterDomain(_) => {
             constraint_missing_not_valid::on_domain(stmt, ctx, out);
             adding_not_nullable_field::on_domain(stmt, ctx, out);
@@ -446,7 +496,9 @@ mod tests {
                 "{}: level or family differs",
                 rule.id
             );
-            for sub in ["### What it catches", "### Why", "### Safe migration", "### PostgreSQL versions", "### Examples", "Triggers:", "Passes:"] {
+            for sub in
+                ["### What it catches", "### Why", "### Safe migration", "### PostgreSQL versions", "### Examples", "Triggers:", "Passes:"]
+            {
                 assert!(body.contains(sub), "{}: missing {sub}", rule.id);
             }
         }
@@ -460,9 +512,9 @@ mod tests {
             Statement::AlterTable(at) => alter_relations_mut(at),
             Statement::AlterCompositeType { tables, .. } => tables.iter_mut().flat_map(alter_relations_mut).collect(),
             Statement::Reindex(ri) => ri.table.iter_mut().chain(ri.tables.iter_mut()).collect(),
-            Statement::VacuumFull { tables, .. }
-            | Statement::DropTable { tables, .. }
-            | Statement::TruncateCascade { tables } => tables.iter_mut().collect(),
+            Statement::VacuumFull { tables, .. } | Statement::DropTable { tables, .. } | Statement::TruncateCascade { tables } => {
+                tables.iter_mut().collect()
+            }
             Statement::MoveAllToTablespace { relations, .. } => relations.iter_mut().collect(),
             Statement::Cluster { table, clustered } => table.iter_mut().chain(clustered.iter_mut()).collect(),
             Statement::RefreshMatView { view, .. } => vec![view],
@@ -497,11 +549,7 @@ mod tests {
     fn every_statement_shape() -> Vec<Statement> {
         use crate::model::*;
         use testutil::*;
-        let constraint = |def: &str| NewConstraint {
-            name: "c".into(),
-            named: true,
-            definition: Some(def.into()),
-        };
+        let constraint = |def: &str| NewConstraint { name: "c".into(), named: true, definition: Some(def.into()) };
         let commands = vec![
             AlterTableCmd::AddForeignKey {
                 constraint: constraint("FOREIGN KEY (a) REFERENCES r (id)"),
@@ -509,10 +557,7 @@ mod tests {
                 inline_column: None,
                 validates: true,
             },
-            AlterTableCmd::AddCheck {
-                constraint: constraint("CHECK (a > 0)"),
-                validates: true,
-            },
+            AlterTableCmd::AddCheck { constraint: constraint("CHECK (a > 0)"), validates: true },
             AlterTableCmd::SetNotNull {
                 column: "a".into(),
                 primary_key: None,
@@ -557,7 +602,11 @@ mod tests {
             AlterTableCmd::AttachPartition(AttachPartition {
                 partition: "public.p".into(),
                 scans: vec![PartitionScan { relation: table("public.p", 5), constraint_sql: None, suggested_constraint: "p_check".into() }],
-                default_scans: vec![PartitionScan { relation: table("public.d", 5), constraint_sql: None, suggested_constraint: "d_check".into() }],
+                default_scans: vec![PartitionScan {
+                    relation: table("public.d", 5),
+                    constraint_sql: None,
+                    suggested_constraint: "d_check".into(),
+                }],
                 statement_sql: "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)".into(),
             }),
             AlterTableCmd::AddUnique {
@@ -566,9 +615,7 @@ mod tests {
                 nullable_columns: vec!["a".into()],
                 columns: "(a)".into(),
             },
-            AlterTableCmd::AddExclusion {
-                constraint: constraint("EXCLUDE USING gist (a WITH &&)"),
-            },
+            AlterTableCmd::AddExclusion { constraint: constraint("EXCLUDE USING gist (a WITH &&)") },
             AlterTableCmd::ValidateConstraint {
                 constraint: "c".into(),
                 held_lock: Some(LockMode::AccessExclusive),
@@ -607,27 +654,16 @@ mod tests {
                 replaces: Some(DroppedColumn { type_name: "integer".into(), same_statement: false, current: None }),
             },
             AlterTableCmd::DropColumn { column: "a".into() },
-            AlterTableCmd::Rewrite {
-                action: "SET TABLESPACE",
-            },
+            AlterTableCmd::Rewrite { action: "SET TABLESPACE" },
         ];
         let t = || table("public.t", 5);
         let mut statements = vec![
-            Statement::CreateIndex(CreateIndex {
-                table: t(),
-                concurrent: false,
-                concurrent_sql: None,
-            }),
+            Statement::CreateIndex(CreateIndex { table: t(), concurrent: false, concurrent_sql: None }),
             Statement::DropIndex(DropIndex {
                 concurrent: false,
                 if_exists: false,
                 cascade: false,
-                indexes: vec![DroppedIndex {
-                    name: "public.i".into(),
-                    partitioned: false,
-                    created_in_transaction: false,
-                    table: t(),
-                }],
+                indexes: vec![DroppedIndex { name: "public.i".into(), partitioned: false, created_in_transaction: false, table: t() }],
             }),
             Statement::Reindex(Reindex {
                 target: ReindexTarget::Table,
@@ -643,27 +679,12 @@ mod tests {
                 tables: vec![t(), table("public.u", 5)],
                 concurrent_sql: None,
             }),
-            Statement::VacuumFull {
-                tables: vec![t()],
-                whole_database: false,
-            },
+            Statement::VacuumFull { tables: vec![t()], whole_database: false },
             Statement::Cluster { table: Some(t()), clustered: vec![] },
             Statement::Cluster { table: None, clustered: vec![t()] },
             Statement::MoveAllToTablespace { kind: "TABLE", relations: vec![t()] },
-            Statement::RefreshMatView {
-                view: t(),
-                concurrent: false,
-                populated: true,
-                with_no_data: false,
-                written_in_transaction: false,
-            },
-            Statement::RefreshMatView {
-                view: t(),
-                concurrent: false,
-                populated: false,
-                with_no_data: false,
-                written_in_transaction: true,
-            },
+            Statement::RefreshMatView { view: t(), concurrent: false, populated: true, with_no_data: false, written_in_transaction: false },
+            Statement::RefreshMatView { view: t(), concurrent: false, populated: false, with_no_data: false, written_in_transaction: true },
             Statement::AlterDomain(AlterDomain {
                 domain: "public.d".into(),
                 action: DomainAction::AddCheck { constraint: constraint("CHECK (VALUE > 0)"), validates: true },
@@ -682,29 +703,19 @@ mod tests {
             Statement::CreatePartition(CreatePartition {
                 parent: t(),
                 partition: "p".into(),
-                default_scans: vec![PartitionScan { relation: table("public.d", 5), constraint_sql: None, suggested_constraint: "d_check".into() }],
+                default_scans: vec![PartitionScan {
+                    relation: table("public.d", 5),
+                    constraint_sql: None,
+                    suggested_constraint: "d_check".into(),
+                }],
                 statement_sql: "CREATE TABLE p PARTITION OF t FOR VALUES IN (1)".into(),
             }),
-            Statement::RenameColumn {
-                table: t(),
-                column: "a".into(),
-                new_name: "b".into(),
-            },
-            Statement::RenameTable {
-                table: t(),
-                new_name: "u".into(),
-            },
-            Statement::DropTable {
-                tables: vec![t()],
-                cascade: true,
-            },
+            Statement::RenameColumn { table: t(), column: "a".into(), new_name: "b".into() },
+            Statement::RenameTable { table: t(), new_name: "u".into() },
+            Statement::DropTable { tables: vec![t()], cascade: true },
             Statement::TruncateCascade { tables: vec![t()] },
         ];
-        for lock in [
-            LockMode::AccessExclusive,
-            LockMode::ShareRowExclusive,
-            LockMode::ShareUpdateExclusive,
-        ] {
+        for lock in [LockMode::AccessExclusive, LockMode::ShareRowExclusive, LockMode::ShareUpdateExclusive] {
             for c in &commands {
                 statements.push(alter(t(), lock, vec![c.clone()]));
             }
@@ -765,11 +776,7 @@ mod tests {
             ..Context::default()
         };
         let lock = [LockRequest { relation: "public.t".into(), mode: LockMode::AccessExclusive, created_in_transaction: false }];
-        let mut reached: Vec<&str> = every_statement_shape()
-            .iter()
-            .flat_map(|s| check_all(s, &lock, &ctx))
-            .map(|f| f.rule.id)
-            .collect();
+        let mut reached: Vec<&str> = every_statement_shape().iter().flat_map(|s| check_all(s, &lock, &ctx)).map(|f| f.rule.id).collect();
         reached.sort();
         reached.dedup();
         let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
@@ -877,7 +884,9 @@ mod tests {
             "VACUUM FULL takes an ACCESS EXCLUSIVE lock on t, which blocks every read and write, plain SELECT included, \
              while it rewrites the table."
         );
-        assert!(lock_detail("ALTER TABLE", LockMode::ShareRowExclusive, "t", "x").starts_with("ALTER TABLE takes a SHARE ROW EXCLUSIVE lock"));
+        assert!(
+            lock_detail("ALTER TABLE", LockMode::ShareRowExclusive, "t", "x").starts_with("ALTER TABLE takes a SHARE ROW EXCLUSIVE lock")
+        );
         assert_eq!(LockMode::Exclusive.with_article(), "an EXCLUSIVE");
     }
 

@@ -196,7 +196,9 @@ mod tests {
         };
         let f = check(&create(vec![scan("public.orders_default", 68)]));
         assert_eq!(f.len(), 1);
-        assert!(f[0].detail.ends_with("It holds an ACCESS EXCLUSIVE lock on public.orders as well, so the whole partitioned table is blocked."));
+        assert!(f[0]
+            .detail
+            .ends_with("It holds an ACCESS EXCLUSIVE lock on public.orders as well, so the whole partitioned table is blocked."));
         assert!(check(&create(vec![scan("public.orders_default", 0)])).is_empty());
         assert!(check(&create(vec![])).is_empty());
     }

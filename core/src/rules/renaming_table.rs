@@ -18,7 +18,8 @@ pub fn renaming_table(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
     out.push(Finding {
         rule: &RENAMING_TABLE,
         message: format!("renaming table {} to {new_name} breaks code that uses the old name", table.name),
-        detail: "ALTER TABLE ... RENAME TO is quick, but every running query that names the old table fails from the moment it commits.".to_string(),
+        detail: "ALTER TABLE ... RENAME TO is quick, but every running query that names the old table fails from the moment it commits."
+            .to_string(),
         hint: format!(
             "Rename, then create a view with the old name (CREATE VIEW <old name> AS SELECT * FROM <new name>) in the same transaction, \
              and drop the view once no code uses the old name. {EXPAND_CONTRACT}"

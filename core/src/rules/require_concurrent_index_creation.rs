@@ -30,9 +30,7 @@ pub fn require_concurrent_index_creation(stmt: &Statement, ctx: &Context, out: &
         )
     } else {
         match &ci.concurrent_sql {
-            Some(sql) => format!(
-                "Build the index without blocking writes (CONCURRENTLY cannot run inside a transaction block):\n{sql};"
-            ),
+            Some(sql) => format!("Build the index without blocking writes (CONCURRENTLY cannot run inside a transaction block):\n{sql};"),
             None => "Add CONCURRENTLY after CREATE [UNIQUE] INDEX and run it outside a transaction block.".to_string(),
         }
     };

@@ -20,19 +20,13 @@ pub fn require_concurrent_index_deletion(stmt: &Statement, ctx: &Context, out: &
     if di.concurrent {
         return;
     }
-    let risky: Vec<_> = di
-        .indexes
-        .iter()
-        .filter(|ix| !ix.created_in_transaction && !ctx.exempt(rule, &ix.table))
-        .collect();
+    let risky: Vec<_> = di.indexes.iter().filter(|ix| !ix.created_in_transaction && !ctx.exempt(rule, &ix.table)).collect();
     let Some(first) = risky.first() else { return };
     let lock = LockMode::AccessExclusive;
     let mut tables: Vec<String> = risky.iter().map(|ix| ix.table.describe()).collect();
     tables.dedup();
     let if_exists = if di.if_exists { "IF EXISTS " } else { "" };
-    let mut hint = String::from(
-        "Drop the index without blocking reads and writes, one index per statement, outside a transaction block:",
-    );
+    let mut hint = String::from("Drop the index without blocking reads and writes, one index per statement, outside a transaction block:");
     for ix in &risky {
         if ix.partitioned {
             hint.push_str(&format!(

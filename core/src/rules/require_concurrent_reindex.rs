@@ -39,9 +39,9 @@ pub fn require_concurrent_reindex(stmt: &Statement, ctx: &Context, out: &mut Vec
     };
     let hint = match (&ri.target, &ri.concurrent_sql) {
         (ReindexTarget::System, _) => "REINDEX SYSTEM has no concurrent form: run it in a maintenance window.".to_string(),
-        (_, Some(sql)) => format!(
-            "Rebuild without blocking writes (REINDEX CONCURRENTLY, PostgreSQL 12+, outside a transaction block):\n{sql};"
-        ),
+        (_, Some(sql)) => {
+            format!("Rebuild without blocking writes (REINDEX CONCURRENTLY, PostgreSQL 12+, outside a transaction block):\n{sql};")
+        }
         (_, None) => "Add CONCURRENTLY after REINDEX INDEX|TABLE|SCHEMA|DATABASE and run it outside a transaction block.".to_string(),
     };
     out.push(Finding {

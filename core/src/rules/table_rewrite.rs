@@ -35,9 +35,8 @@ pub fn table_rewrite(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
             }
             for cmd in &at.commands {
                 if let AlterTableCmd::Rewrite { action } = cmd {
-                    let hint = (*action == "SET UNLOGGED" || *action == "SET LOGGED").then(|| {
-                        "Changing persistence always rewrites the table (and SET LOGGED writes all of it to WAL).".to_string()
-                    });
+                    let hint = (*action == "SET UNLOGGED" || *action == "SET LOGGED")
+                        .then(|| "Changing persistence always rewrites the table (and SET LOGGED writes all of it to WAL).".to_string());
                     match at.table.kind {
                         RelKind::Index => copy_finding(
                             &format!("ALTER INDEX ... {action}"),
@@ -45,16 +44,20 @@ pub fn table_rewrite(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
                             "it copies the index; every query that plans against its table, and every write to it, waits for \
                              the index's lock",
                             out,
-                            Some("Build a copy in the new tablespace without blocking (CREATE INDEX CONCURRENTLY ... \
-                                  TABLESPACE ...), then drop the old index with DROP INDEX CONCURRENTLY."),
+                            Some(
+                                "Build a copy in the new tablespace without blocking (CREATE INDEX CONCURRENTLY ... \
+                                  TABLESPACE ...), then drop the old index with DROP INDEX CONCURRENTLY.",
+                            ),
                         ),
                         RelKind::MaterializedView => copy_finding(
                             &format!("ALTER MATERIALIZED VIEW ... {action}"),
                             at.table.describe(),
                             "it copies the view",
                             out,
-                            Some("Create a new materialized view in the new tablespace (CREATE MATERIALIZED VIEW ... \
-                                  TABLESPACE ... AS ...), then swap the names in one short transaction."),
+                            Some(
+                                "Create a new materialized view in the new tablespace (CREATE MATERIALIZED VIEW ... \
+                                  TABLESPACE ... AS ...), then swap the names in one short transaction.",
+                            ),
                         ),
                         _ => rewrite_finding(&format!("ALTER TABLE ... {action}"), at.table.describe(), out, hint),
                     }
@@ -69,8 +72,10 @@ pub fn table_rewrite(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
                     super::relation_list(&big),
                     "it copies each of them, holding every lock until the transaction ends",
                     out,
-                    Some("Move the relations one at a time, the big ones online (pg_repack --tablespace, or CREATE INDEX \
-                          CONCURRENTLY ... TABLESPACE ... for an index)."),
+                    Some(
+                        "Move the relations one at a time, the big ones online (pg_repack --tablespace, or CREATE INDEX \
+                          CONCURRENTLY ... TABLESPACE ... for an index).",
+                    ),
                 );
             }
         }
@@ -186,7 +191,11 @@ mod tests {
         let all = |relations| Statement::MoveAllToTablespace { kind: "INDEX", relations };
         let f = check(&all(vec![table("public.a", 0), table("public.b", 30)]));
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.starts_with("ALTER INDEX ALL IN TABLESPACE ... SET TABLESPACE would copy public.b (30 MB"), "{}", f[0].message);
+        assert!(
+            f[0].message.starts_with("ALTER INDEX ALL IN TABLESPACE ... SET TABLESPACE would copy public.b (30 MB"),
+            "{}",
+            f[0].message
+        );
         assert!(check(&all(vec![table("public.a", 0)])).is_empty());
     }
 }

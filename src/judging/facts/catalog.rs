@@ -117,7 +117,11 @@ pub(super) unsafe fn clustered_tables(sizes: Sizes) -> Vec<Relation> {
             |t| tables.push((*(pg_sys::GETSTRUCT(t) as *const pg_sys::FormData_pg_index)).indrelid),
         );
         let user = pg_sys::GetUserId();
-        tables.into_iter().filter(|oid| pg_sys::pg_class_ownercheck(*oid, user)).filter_map(|oid| relation(oid, Reach::Itself, sizes)).collect()
+        tables
+            .into_iter()
+            .filter(|oid| pg_sys::pg_class_ownercheck(*oid, user))
+            .filter_map(|oid| relation(oid, Reach::Itself, sizes))
+            .collect()
     }
 }
 
@@ -159,7 +163,11 @@ pub(super) unsafe fn move_all(stmt: *mut pg_sys::AlterTableMoveAllStmt, sizes: S
         };
         let orig = pg_sys::get_tablespace_oid((*stmt).orig_tablespacename, true);
         let new = pg_sys::get_tablespace_oid((*stmt).new_tablespacename, true);
-        if orig == pg_sys::InvalidOid || new == pg_sys::InvalidOid || orig == pg_sys::GLOBALTABLESPACE_OID || new == pg_sys::GLOBALTABLESPACE_OID {
+        if orig == pg_sys::InvalidOid
+            || new == pg_sys::InvalidOid
+            || orig == pg_sys::GLOBALTABLESPACE_OID
+            || new == pg_sys::GLOBALTABLESPACE_OID
+        {
             return Statement::Other;
         }
         // pg_class stores the database's default tablespace as 0.

@@ -185,7 +185,11 @@ pub(super) unsafe fn column_facts(rel: &OpenRel, att: &pg_sys::FormData_pg_attri
             for fk in PgList::<pg_sys::ForeignKeyCacheInfo>::from_pg(pg_sys::RelationGetFKeyList(orel.0)).iter_ptr() {
                 let fk = &*fk;
                 if fk.confrelid == relid && fk.confkey[..fk.nkeys.max(0) as usize].contains(&attnum) {
-                    facts.referenced_by.push(format!("{}.{}", orel.qualified_name(), quote_ident(&cstr(pg_sys::get_constraint_name(fk.conoid)))));
+                    facts.referenced_by.push(format!(
+                        "{}.{}",
+                        orel.qualified_name(),
+                        quote_ident(&cstr(pg_sys::get_constraint_name(fk.conoid)))
+                    ));
                 }
             }
         }
@@ -247,7 +251,11 @@ pub(super) unsafe fn rebuilt_indexes(
                 );
                 let nkeys = ix.indnkeyatts.max(0) as usize;
                 let keys = std::slice::from_raw_parts(ix.indkey.values.as_ptr(), nkeys);
-                let classes = if isnull { &[][..] } else { std::slice::from_raw_parts((*(d.cast_mut_ptr::<pg_sys::oidvector>())).values.as_ptr(), nkeys) };
+                let classes = if isnull {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts((*(d.cast_mut_ptr::<pg_sys::oidvector>())).values.as_ptr(), nkeys)
+                };
                 let collations = std::slice::from_raw_parts((*index.0).rd_indcollation, nkeys);
                 let am = index.form().relam;
                 let index_desc = PgTupleDesc::from_pg_unchecked((*index.0).rd_att);
@@ -295,11 +303,8 @@ pub(super) unsafe fn dropped_in_this_transaction(rel: &OpenRel, name: &[u8]) -> 
         let desc = PgTupleDesc::from_pg_unchecked((*rel.0).rd_att);
         let dropped: Vec<pg_sys::AttrNumber> = desc.iter().filter(|a| a.attisdropped).map(|a| a.attnum).collect();
         for attnum in dropped {
-            let tuple = pg_sys::SearchSysCache2(
-                pg_sys::SysCacheIdentifier::ATTNUM as i32,
-                pg_sys::Datum::from(relid),
-                pg_sys::Datum::from(attnum),
-            );
+            let tuple =
+                pg_sys::SearchSysCache2(pg_sys::SysCacheIdentifier::ATTNUM as i32, pg_sys::Datum::from(relid), pg_sys::Datum::from(attnum));
             if tuple.is_null() {
                 continue;
             }

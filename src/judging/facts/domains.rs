@@ -64,10 +64,7 @@ pub(super) unsafe fn alter_domain(stmt: *mut pg_sys::AlterDomainStmt, text: &Sta
                 let named = !(*con).conname.is_null();
                 // domainAddConstraint names an unnamed one <domain>_check (ChooseConstraintName).
                 let name = if named { quote_ident(&cstr((*con).conname)) } else { make_name(&[&typname], "check") };
-                let definition = text
-                    .local((*con).location)
-                    .and_then(|start| sqltext::constraint_clause(text.text, start))
-                    .map(|(_, d)| d);
+                let definition = text.local((*con).location).and_then(|start| sqltext::constraint_clause(text.text, start)).map(|(_, d)| d);
                 DomainAction::AddCheck { constraint: NewConstraint { name, named, definition }, validates: !(*con).skip_validation }
             }
             b'O' if !not_null => DomainAction::SetNotNull,

@@ -237,10 +237,7 @@ pub fn wait_for_setting(c: &mut Client, name: &str, expected: &str) {
 
 /// Creates role `name` with `options` (e.g. `LOGIN`) unless it exists.
 pub fn ensure_role(c: &mut Client, name: &str, options: &str) {
-    c.batch_execute(&format!(
-        "DO $$ BEGIN CREATE ROLE {name} {options}; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ))
-    .unwrap();
+    c.batch_execute(&format!("DO $$ BEGIN CREATE ROLE {name} {options}; EXCEPTION WHEN duplicate_object THEN NULL; END $$")).unwrap();
 }
 
 /// Statements run as superuser on a cluster when dropped — also when the test panics — to
@@ -305,8 +302,8 @@ pub fn server_log_entries(name: &str) -> Vec<LogEntry> {
     for line in log.lines() {
         let prefixed = line.starts_with(|ch: char| ch.is_ascii_digit()) && line.contains("] ");
         let rest = if prefixed { &line[line.find("] ").unwrap() + 2..] } else { "" };
-        let continuation = !prefixed
-            || ["DETAIL:", "HINT:", "CONTEXT:", "STATEMENT:", "QUERY:", "LOCATION:"].iter().any(|k| rest.starts_with(k));
+        let continuation =
+            !prefixed || ["DETAIL:", "HINT:", "CONTEXT:", "STATEMENT:", "QUERY:", "LOCATION:"].iter().any(|k| rest.starts_with(k));
         match entries.last_mut() {
             Some(last) if continuation => {
                 last.text.push('\n');

@@ -195,12 +195,13 @@ fn audit_of(app: &str) -> AuditRow {
 fn a_user_function_that_fails_while_judged_cannot_open_the_guard() {
     let tag = format!("adv_boom_{}", unique_tag());
     let mut setup = app(&format!("{tag}_setup"));
-    setup.batch_execute(
-        "DROP FUNCTION IF EXISTS boom(); DROP SEQUENCE IF EXISTS boom_calls; CREATE SEQUENCE boom_calls; \
+    setup
+        .batch_execute(
+            "DROP FUNCTION IF EXISTS boom(); DROP SEQUENCE IF EXISTS boom_calls; CREATE SEQUENCE boom_calls; \
          CREATE FUNCTION boom() RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
          $$BEGIN IF nextval('boom_calls') % 2 = 1 THEN RAISE EXCEPTION 'boom'; END IF; RETURN 0; END$$",
-    )
-    .unwrap();
+        )
+        .unwrap();
     let mut c = app(&tag);
     let before = relfilenode(&mut c, "big");
     let e = expect_rejected(
@@ -230,7 +231,8 @@ fn a_default_too_deep_to_analyze_cannot_open_the_guard() {
     let terms = vec!["1"; 4080].join("+");
     let e = expect_db_error(c.batch_execute(&format!("ALTER TABLE big ADD COLUMN deep int DEFAULT {terms}, ALTER COLUMN x TYPE bigint")));
     assert!(
-        e.message().starts_with("changing-column-type: ") || e.message().starts_with("pg_migration_guard could not judge this ALTER TABLE statement"),
+        e.message().starts_with("changing-column-type: ")
+            || e.message().starts_with("pg_migration_guard could not judge this ALTER TABLE statement"),
         "{e:?}"
     );
     assert_eq!(relfilenode(&mut c, "big"), before, "the table was rewritten");
@@ -317,7 +319,10 @@ fn a_name_that_is_not_utf8_is_judged_like_any_other() {
     assert!(!out.status.success(), "CREATE INDEX ran");
     assert!(stderr.contains("ERROR:  require-concurrent-index-creation: "), "{stderr}");
     let indexes: i64 = su
-        .query_one("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname::text LIKE $1", &[&format!("%{tag}")])
+        .query_one(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname::text LIKE $1",
+            &[&format!("%{tag}")],
+        )
         .unwrap()
         .get(0);
     assert_eq!(indexes, 0, "the index was built");
@@ -345,16 +350,17 @@ fn own_operators_on_the_search_path_cannot_hijack_the_guards_queries() {
     let mut root = connect("A");
     root.batch_execute(&format!("ALTER ROLE {APP_ROLE} IN DATABASE {DB} SET pg_migration_guard.lock_retry_budget = '1s'")).unwrap();
     let mut setup = app(&format!("{tag}_setup"));
-    setup.batch_execute(
-        "DROP SCHEMA IF EXISTS evil CASCADE; CREATE SCHEMA evil; \
+    setup
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS evil CASCADE; CREATE SCHEMA evil; \
          CREATE FUNCTION evil.t(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'; \
          CREATE FUNCTION evil.t(oid, integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'; \
          CREATE FUNCTION evil.t(oid, oid) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'; \
          CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.t); \
          CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = evil.t); \
          CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.t)",
-    )
-    .unwrap();
+        )
+        .unwrap();
     let mut c = app(&tag);
     c.batch_execute("SET search_path = evil, pg_catalog, public").unwrap();
     // The operators are the ones the session's queries now resolve.
@@ -364,7 +370,9 @@ fn own_operators_on_the_search_path_cannot_hijack_the_guards_queries() {
     let mut bystander = connect_as("A", "postgres", &format!("{tag}_bystander")).0;
     let bystander_pid = backend_pid(&mut bystander);
     bystander.batch_execute("CREATE TABLE IF NOT EXISTS adv_bystander (a int)").unwrap();
-    let bystander_thread = std::thread::spawn(move || bystander.batch_execute("BEGIN; LOCK TABLE adv_bystander IN ACCESS SHARE MODE; SELECT pg_sleep(4); COMMIT"));
+    let bystander_thread = std::thread::spawn(move || {
+        bystander.batch_execute("BEGIN; LOCK TABLE adv_bystander IN ACCESS SHARE MODE; SELECT pg_sleep(4); COMMIT")
+    });
     // The role's own reader, holding ACCESS SHARE on the table the ALTER wants.
     let mut reader = app(&format!("{tag}_reader"));
     let reader_pid = backend_pid(&mut reader);
@@ -431,7 +439,8 @@ fn the_server_maps_a_private_copy_of_the_library() {
     let mut c = connect("A");
     let pid = backend_pid(&mut c);
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read the backend's memory map (run as root)");
-    let mapped: Vec<&str> = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.ends_with("/pg_migration_guard.so")).collect();
+    let mapped: Vec<&str> =
+        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.ends_with("/pg_migration_guard.so")).collect();
     assert!(!mapped.is_empty(), "pg_migration_guard.so is not mapped by backend {pid}");
     for path in &mapped {
         assert!(!path.starts_with("/usr/lib/postgresql/"), "the server maps the system's copy: {path}");
@@ -583,8 +592,7 @@ fn created_listed_role_logging_in_as_itself_is_not_exempt() {
     let app = format!("adv-future-{tag}");
     let (mut f, _) = connect_db("A", DB, "adv_future", &app);
     let table = format!("adv.future_{tag}");
-    f.batch_execute(&format!("CREATE TABLE {table} AS SELECT g AS id, g % 100 AS v FROM generate_series(1, 60000) g"))
-        .unwrap();
+    f.batch_execute(&format!("CREATE TABLE {table} AS SELECT g AS id, g % 100 AS v FROM generate_series(1, 60000) g")).unwrap();
     let index = format!("adv_future_{tag}");
     let sql = format!("CREATE INDEX {index} ON {table} (v)");
     assert_rejected_and_audited(f.batch_execute(&sql), &app, &index, &sql, "adv_future");
@@ -845,7 +853,8 @@ fn assert_stalled_database_does_not_hold_up_advdb(what: &str, stall: impl FnOnce
     admin.batch_execute("DROP DATABASE IF EXISTS adv_stall WITH (FORCE)").unwrap();
     admin.batch_execute("CREATE DATABASE adv_stall").unwrap();
     cleanup.push("DROP DATABASE IF EXISTS adv_stall WITH (FORCE)");
-    let stall_oid: u32 = admin.query_one("SELECT oid FROM pg_database WHERE datname = 'adv_stall'", &[]).unwrap().get::<_, postgres::types::Oid>(0);
+    let stall_oid: u32 =
+        admin.query_one("SELECT oid FROM pg_database WHERE datname = 'adv_stall'", &[]).unwrap().get::<_, postgres::types::Oid>(0);
     let (mut filler, filler_notices) = connect_db("A", "adv_stall", "postgres", &format!("adv-stall-{what}-{tag}"));
     filler.batch_execute("CREATE EXTENSION pg_migration_guard").unwrap();
     stall(&mut admin, &mut filler);
@@ -886,7 +895,10 @@ fn assert_stalled_database_does_not_hold_up_advdb(what: &str, stall: impl FnOnce
     assert!(dropped_after > dropped_before, "no record was discarded: dropped_records stayed {dropped_before}");
     let discard_line = format!("of database with OID {stall_oid} to make room in the full audit queue");
     let start = Instant::now();
-    while !server_log_entries("A").iter().any(|e| e.head.starts_with("LOG:  pg_migration_guard: discarded ") && e.head.contains(&discard_line)) {
+    while !server_log_entries("A")
+        .iter()
+        .any(|e| e.head.starts_with("LOG:  pg_migration_guard: discarded ") && e.head.contains(&discard_line))
+    {
         assert!(start.elapsed() < Duration::from_secs(10), "no LOG line saying that records of adv_stall were discarded");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -969,7 +981,11 @@ fn a_300_kb_bogus_rule_id_gets_a_row() {
     assert_eq!(row.decision, "rejected");
     let message = row.message.as_deref().unwrap();
     assert_eq!(message.len(), 2048);
-    assert!(message.starts_with("unknown rule \"xxxx") && message.ends_with(&marker(e.message().len())), "{}", &message[message.len() - 80..]);
+    assert!(
+        message.starts_with("unknown rule \"xxxx") && message.ends_with(&marker(e.message().len())),
+        "{}",
+        &message[message.len() - 80..]
+    );
 }
 
 /// A reason with a newline followed by what looks like another log line stays inside the
@@ -983,7 +999,9 @@ fn a_reason_with_newlines_stays_on_one_log_line() {
     let (mut c, _) = app_session(&app);
     let index = format!("adv_idx_{tag}");
     let forged = format!("2026-01-01 00:00:00.000 UTC [1] LOG:  forged_{tag}");
-    let sql = format!("/* pg_migration_guard:allow {INDEX_RULE} reason=\"maintenance\r\n{forged}\tend\" */ CREATE INDEX {index} ON public.big (x)");
+    let sql = format!(
+        "/* pg_migration_guard:allow {INDEX_RULE} reason=\"maintenance\r\n{forged}\tend\" */ CREATE INDEX {index} ON public.big (x)"
+    );
     c.batch_execute(&sql).unwrap();
     su.batch_execute(&format!("SET pg_migration_guard.mode = off; DROP INDEX public.{index}; RESET pg_migration_guard.mode")).unwrap();
     let head = format!("LOG:  pg_migration_guard: overridden CREATE INDEX: {INDEX_RULE} overridden: ");

@@ -195,12 +195,7 @@ fn effective_role_differs_from_session_role_after_set_role_and_in_security_defin
         .get(0);
     assert_eq!(owner, "audit_role", "the function must have run as its owner");
 
-    let rows = wait_for_audit(
-        &mut admin,
-        "application_name = $1 AND command_tag = 'CREATE TABLE'",
-        &[&app],
-        3,
-    );
+    let rows = wait_for_audit(&mut admin, "application_name = $1 AND command_tag = 'CREATE TABLE'", &[&app], 3);
     let roles = |s: &str| {
         let r = row_for(&rows, s);
         (r.session_role.clone(), r.effective_role.clone(), r.decision.clone())
@@ -236,12 +231,9 @@ fn client_addr_is_set_over_tcp_and_null_over_the_unix_socket() {
 
 /// Whether `locks` (jsonb) of audit row `id` contains `element` (a jsonb array).
 fn locks_contain(c: &mut Client, id: i64, element: &str) -> bool {
-    c.query_one(
-        "SELECT coalesce(locks @> $2::text::jsonb, false) FROM pg_migration_guard.audit_log WHERE id = $1",
-        &[&id, &element],
-    )
-    .unwrap()
-    .get(0)
+    c.query_one("SELECT coalesce(locks @> $2::text::jsonb, false) FROM pg_migration_guard.audit_log WHERE id = $1", &[&id, &element])
+        .unwrap()
+        .get(0)
 }
 
 fn filenode(c: &mut Client, rel: &str) -> i64 {
@@ -599,9 +591,7 @@ fn thirty_two_concurrent_sessions_leave_exactly_one_row_per_statement() {
     for n in 0..SESSIONS {
         let (tx, tag, app) = (tx.clone(), tag.clone(), format!("{prefix}{n}"));
         thread::spawn(move || {
-            let report = std::panic::catch_unwind(move || {
-                run_session(app, |i| (i < STATEMENTS).then(|| load_statement(&tag, n, i, true)))
-            });
+            let report = std::panic::catch_unwind(move || run_session(app, |i| (i < STATEMENTS).then(|| load_statement(&tag, n, i, true))));
             let _ = tx.send(report);
         });
     }
@@ -706,10 +696,7 @@ fn killing_the_audit_writer_loses_no_acknowledged_statement_and_it_comes_back() 
     let start = Instant::now();
     loop {
         let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = $1 AND pid <> ALL ($2)",
-                &[&AUDIT_WRITER, &victims],
-            )
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = $1 AND pid <> ALL ($2)", &[&AUDIT_WRITER, &victims])
             .unwrap()
             .get(0);
         if n > 0 {

@@ -48,14 +48,8 @@ fn parse(text: &str) -> Vec<Case> {
                 "error" => Expect::Error(words[1].to_string()),
                 other => panic!("line {}: unknown verdict {other}", i + 1),
             };
-            current = Some(Case {
-                line: i + 1,
-                expect_text: rest.trim().to_string(),
-                expect,
-                autocommit,
-                statements: vec![],
-                cleanup: vec![],
-            });
+            current =
+                Some(Case { line: i + 1, expect_text: rest.trim().to_string(), expect, autocommit, statements: vec![], cleanup: vec![] });
         } else if let Some(rest) = line.strip_prefix("-- then: ") {
             current.as_mut().expect("-- then: outside a case").cleanup.push(rest.to_string());
         } else if line.starts_with("--") || line.trim().is_empty() {

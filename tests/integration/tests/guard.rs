@@ -5,14 +5,10 @@
 
 use pg_migration_guard_integration::*;
 
-
 fn audit_count(c: &mut Client, statement: &str, decision: &str) -> i64 {
-    c.query_one(
-        "SELECT count(*) FROM pg_migration_guard.audit_log WHERE statement = $1 AND decision = $2",
-        &[&statement, &decision],
-    )
-    .unwrap()
-    .get(0)
+    c.query_one("SELECT count(*) FROM pg_migration_guard.audit_log WHERE statement = $1 AND decision = $2", &[&statement, &decision])
+        .unwrap()
+        .get(0)
 }
 
 #[test]
@@ -33,20 +29,14 @@ fn million_row_table_is_protected_and_safe_forms_run() {
     assert!(e.message().starts_with("require-concurrent-index-creation: "), "{e:?}");
     assert!(e.detail().unwrap().contains("SHARE lock on public.shop_order ("), "{e:?}");
     assert!(e.detail().unwrap().contains("MB, about 1000000 rows)"), "{e:?}");
-    assert_eq!(
-        e.hint().unwrap().lines().last(),
-        Some("CREATE INDEX CONCURRENTLY acc_placed_at_idx ON shop_order (placed_at);")
-    );
+    assert_eq!(e.hint().unwrap().lines().last(), Some("CREATE INDEX CONCURRENTLY acc_placed_at_idx ON shop_order (placed_at);"));
 
     // CREATE INDEX CONCURRENTLY runs (it commits internally: needs a real connection) and
     // its audit row is committed with it.
     let cic = "CREATE INDEX CONCURRENTLY acc_placed_at_idx ON shop_order (placed_at)";
     let before = audit_count(&mut c, cic, "allowed");
     c.batch_execute(cic).unwrap();
-    let valid: bool = c
-        .query_one("SELECT indisvalid FROM pg_index WHERE indexrelid = 'acc_placed_at_idx'::regclass", &[])
-        .unwrap()
-        .get(0);
+    let valid: bool = c.query_one("SELECT indisvalid FROM pg_index WHERE indexrelid = 'acc_placed_at_idx'::regclass", &[]).unwrap().get(0);
     assert!(valid);
     // (rows are written by the audit writer, asynchronously)
     wait_for_count(
@@ -58,10 +48,9 @@ fn million_row_table_is_protected_and_safe_forms_run() {
     );
 
     // A validating foreign key: rejected. The NOT VALID + VALIDATE pair from the HINT runs.
-    let e = expect_db_error(c.execute(
-        "ALTER TABLE shop_order ADD CONSTRAINT acc_customer_fk FOREIGN KEY (customer_id) REFERENCES shop_customer (id)",
-        &[],
-    ));
+    let e = expect_db_error(
+        c.execute("ALTER TABLE shop_order ADD CONSTRAINT acc_customer_fk FOREIGN KEY (customer_id) REFERENCES shop_customer (id)", &[]),
+    );
     assert_eq!(e.code(), &REJECTED);
     assert!(e.message().starts_with("constraint-missing-not-valid: "), "{e:?}");
     let hint = e.hint().unwrap().to_string();
@@ -72,10 +61,7 @@ fn million_row_table_is_protected_and_safe_forms_run() {
     for step in steps {
         c.batch_execute(step).unwrap();
     }
-    let validated: bool = c
-        .query_one("SELECT convalidated FROM pg_constraint WHERE conname = 'acc_customer_fk'", &[])
-        .unwrap()
-        .get(0);
+    let validated: bool = c.query_one("SELECT convalidated FROM pg_constraint WHERE conname = 'acc_customer_fk'", &[]).unwrap().get(0);
     assert!(validated);
 
     // A nullable column: instant, allowed.
@@ -96,9 +82,7 @@ fn million_row_table_is_protected_and_safe_forms_run() {
     tx.rollback().unwrap();
 
     // The same CREATE INDEX sent through DO ... EXECUTE is rejected too.
-    let e = expect_db_error(c.batch_execute(
-        "DO $$ BEGIN EXECUTE 'CREATE INDEX acc_placed_at_idx2 ON shop_order (placed_at)'; END $$",
-    ));
+    let e = expect_db_error(c.batch_execute("DO $$ BEGIN EXECUTE 'CREATE INDEX acc_placed_at_idx2 ON shop_order (placed_at)'; END $$"));
     assert_eq!(e.code(), &REJECTED);
     assert!(e.message().starts_with("require-concurrent-index-creation: "), "{e:?}");
 
@@ -194,9 +178,9 @@ fn multi_statement_strings_are_judged_and_recorded_statement_by_statement() {
 
     // Second statement rejected: the whole implicit transaction rolls back, the first
     // statement's change with it.
-    let e = expect_db_error(c.batch_execute(
-        "ALTER TABLE shop_order ADD COLUMN ms_flag int; CREATE INDEX ms_flag_idx ON shop_order (ms_flag); SELECT 1",
-    ));
+    let e = expect_db_error(
+        c.batch_execute("ALTER TABLE shop_order ADD COLUMN ms_flag int; CREATE INDEX ms_flag_idx ON shop_order (ms_flag); SELECT 1"),
+    );
     assert_eq!(e.code(), &REJECTED);
     let has_col: bool = c
         .query_one(
@@ -281,10 +265,7 @@ fn create_extension_without_preload_fails_with_a_hint() {
     assert!(e.message().contains("shared_preload_libraries"), "{e:?}");
     assert!(e.hint().unwrap().contains("shared_preload_libraries"), "{e:?}");
     // Nothing was left behind.
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'pg_migration_guard'", &[])
-        .unwrap()
-        .get(0);
+    let n: i64 = c.query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'pg_migration_guard'", &[]).unwrap().get(0);
     assert_eq!(n, 0);
 }
 

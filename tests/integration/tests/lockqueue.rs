@@ -153,7 +153,10 @@ fn a_reader_that_outlives_the_budget_fails_the_migration_with_55p03_naming_it() 
     let detail = e.detail().unwrap();
     assert!(detail.contains(&format!("pid {reader_pid} (application_name \"lq-report\", state idle in transaction")), "{detail}");
     assert!(detail.contains("holds AccessShareLock): BEGIN; SELECT count(*) FROM shop_order WHERE id < 1000"), "{detail}");
-    assert_eq!(e.hint().unwrap().lines().last().unwrap().split("SELECT ").last(), Some(format!("pg_terminate_backend({reader_pid});").as_str()));
+    assert_eq!(
+        e.hint().unwrap().lines().last().unwrap().split("SELECT ").last(),
+        Some(format!("pg_terminate_backend({reader_pid});").as_str())
+    );
 
     // The session is unchanged and usable; the reader was never disturbed.
     let lt: String = m.query_one("SHOW lock_timeout", &[]).unwrap().get(0);
@@ -382,9 +385,16 @@ fn create_index_on_an_inheritance_parent_does_not_wait_for_a_child_being_written
     let mut admin = connect("A");
     let mut cleanup = Cleanup::new("A");
     cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_inh_parent CASCADE");
-    setup(&mut admin, "DROP TABLE IF EXISTS lq_inh_parent CASCADE; CREATE TABLE lq_inh_parent (a int, b int); \
-                       CREATE TABLE lq_inh_child1 () INHERITS (lq_inh_parent)");
-    let (mut writer, writer_pid) = { let mut w = app("lq-writer"); let p = pid(&mut w); (w, p) };
+    setup(
+        &mut admin,
+        "DROP TABLE IF EXISTS lq_inh_parent CASCADE; CREATE TABLE lq_inh_parent (a int, b int); \
+                       CREATE TABLE lq_inh_child1 () INHERITS (lq_inh_parent)",
+    );
+    let (mut writer, writer_pid) = {
+        let mut w = app("lq-writer");
+        let p = pid(&mut w);
+        (w, p)
+    };
     writer.batch_execute("BEGIN; INSERT INTO lq_inh_child1 VALUES (9, 9)").unwrap();
     let mut m = app("lq-migration");
     m.batch_execute("SET pg_migration_guard.mode = warn; SET pg_migration_guard.lock_retry_budget = '5s'").unwrap();
@@ -401,10 +411,17 @@ fn detach_and_row_level_security_do_not_wait_for_a_sibling_partition_being_read(
     let mut admin = connect("A");
     let mut cleanup = Cleanup::new("A");
     cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_part, lq_part_2");
-    setup(&mut admin, "DROP TABLE IF EXISTS lq_part, lq_part_2; CREATE TABLE lq_part (k int) PARTITION BY RANGE (k); \
+    setup(
+        &mut admin,
+        "DROP TABLE IF EXISTS lq_part, lq_part_2; CREATE TABLE lq_part (k int) PARTITION BY RANGE (k); \
                        CREATE TABLE lq_part_1 PARTITION OF lq_part FOR VALUES FROM (0) TO (100); \
-                       CREATE TABLE lq_part_2 PARTITION OF lq_part FOR VALUES FROM (100) TO (200)");
-    let (mut reader, reader_pid) = { let mut r = app("lq-report"); let p = pid(&mut r); (r, p) };
+                       CREATE TABLE lq_part_2 PARTITION OF lq_part FOR VALUES FROM (100) TO (200)",
+    );
+    let (mut reader, reader_pid) = {
+        let mut r = app("lq-report");
+        let p = pid(&mut r);
+        (r, p)
+    };
     reader.batch_execute("BEGIN; SELECT count(*) FROM lq_part_1").unwrap();
     let mut m = app("lq-migration");
     m.batch_execute("SET pg_migration_guard.mode = warn; SET pg_migration_guard.lock_retry_budget = '5s'").unwrap();
@@ -424,13 +441,15 @@ fn refresh_waits_for_a_locked_base_table_without_blocking_readers_of_the_view() 
     let mut admin = connect("A");
     let mut cleanup = Cleanup::new("A");
     cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_mv_base CASCADE");
-    setup(&mut admin, "DROP TABLE IF EXISTS lq_mv_base CASCADE; CREATE TABLE lq_mv_base (id int); \
+    setup(
+        &mut admin,
+        "DROP TABLE IF EXISTS lq_mv_base CASCADE; CREATE TABLE lq_mv_base (id int); \
                        INSERT INTO lq_mv_base SELECT generate_series(1, 10); \
-                       CREATE MATERIALIZED VIEW lq_mv AS SELECT count(*) AS n FROM lq_mv_base");
+                       CREATE MATERIALIZED VIEW lq_mv AS SELECT count(*) AS n FROM lq_mv_base",
+    );
     let mut locker = app("lq-locker");
     locker.batch_execute("BEGIN; LOCK TABLE lq_mv_base IN ACCESS EXCLUSIVE MODE").unwrap();
-    let (mig_pid, done) =
-        spawn_migration("lq-migration", "SET pg_migration_guard.mode = warn", "REFRESH MATERIALIZED VIEW lq_mv");
+    let (mig_pid, done) = spawn_migration("lq-migration", "SET pg_migration_guard.mode = warn", "REFRESH MATERIALIZED VIEW lq_mv");
     wait_for_retry(&mut admin, mig_pid);
     // Readers of the view are not queued behind the REFRESH for longer than one attempt.
     let mut reader = app("lq-app");
@@ -449,12 +468,14 @@ fn dropping_a_referencing_column_waits_for_the_referenced_table_as_postgres_does
     let mut admin = connect("A");
     let mut cleanup = Cleanup::new("A");
     cleanup.push("SET pg_migration_guard.mode = off; DROP TABLE IF EXISTS lq_fk_child, lq_fk_parent");
-    setup(&mut admin, "DROP TABLE IF EXISTS lq_fk_child, lq_fk_parent; CREATE TABLE lq_fk_parent (id int PRIMARY KEY); \
-                       CREATE TABLE lq_fk_child (id int, pid int REFERENCES lq_fk_parent)");
+    setup(
+        &mut admin,
+        "DROP TABLE IF EXISTS lq_fk_child, lq_fk_parent; CREATE TABLE lq_fk_parent (id int PRIMARY KEY); \
+                       CREATE TABLE lq_fk_child (id int, pid int REFERENCES lq_fk_parent)",
+    );
     let mut reader = app("lq-report");
     reader.batch_execute("BEGIN; SELECT count(*) FROM lq_fk_parent").unwrap();
-    let (mig_pid, done) =
-        spawn_migration("lq-migration", "SET pg_migration_guard.mode = warn", "ALTER TABLE lq_fk_child DROP COLUMN pid");
+    let (mig_pid, done) = spawn_migration("lq-migration", "SET pg_migration_guard.mode = warn", "ALTER TABLE lq_fk_child DROP COLUMN pid");
     wait_for_retry(&mut admin, mig_pid);
     assert!(done.try_recv().is_err(), "the ALTER must not finish while the referenced table is read");
     reader.batch_execute("COMMIT").unwrap();
@@ -480,8 +501,7 @@ fn event_triggers_and_the_statement_see_the_sessions_lock_timeout() {
     let (mut m, notices) = connect_as("A", "postgres", "lq-migration");
     m.batch_execute("ALTER TABLE lq_et ADD COLUMN x int").unwrap();
     m.batch_execute("SET lock_timeout = '7s'; ALTER TABLE lq_et ADD COLUMN y int").unwrap();
-    let seen: Vec<String> =
-        warning_messages(&notices).into_iter().filter(|w| w.starts_with("lq_show_lock_timeout: ")).collect();
+    let seen: Vec<String> = warning_messages(&notices).into_iter().filter(|w| w.starts_with("lq_show_lock_timeout: ")).collect();
     assert_eq!(seen, ["lq_show_lock_timeout: 0", "lq_show_lock_timeout: 7s"]);
 }
 
@@ -600,7 +620,10 @@ fn the_deadlock_detector_sees_the_wait_for_a_blocking_transaction() {
     other.batch_execute("ROLLBACK").unwrap();
     done.recv().unwrap().expect("the migration completes once the other transaction is gone");
     let cols: i64 = admin
-        .query_one("SELECT count(*) FROM pg_attribute WHERE attrelid IN ('lq_a'::regclass, 'lq_b'::regclass) AND attname IN ('x', 'y')", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid IN ('lq_a'::regclass, 'lq_b'::regclass) AND attname IN ('x', 'y')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(cols, 2);

@@ -287,7 +287,10 @@ const CASES: &[Case] = &[
     case("CREATE INDEX ON mv (n)"),
     case("DROP TABLE mv_base CASCADE"),
     Case { sql: "CREATE MATERIALIZED VIEW mv3 AS SELECT * FROM plain", unpredicted: &[("lockdiff.plain", READ_BY_QUERY)] },
-    Case { sql: "CREATE OR REPLACE VIEW v AS SELECT id, w FROM mv_base", unpredicted: &[("lockdiff.v", READ_BY_QUERY), ("lockdiff.mv_base", READ_BY_QUERY)] },
+    Case {
+        sql: "CREATE OR REPLACE VIEW v AS SELECT id, w FROM mv_base",
+        unpredicted: &[("lockdiff.v", READ_BY_QUERY), ("lockdiff.mv_base", READ_BY_QUERY)],
+    },
     case("DROP VIEW v CASCADE"),
     // typed tables
     case("ALTER TYPE comp ADD ATTRIBUTE z int CASCADE"),
@@ -331,8 +334,16 @@ const MODES: [&str; 8] = [
 ];
 
 /// lock_targets()' mode names, in the same order.
-const NAMES: [&str; 8] =
-    ["ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE"];
+const NAMES: [&str; 8] = [
+    "ACCESS SHARE",
+    "ROW SHARE",
+    "ROW EXCLUSIVE",
+    "SHARE UPDATE EXCLUSIVE",
+    "SHARE",
+    "SHARE ROW EXCLUSIVE",
+    "EXCLUSIVE",
+    "ACCESS EXCLUSIVE",
+];
 
 fn rank_of_lock(mode: &str) -> usize {
     MODES.iter().position(|m| *m == mode).unwrap_or_else(|| panic!("unknown pg_locks mode {mode}"))
@@ -441,9 +452,7 @@ fn check(c: &mut Client, case: &Case) -> (Vec<String>, String) {
     for (oid, relation, mode) in &predicted {
         match strongest.get(oid) {
             None => problems.push(format!("predicted {mode} on {relation}, not held")),
-            Some(r) if *r != rank_of_name(mode) => {
-                problems.push(format!("predicted {mode} on {relation}, strongest held {}", NAMES[*r]))
-            }
+            Some(r) if *r != rank_of_name(mode) => problems.push(format!("predicted {mode} on {relation}, strongest held {}", NAMES[*r])),
             Some(_) => {}
         }
     }
@@ -516,21 +525,15 @@ fn taken_ahead_is_false_for_a_strong_lock_on_another_owners_table() {
     )
     .unwrap();
     let rows = |c: &mut Client, sql: &str| -> Vec<String> {
-        c.query(
-            "SELECT relation || ' ' || mode || ' ' || taken_ahead FROM pg_migration_guard.lock_targets($1)",
-            &[&sql],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+        c.query("SELECT relation || ' ' || mode || ' ' || taken_ahead FROM pg_migration_guard.lock_targets($1)", &[&sql])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     };
     let fk = "ALTER TABLE lockdiff_own.mine ADD FOREIGN KEY (pid) REFERENCES lockdiff_own.theirs";
     c.batch_execute("SET ROLE lockdiff_app").unwrap();
-    assert_eq!(
-        rows(&mut c, fk),
-        ["lockdiff_own.mine SHARE ROW EXCLUSIVE true", "lockdiff_own.theirs SHARE ROW EXCLUSIVE false"]
-    );
+    assert_eq!(rows(&mut c, fk), ["lockdiff_own.mine SHARE ROW EXCLUSIVE true", "lockdiff_own.theirs SHARE ROW EXCLUSIVE false"]);
     // A statement with no lock that blocks reads or writes is not protected at all.
     assert_eq!(
         rows(&mut c, "ALTER TABLE lockdiff_own.mine SET (autovacuum_enabled = false)"),
@@ -538,8 +541,5 @@ fn taken_ahead_is_false_for_a_strong_lock_on_another_owners_table() {
     );
     // The table's owner (here a superuser) gets both taken ahead.
     c.batch_execute("RESET ROLE").unwrap();
-    assert_eq!(
-        rows(&mut c, fk),
-        ["lockdiff_own.mine SHARE ROW EXCLUSIVE true", "lockdiff_own.theirs SHARE ROW EXCLUSIVE true"]
-    );
+    assert_eq!(rows(&mut c, fk), ["lockdiff_own.mine SHARE ROW EXCLUSIVE true", "lockdiff_own.theirs SHARE ROW EXCLUSIVE true"]);
 }

@@ -58,12 +58,9 @@ fn exists(c: &mut Client, relation: &str) -> bool {
 }
 
 fn column_type(c: &mut Client) -> String {
-    c.query_one(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'sec_t.big'::regclass AND attname = 'v'",
-        &[],
-    )
-    .unwrap()
-    .get(0)
+    c.query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'sec_t.big'::regclass AND attname = 'v'", &[])
+        .unwrap()
+        .get(0)
 }
 
 fn expect_code(result: Result<impl std::fmt::Debug, postgres::Error>, code: &SqlState, what: &str) -> postgres::error::DbError {
@@ -82,17 +79,11 @@ fn expect_code(result: Result<impl std::fmt::Debug, postgres::Error>, code: &Sql
 fn expect_write_refused(c: &mut Client, sql: &str) {
     let e = expect_db_error(c.batch_execute(sql));
     let on_view = !sql.contains("audit_log") && ["INSERT", "UPDATE", "DELETE"].iter().any(|dml| sql.starts_with(dml));
-    assert!(
-        e.code() == &DENIED || (on_view && e.code() == &SqlState::FEATURE_NOT_SUPPORTED),
-        "{sql}: {e:?}"
-    );
+    assert!(e.code() == &DENIED || (on_view && e.code() == &SqlState::FEATURE_NOT_SUPPORTED), "{sql}: {e:?}");
 }
 
 fn forged_rows(admin: &mut Client, tag: &str) -> i64 {
-    admin
-        .query_one("SELECT count(*) FROM pg_migration_guard.audit_log WHERE statement = $1", &[&format!("forged {tag}")])
-        .unwrap()
-        .get(0)
+    admin.query_one("SELECT count(*) FROM pg_migration_guard.audit_log WHERE statement = $1", &[&format!("forged {tag}")]).unwrap().get(0)
 }
 
 /// A role without a grant can neither write the audit (INSERT, UPDATE, DELETE, TRUNCATE,
@@ -128,10 +119,7 @@ fn non_superuser_cannot_write_read_or_drop_the_audit_table() {
 #[test]
 fn only_the_reader_role_has_a_privilege_on_the_audit() {
     let mut admin = setup();
-    let can_login: bool = admin
-        .query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'migration_guard_reader'", &[])
-        .unwrap()
-        .get(0);
+    let can_login: bool = admin.query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'migration_guard_reader'", &[]).unwrap().get(0);
     assert!(!can_login, "migration_guard_reader must be NOLOGIN");
     for relation in ["pg_migration_guard.audit_log", "pg_migration_guard.audit"] {
         let owner_is_superuser: bool = admin
@@ -185,10 +173,8 @@ fn reader_role_member_can_read_the_audit_but_not_write_it() {
         let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         assert_eq!(got, vec![("rejected".to_string(), "sec_app".to_string())], "{relation}");
     }
-    let status: Option<String> = auditor
-        .query_one("SELECT transaction_status FROM pg_migration_guard.audit WHERE application_name = $1", &[&app])
-        .unwrap()
-        .get(0);
+    let status: Option<String> =
+        auditor.query_one("SELECT transaction_status FROM pg_migration_guard.audit WHERE application_name = $1", &[&app]).unwrap().get(0);
     assert_eq!(status.as_deref(), Some("aborted"));
 
     for sql in [
@@ -411,10 +397,7 @@ fn non_superuser_cannot_execute_the_guards_privileged_functions() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let unexpected: Vec<&String> = executable
-        .iter()
-        .filter(|f| !f.starts_with("pg_migration_guard.lock_targets("))
-        .collect();
+    let unexpected: Vec<&String> = executable.iter().filter(|f| !f.starts_with("pg_migration_guard.lock_targets(")).collect();
     assert!(unexpected.is_empty(), "functions of the guard executable by any role: {unexpected:?}");
 }
 
@@ -482,9 +465,7 @@ fn route_security_definer_function_is_judged() {
             index_sql(&index)
         ))
         .unwrap();
-    assert_route_rejected(&format!("sec-definer-{tag}"), &index, "postgres", |c| {
-        c.batch_execute(&format!("SELECT sec_t.definer_{tag}()"))
-    });
+    assert_route_rejected(&format!("sec-definer-{tag}"), &index, "postgres", |c| c.batch_execute(&format!("SELECT sec_t.definer_{tag}()")));
 }
 
 /// LANGUAGE sql function whose body is the DDL statement.
@@ -494,11 +475,7 @@ fn route_sql_function_is_judged() {
     let tag = unique_tag();
     let index = format!("sec_sqlfn_{tag}");
     assert_route_rejected(&format!("sec-sqlfn-{tag}"), &index, "sec_app", |c| {
-        c.batch_execute(&format!(
-            "CREATE FUNCTION sec_t.sqlfn_{tag}() RETURNS void LANGUAGE sql AS $f${}$f$",
-            index_sql(&index)
-        ))
-        .unwrap();
+        c.batch_execute(&format!("CREATE FUNCTION sec_t.sqlfn_{tag}() RETURNS void LANGUAGE sql AS $f${}$f$", index_sql(&index))).unwrap();
         c.batch_execute(&format!("SELECT sec_t.sqlfn_{tag}()"))
     });
 }
@@ -562,12 +539,7 @@ fn route_procedure_is_judged_across_its_own_commits() {
     assert!(exists(&mut admin, &format!("sec_t.proc_made_{tag}")), "the procedure's first transaction committed");
     assert!(!exists(&mut admin, &format!("sec_t.{index}")));
 
-    let rows = wait_for_audit(
-        &mut admin,
-        "application_name = $1 AND command_tag IN ('CREATE TABLE', 'CREATE INDEX')",
-        &[&app],
-        2,
-    );
+    let rows = wait_for_audit(&mut admin, "application_name = $1 AND command_tag IN ('CREATE TABLE', 'CREATE INDEX')", &[&app], 2);
     let made = row_for(&rows, &create);
     assert_eq!(made.decision, "allowed");
     assert_eq!(made.transaction_status.as_deref(), Some("committed"), "{made:#?}");
@@ -690,7 +662,8 @@ fn override_does_not_cover_rules_it_does_not_name() {
     let tag = unique_tag();
     let app = format!("sec-override-other-{tag}");
     let mut c = sec_app(&app);
-    let sql = format!("/* pg_migration_guard:allow {INDEX_RULE} reason=\"wrong rule named\" */ ALTER TABLE sec_t.big ALTER COLUMN v TYPE bigint");
+    let sql =
+        format!("/* pg_migration_guard:allow {INDEX_RULE} reason=\"wrong rule named\" */ ALTER TABLE sec_t.big ALTER COLUMN v TYPE bigint");
     let e = expect_rejected(c.batch_execute(&sql), TYPE_RULE);
     assert_eq!(column_type(&mut admin), "integer");
     let rows = wait_for_audit(&mut admin, "application_name = $1 AND command_tag = 'ALTER TABLE'", &[&app], 1);
@@ -868,11 +841,7 @@ fn exempt_roles_is_evaluated_for_the_session_user_not_the_current_user() {
 
     let judged_rows = wait_for_audit(&mut admin, "application_name = $1 AND command_tag = 'CREATE INDEX'", &[&app], 1);
     let r = &judged_rows[0];
-    assert_eq!(
-        (r.decision.as_str(), r.session_role.as_str(), r.effective_role.as_str()),
-        ("rejected", "sec_app", "postgres"),
-        "{r:#?}"
-    );
+    assert_eq!((r.decision.as_str(), r.session_role.as_str(), r.effective_role.as_str()), ("rejected", "sec_app", "postgres"), "{r:#?}");
     let member_rows = wait_for_audit(&mut admin, "application_name = $1 AND command_tag = 'CREATE INDEX'", &[&member_app], 2);
     assert_eq!(row_for(&member_rows, &index_sql(&direct)).decision, "exempt");
     let r = row_for(&member_rows, &index_sql(&via_definer));
@@ -895,9 +864,7 @@ fn application_name_pattern_selects_the_sessions_that_are_judged() {
     let mut cleanup = Cleanup::new("A");
     cleanup.push("ALTER ROLE sec_app RESET pg_migration_guard.application_name_pattern");
     let tag = unique_tag();
-    admin
-        .batch_execute("ALTER ROLE sec_app SET pg_migration_guard.application_name_pattern = '^(alembic|flyway)$'")
-        .unwrap();
+    admin.batch_execute("ALTER ROLE sec_app SET pg_migration_guard.application_name_pattern = '^(alembic|flyway)$'").unwrap();
 
     let judged = format!("sec_alembic_{tag}");
     expect_rejected(sec_app("alembic").batch_execute(&index_sql(&judged)), INDEX_RULE);
