@@ -550,7 +550,7 @@ unsafe fn fk_skip_validation(cmds: &PgList<pg_sys::AlterTableCmd>) -> bool {
 }
 
 /// `strVal()` of a String (PostgreSQL 15+) or Value (13, 14) node.
-unsafe fn str_val(node: *mut pg_sys::Node) -> String {
+pub(crate) unsafe fn str_val(node: *mut pg_sys::Node) -> String {
     unsafe {
         #[cfg(any(feature = "pg13", feature = "pg14"))]
         {

@@ -56,7 +56,7 @@ use std::ffi::{c_void, CString};
 use pgrx::pg_sys;
 use pgrx::{is_a, PgList, PgTupleDesc};
 
-use crate::judging::facts::{cstr, find_all_inheritors, lookup, name_bytes, reindex_is_concurrent, vacuum_is_full, OpenRel};
+use crate::judging::facts::{cstr, find_all_inheritors, lookup, name_bytes, reindex_is_concurrent, str_val, vacuum_is_full, OpenRel};
 use crate::model::{LockMode, LockRequest};
 
 // Functions of src/include/catalog/pg_inherits.h, partition.h and nodeFuncs.h that are not
@@ -552,20 +552,6 @@ unsafe fn add_constraint(
                 }
             }
             _ => {}
-        }
-    }
-}
-
-/// `strVal()` of a String (PostgreSQL 15+) or Value (13, 14) node.
-unsafe fn str_val(node: *mut pg_sys::Node) -> String {
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14"))]
-        {
-            cstr((*(node as *mut pg_sys::Value)).val.str_)
-        }
-        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-        {
-            cstr((*(node as *mut pg_sys::String)).sval)
         }
     }
 }
