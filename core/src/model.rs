@@ -130,13 +130,13 @@ pub struct LockRequest {
     pub relation: String,
     pub mode: LockMode,
     /// Created in this transaction or temporary: nobody else can be waiting for it.
-    pub created_in_transaction: bool,
+    pub invisible_to_others: bool,
 }
 
 impl LockRequest {
     /// Whether waiting for this lock could hold up other sessions' reads or writes.
     pub fn can_stall_others(&self) -> bool {
-        !self.created_in_transaction && self.mode.blocks_reads_or_writes()
+        !self.invisible_to_others && self.mode.blocks_reads_or_writes()
     }
 }
 
@@ -169,7 +169,7 @@ pub struct Relation {
     /// Created in the current transaction (`RelationData.rd_createSubid` set, for the
     /// relation and every partition or child the statement recurses to), or a temporary
     /// table: no other session can see it, so nothing done to it can block anyone.
-    pub created_in_transaction: bool,
+    pub invisible_to_others: bool,
     /// Size in bytes of the main fork (`RelationGetNumberOfBlocks` × BLCKSZ) and of the
     /// TOAST table's main fork (its files' sizes, as `pg_relation_size`), summed over the
     /// partitions and inheritance children the statement recurses to; indexes excluded.
@@ -426,6 +426,7 @@ pub struct DroppedIndex {
     pub name: String,
     /// An index on a partitioned table: PostgreSQL cannot drop it CONCURRENTLY.
     pub partitioned: bool,
+    /// Created in this transaction (`rd_createSubid`): dropping it blocks nobody.
     pub created_in_transaction: bool,
     /// The table the index belongs to.
     pub table: Relation,
@@ -659,13 +660,12 @@ mod tests {
         "XXXXXXXX", // ACCESS EXCLUSIVE
     ];
 
-    /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.
     #[test]
     fn a_relation_of_one_row_is_described_in_the_singular() {
         let rel = |rows| super::Relation {
             name: "public.t".into(),
             kind: super::RelKind::Table,
-            created_in_transaction: false,
+            invisible_to_others: false,
             size_bytes: 8192,
             estimated_rows: Some(rows),
         };
@@ -674,6 +674,7 @@ mod tests {
         assert_eq!(rel(0.0).describe(), "public.t (8192 bytes, about 0 rows)");
     }
 
+    /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.
     #[test]
     fn pretty_size_matches_pg_size_pretty() {
         use super::{pretty_size, UNMEASURED};

@@ -236,7 +236,7 @@ impl OpenRel {
         unsafe { (*self.0).rd_createSubid != 0 }
     }
     /// Created in this transaction, or temporary: no other session can see it, so nothing
-    /// done to it can block anyone (`Relation::created_in_transaction` in the model).
+    /// done to it can block anyone (`Relation::invisible_to_others` in the model).
     pub(crate) fn invisible_to_others(&self) -> bool {
         self.created_in_transaction() || self.temporary()
     }
@@ -337,7 +337,7 @@ unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
     let mut out = Relation {
         name: rel.qualified_name(),
         kind: rel.kind(),
-        created_in_transaction: rel.invisible_to_others(),
+        invisible_to_others: rel.invisible_to_others(),
         size_bytes: sizes.of(rel),
         estimated_rows: rel.reltuples(),
     };
@@ -360,7 +360,7 @@ unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
             out.size_bytes = out.size_bytes.saturating_add(sizes.of(&crel));
             // Exempt only when every relation the statement reaches is new: a partition
             // attached from an old table is as visible as ever.
-            out.created_in_transaction &= crel.invisible_to_others();
+            out.invisible_to_others &= crel.invisible_to_others();
             if let Some(t) = crel.reltuples() {
                 *out.estimated_rows.get_or_insert(0.0) += t;
             }
@@ -476,7 +476,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt, text: &StatementText, s
         let table = relation_of(&rel, Reach::Locked(stmt.cast()), sizes);
         let lock = LockMode::from_pg(pg_sys::AlterTableGetLockLevel((*stmt).cmds)).unwrap_or(LockMode::AccessExclusive);
         let mut commands = Vec::new();
-        if !table.created_in_transaction {
+        if !table.invisible_to_others {
             let cmds = PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds);
             let added = cmds
                 .iter_ptr()

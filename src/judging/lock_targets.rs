@@ -134,7 +134,7 @@ impl Targets {
             return;
         }
         let Some(rel) = (unsafe { OpenRel::new(oid) }) else { return };
-        let request = LockRequest { relation: rel.qualified_name(), mode, created_in_transaction: rel.invisible_to_others() };
+        let request = LockRequest { relation: rel.qualified_name(), mode, invisible_to_others: rel.invisible_to_others() };
         self.0.push(Target { oid, request });
     }
 

@@ -132,7 +132,7 @@ pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
     targets
         .iter()
         .zip(owned)
-        .map(|(t, owned)| protected && !t.request.created_in_transaction && (owned || t.request.mode <= LockMode::RowShare))
+        .map(|(t, owned)| protected && !t.request.invisible_to_others && (owned || t.request.mode <= LockMode::RowShare))
         .collect()
 }
 

@@ -76,7 +76,7 @@ pub fn changing_column_type(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Context,
             });
         }
         AlterTableCmd::AddColumn { column, type_name, replaces: Some(dropped), .. } => {
-            if at.table.created_in_transaction || !has_rows(at) {
+            if at.table.invisible_to_others || !has_rows(at) {
                 return;
             }
             let o = sqltext::suffixed_identifier(column, "_old");
@@ -111,7 +111,7 @@ pub fn changing_column_type(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Context,
 /// COLUMN): the HINT first detaches it from the type (ALTER TABLE ... NOT OF).
 pub fn on_composite_type(stmt: &Statement, ctx: &Context, out: &mut Vec<Finding>) {
     let Statement::AlterCompositeType { type_name, tables } = stmt else { return };
-    for at in tables.iter().filter(|at| !at.table.created_in_transaction) {
+    for at in tables.iter().filter(|at| !at.table.invisible_to_others) {
         for cmd in &at.commands {
             let before = out.len();
             changing_column_type(at, cmd, ctx, out);

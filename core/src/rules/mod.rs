@@ -329,7 +329,7 @@ impl Context {
     /// Whether `rule` does not apply to `rel`: created in this transaction (invisible to
     /// every other session), or, for rewrite/scan/build rules, smaller than the threshold.
     pub fn exempt(&self, rule: &Rule, rel: &Relation) -> bool {
-        rel.created_in_transaction || (rule.family == Family::Rewrite && rel.size_bytes < self.small_table_bytes)
+        rel.invisible_to_others || (rule.family == Family::Rewrite && rel.size_bytes < self.small_table_bytes)
     }
 }
 
@@ -356,7 +356,7 @@ pub fn check(stmt: &Statement, ctx: &Context) -> Vec<Finding> {
         Statement::DropIndex(_) => require_concurrent_index_deletion(stmt, ctx, out),
         Statement::Reindex(_) => require_concurrent_reindex(stmt, ctx, out),
         Statement::AlterTable(at) => {
-            if !at.table.created_in_transaction {
+            if !at.table.invisible_to_others {
                 for_each_subcommand(
                     at,
                     &[constraint_missing_not_valid, disallowed_unique_constraint, ban_exclusion_constraint, partition_constraint_scan],
@@ -410,14 +410,14 @@ pub(crate) mod testutil {
         Relation {
             name: name.to_string(),
             kind: RelKind::Table,
-            created_in_transaction: false,
+            invisible_to_others: false,
             size_bytes: mb * 1024 * 1024,
             estimated_rows: Some(1_000_000.0),
         }
     }
 
     pub fn new_table(name: &str) -> Relation {
-        Relation { created_in_transaction: true, size_bytes: 0, estimated_rows: None, ..table(name, 0) }
+        Relation { invisible_to_others: true, size_bytes: 0, estimated_rows: None, ..table(name, 0) }
     }
 
     pub fn alter(table: Relation, lock: LockMode, commands: Vec<AlterTableCmd>) -> Statement {
@@ -775,7 +775,7 @@ mod tests {
             require_lock_timeout: Some(RequireLockTimeout { session_lock_timeout_ms: 0, max_lock_timeout_ms: 2000 }),
             ..Context::default()
         };
-        let lock = [LockRequest { relation: "public.t".into(), mode: LockMode::AccessExclusive, created_in_transaction: false }];
+        let lock = [LockRequest { relation: "public.t".into(), mode: LockMode::AccessExclusive, invisible_to_others: false }];
         let mut reached: Vec<&str> = every_statement_shape().iter().flat_map(|s| check_all(s, &lock, &ctx)).map(|f| f.rule.id).collect();
         reached.sort();
         reached.dedup();

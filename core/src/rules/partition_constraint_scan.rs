@@ -175,7 +175,7 @@ mod tests {
         assert!(check(&attach(vec![], vec![])).is_empty());
         assert!(check(&attach(vec![scan("public.orders_2026_01", 0)], vec![])).is_empty());
         let mut s = scan("public.orders_2026_01", 68);
-        s.relation.created_in_transaction = true;
+        s.relation.invisible_to_others = true;
         assert!(check(&attach(vec![s], vec![])).is_empty());
     }
 

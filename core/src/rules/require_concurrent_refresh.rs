@@ -26,7 +26,7 @@ pub fn require_concurrent_refresh(stmt: &Statement, ctx: &Context, out: &mut Vec
     }
     // Emptied earlier in this transaction, the view's size here (0) says nothing about what
     // the refresh computes: only a view created in this transaction is exempt then.
-    let exempt = if *populated { ctx.exempt(rule, view) } else { view.created_in_transaction };
+    let exempt = if *populated { ctx.exempt(rule, view) } else { view.invisible_to_others };
     if exempt {
         return;
     }
@@ -79,7 +79,7 @@ mod tests {
         }
         assert_eq!(check(&stmt).len(), 1);
         if let Statement::RefreshMatView { view, .. } = &mut stmt {
-            view.created_in_transaction = true;
+            view.invisible_to_others = true;
         }
         assert!(check(&stmt).is_empty());
     }

@@ -55,7 +55,7 @@ mod tests {
     use crate::rules::RequireLockTimeout;
 
     fn req(mode: LockMode, new: bool) -> LockRequest {
-        LockRequest { relation: "public.shop_order".into(), mode, created_in_transaction: new }
+        LockRequest { relation: "public.shop_order".into(), mode, invisible_to_others: new }
     }
 
     fn ctx(session_ms: u32) -> Context {
@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn the_strongest_lock_is_named() {
         let locks = [
-            LockRequest { relation: "public.shop_customer".into(), mode: LockMode::ShareRowExclusive, created_in_transaction: false },
+            LockRequest { relation: "public.shop_customer".into(), mode: LockMode::ShareRowExclusive, invisible_to_others: false },
             req(LockMode::AccessExclusive, false),
         ];
         let f = run(&locks, &ctx(0));
