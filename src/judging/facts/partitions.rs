@@ -245,6 +245,12 @@ pub(super) unsafe fn attach_partition(
         }
         let oid = lookup((*cmd).name)?;
         let attached = OpenRel::new(oid)?;
+        if !same_columns(parent, &attached) {
+            // PostgreSQL refuses the statement with its own error ("cannot attach a typed
+            // table as partition", "child table is missing column", "table contains column
+            // not found in parent", "child table has different type for column"): not judged.
+            return None;
+        }
         let default = default_partition(parent);
         let mut scans = Vec::new();
         let mut default_scans = Vec::new();
@@ -280,6 +286,29 @@ pub(super) unsafe fn attach_partition(
             statement_sql: sqltext::trim_statement(text.text).to_string(),
         })
     }
+}
+
+/// Whether `attached` can become a partition of `parent` as far as its columns go, the
+/// checks ATExecAttachPartition makes before it maps anything (tablecmds.c: not a typed
+/// table; MergeAttributesIntoExisting: every column of the parent, by name, with the same
+/// type, typmod and collation; no column the parent lacks). Only then can the partition
+/// constraint be mapped to its columns (map_partition_varattnos, which otherwise fails with
+/// "could not convert row type").
+unsafe fn same_columns(parent: &OpenRel, attached: &OpenRel) -> bool {
+    if attached.form().reloftype != pg_sys::InvalidOid {
+        return false;
+    }
+    let columns = |rel: &OpenRel| -> Vec<(Vec<u8>, u32, i32, u32)> {
+        let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel.0).rd_att) };
+        let mut v: Vec<_> = desc
+            .iter()
+            .filter(|a| !a.attisdropped)
+            .map(|a| (super::name_bytes(&a.attname).to_vec(), a.atttypid.to_u32(), a.atttypmod, a.attcollation.to_u32()))
+            .collect();
+        v.sort();
+        v
+    };
+    columns(parent) == columns(attached)
 }
 
 /// CREATE TABLE name PARTITION OF parent bound, on a parent with a DEFAULT partition:
