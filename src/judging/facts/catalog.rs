@@ -12,9 +12,17 @@ use super::{alter_column_type, cstr, lookup, relation, relation_of, OpenRel, Rea
 use crate::model::{AlterTable, AlterTableCmd, LockMode, ReindexTarget, Relation, Statement};
 
 /// Calls `each` on every row of catalog `catalog` that matches the equality `keys`
-/// (attribute number, equality function, value), read with a catalog snapshot
-/// (table_beginscan_catalog, as PostgreSQL's own scans of these catalogs).
-unsafe fn scan_catalog(catalog: pg_sys::Oid, keys: &[(u32, u32, pg_sys::Datum)], mut each: impl FnMut(pg_sys::HeapTuple)) {
+/// (attribute number of the catalog, equality function, value), through `index` when one is
+/// given, with `snapshot` (null: the catalog snapshot) — `systable_beginscan`, as
+/// PostgreSQL's own catalog lookups read them (src/backend/access/index/genam.c; it maps
+/// the catalog's attribute numbers to the index's columns itself).
+pub(super) unsafe fn scan_catalog(
+    catalog: pg_sys::Oid,
+    index: Option<pg_sys::Oid>,
+    snapshot: pg_sys::Snapshot,
+    keys: &[(u32, u32, pg_sys::Datum)],
+    mut each: impl FnMut(pg_sys::HeapTuple),
+) {
     unsafe {
         let rel = pg_sys::table_open(catalog, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let mut scan_keys: Vec<pg_sys::ScanKeyData> = keys
@@ -31,15 +39,22 @@ unsafe fn scan_catalog(catalog: pg_sys::Oid, keys: &[(u32, u32, pg_sys::Datum)],
                 k
             })
             .collect();
-        let scan = pg_sys::table_beginscan_catalog(rel, scan_keys.len() as i32, scan_keys.as_mut_ptr());
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            index.unwrap_or(pg_sys::InvalidOid),
+            index.is_some(),
+            snapshot,
+            scan_keys.len() as i32,
+            scan_keys.as_mut_ptr(),
+        );
         loop {
-            let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            let tuple = pg_sys::systable_getnext(scan);
             if tuple.is_null() {
                 break;
             }
             each(tuple);
         }
-        pg_sys::table_endscan(scan);
+        pg_sys::systable_endscan(scan);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
     }
 }
@@ -48,7 +63,9 @@ unsafe fn scan_catalog(catalog: pg_sys::Oid, keys: &[(u32, u32, pg_sys::Datum)],
 unsafe fn pg_class_rows(keys: &[(u32, u32, pg_sys::Datum)]) -> Vec<pg_sys::FormData_pg_class> {
     let mut rows = Vec::new();
     unsafe {
-        scan_catalog(pg_sys::RelationRelationId, keys, |t| rows.push(*(pg_sys::GETSTRUCT(t) as *const pg_sys::FormData_pg_class)));
+        scan_catalog(pg_sys::RelationRelationId, None, std::ptr::null_mut(), keys, |t| {
+            rows.push(*(pg_sys::GETSTRUCT(t) as *const pg_sys::FormData_pg_class))
+        });
     }
     rows
 }
@@ -113,6 +130,8 @@ pub(super) unsafe fn clustered_tables(sizes: Sizes) -> Vec<Relation> {
         let mut tables = Vec::new();
         scan_catalog(
             pg_sys::IndexRelationId,
+            None,
+            std::ptr::null_mut(),
             &[(pg_sys::Anum_pg_index_indisclustered, pg_sys::F_BOOLEQ, pg_sys::Datum::from(true))],
             |t| tables.push((*(pg_sys::GETSTRUCT(t) as *const pg_sys::FormData_pg_index)).indrelid),
         );

@@ -330,52 +330,31 @@ unsafe fn xmin(tuple: pg_sys::HeapTuple) -> pg_sys::TransactionId {
 /// [`dropped_in_this_transaction`] when its name is `name`.
 unsafe fn version_before_drop(relid: pg_sys::Oid, attnum: pg_sys::AttrNumber, name: &[u8]) -> Option<String> {
     unsafe {
-        let catalog = pg_sys::table_open(pg_sys::AttributeRelationId, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let mut keys: [pg_sys::ScanKeyData; 2] = [pg_sys::ScanKeyData::default(), pg_sys::ScanKeyData::default()];
-        pg_sys::ScanKeyInit(
-            &mut keys[0],
-            pg_sys::Anum_pg_attribute_attrelid as pg_sys::AttrNumber,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_OIDEQ),
-            pg_sys::Datum::from(relid),
-        );
-        pg_sys::ScanKeyInit(
-            &mut keys[1],
-            pg_sys::Anum_pg_attribute_attnum as pg_sys::AttrNumber,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_INT2EQ),
-            pg_sys::Datum::from(attnum),
-        );
-        let scan = pg_sys::systable_beginscan(
-            catalog,
-            pg_sys::Oid::from(pg_sys::AttributeRelidNumIndexId),
-            true,
-            &raw mut pg_sys::SnapshotAnyData,
-            2,
-            keys.as_mut_ptr(),
-        );
         let mut found = None;
-        loop {
-            let tuple = pg_sys::systable_getnext(scan);
-            if tuple.is_null() {
-                break;
-            }
-            let header = &*(*tuple).t_data;
-            let form = &*(pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_attribute);
-            let infomask = u32::from(header.t_infomask);
-            if form.attisdropped || infomask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_XMAX_LOCK_ONLY) != 0 {
-                continue;
-            }
-            let (xmin, xmax) = (header.t_choice.t_heap.t_xmin, header.t_choice.t_heap.t_xmax);
-            if pg_sys::TransactionIdIsCurrentTransactionId(xmax)
-                && !pg_sys::TransactionIdIsCurrentTransactionId(xmin)
-                && name_bytes(&form.attname) == name
-            {
-                found = Some(cstr(pg_sys::format_type_with_typemod(form.atttypid, form.atttypmod)));
-            }
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(catalog, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        super::catalog::scan_catalog(
+            pg_sys::AttributeRelationId,
+            Some(pg_sys::Oid::from(pg_sys::AttributeRelidNumIndexId)),
+            &raw mut pg_sys::SnapshotAnyData,
+            &[
+                (pg_sys::Anum_pg_attribute_attrelid, pg_sys::F_OIDEQ, pg_sys::Datum::from(relid)),
+                (pg_sys::Anum_pg_attribute_attnum, pg_sys::F_INT2EQ, pg_sys::Datum::from(attnum)),
+            ],
+            |tuple| {
+                let header = &*(*tuple).t_data;
+                let form = &*(pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_attribute);
+                let infomask = u32::from(header.t_infomask);
+                if form.attisdropped || infomask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_XMAX_LOCK_ONLY) != 0 {
+                    return;
+                }
+                let (xmin, xmax) = (header.t_choice.t_heap.t_xmin, header.t_choice.t_heap.t_xmax);
+                if pg_sys::TransactionIdIsCurrentTransactionId(xmax)
+                    && !pg_sys::TransactionIdIsCurrentTransactionId(xmin)
+                    && name_bytes(&form.attname) == name
+                {
+                    found = Some(cstr(pg_sys::format_type_with_typemod(form.atttypid, form.atttypmod)));
+                }
+            },
+        );
         found
     }
 }

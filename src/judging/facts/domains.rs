@@ -95,37 +95,19 @@ unsafe fn domain_uses(domain: pg_sys::Oid, sizes: Sizes, out: &mut Vec<DomainUse
         seen.push(domain);
         pgrx::check_for_interrupts!();
         let mut deps: Vec<(pg_sys::Oid, pg_sys::Oid, i32)> = Vec::new();
-        let catalog = pg_sys::table_open(pg_sys::Oid::from(DEPEND_RELATION_ID), pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let mut keys = [pg_sys::ScanKeyData::default(), pg_sys::ScanKeyData::default()];
-        for (key, (attnum, value)) in
-            keys.iter_mut().zip([(ANUM_PG_DEPEND_REFCLASSID, pg_sys::TypeRelationId), (ANUM_PG_DEPEND_REFOBJID, domain)])
-        {
-            pg_sys::ScanKeyInit(
-                key,
-                attnum as pg_sys::AttrNumber,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                pg_sys::Oid::from(pg_sys::F_OIDEQ),
-                pg_sys::Datum::from(value),
-            );
-        }
-        let scan = pg_sys::systable_beginscan(
-            catalog,
-            pg_sys::Oid::from(DEPEND_REFERENCE_INDEX_ID),
-            true,
+        super::catalog::scan_catalog(
+            pg_sys::Oid::from(DEPEND_RELATION_ID),
+            Some(pg_sys::Oid::from(DEPEND_REFERENCE_INDEX_ID)),
             std::ptr::null_mut(),
-            2,
-            keys.as_mut_ptr(),
+            &[
+                (ANUM_PG_DEPEND_REFCLASSID, pg_sys::F_OIDEQ, pg_sys::Datum::from(pg_sys::TypeRelationId)),
+                (ANUM_PG_DEPEND_REFOBJID, pg_sys::F_OIDEQ, pg_sys::Datum::from(domain)),
+            ],
+            |tuple| {
+                let d = &*(pg_sys::GETSTRUCT(tuple) as *const FormDataPgDepend);
+                deps.push((d.classid, d.objid, d.objsubid));
+            },
         );
-        loop {
-            let tuple = pg_sys::systable_getnext(scan);
-            if tuple.is_null() {
-                break;
-            }
-            let d = &*(pg_sys::GETSTRUCT(tuple) as *const FormDataPgDepend);
-            deps.push((d.classid, d.objid, d.objsubid));
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(catalog, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
 
         for (classid, objid, objsubid) in deps {
             if classid == pg_sys::TypeRelationId {
