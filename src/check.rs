@@ -489,8 +489,9 @@ unsafe fn synthetic_lock(node: *mut pg_sys::Node) -> LockMode {
     }
 }
 
-/// Whether the statement's facts read the relation's constraints (proofs that a scan can be
-/// skipped: SET NOT NULL, ADD PRIMARY KEY, ATTACH PARTITION, PARTITION OF).
+/// Whether the statement's verdict rests on the relation's constraints (proofs that a scan
+/// can be skipped: SET NOT NULL, ADD PRIMARY KEY, ATTACH PARTITION, PARTITION OF). ALTER
+/// COLUMN TYPE only lists the column's constraints in its HINT.
 #[allow(non_upper_case_globals)]
 unsafe fn reads_constraints(node: *mut pg_sys::Node) -> bool {
     use pg_sys::AlterTableType::*;
@@ -502,7 +503,7 @@ unsafe fn reads_constraints(node: *mut pg_sys::Node) -> bool {
             return false;
         }
         PgList::<pg_sys::AlterTableCmd>::from_pg((*(node as *mut pg_sys::AlterTableStmt)).cmds).iter_ptr().any(|c| {
-            matches!((*c).subtype, AT_SetNotNull | AT_AttachPartition | AT_AlterColumnType | AT_AddIndexConstraint)
+            matches!((*c).subtype, AT_SetNotNull | AT_AttachPartition | AT_AddIndexConstraint)
                 || ((*c).subtype == AT_AddConstraint
                     && is_a((*c).def, pg_sys::NodeTag::T_Constraint)
                     && (*((*c).def as *mut pg_sys::Constraint)).contype == pg_sys::ConstrType::CONSTR_PRIMARY)
@@ -716,6 +717,11 @@ impl Checker {
                     return outcome;
                 }
             }
+            // A rejected statement does not run: the statements after it see the state before it,
+            // as they would live.
+            if outcome.decision == "rejected" {
+                return outcome;
+            }
             // Locks are held until the transaction ends.
             for oid in self.sim_targets(node) {
                 let held = self.sim.view.held.entry(oid.0).or_insert(oid.1);
@@ -820,7 +826,7 @@ impl Checker {
                 if let Some(first) = self.sim.anything {
                     return Outcome::unknown(format!(
                         "the statement acts on every relation of a kind, and the script creates or changes relations before it \
-                         (line {first}): the catalog cannot describe them yet"
+                         (at line {first}): the catalog cannot describe them yet"
                     ));
                 }
             }
@@ -973,7 +979,7 @@ impl Checker {
                 let largest = build(UNMEASURED).ok().and_then(|s| decide(&s).ok());
                 if largest.is_none_or(|v| v.rules != verdict.rules) {
                     return Outcome::unknown(format!(
-                        "the verdict depends on the size of {}, which the script creates and fills (line {})",
+                        "the verdict depends on the size of {}, which the script creates and fills (at line {})",
                         filled.qualified(),
                         filled.line
                     ));
@@ -1014,7 +1020,7 @@ impl Checker {
                     if !rel.invisible_to_others {
                         if first.filled {
                             return Err(format!(
-                                "{} is created and filled earlier in the script (line {}), in a transaction that commits before \
+                                "{} is created and filled earlier in the script (at line {}), in a transaction that commits before \
                                  this statement: the catalog cannot describe its columns and constraints yet",
                                 first.qualified(),
                                 first.line
@@ -1120,7 +1126,7 @@ impl Checker {
                     if let Some(d) = self.sim.created.iter().find(|c| !c.dropped && c.default_of.as_deref() == Some(parent.as_str())) {
                         if d.filled && !(*(*stmt).partbound).is_default {
                             return Err(format!(
-                                "the DEFAULT partition {} of {parent} is created and filled earlier in the script (line {}): \
+                                "the DEFAULT partition {} of {parent} is created and filled earlier in the script (at line {}): \
                                  whether it must be scanned depends on its rows and constraints",
                                 d.qualified(),
                                 d.line
