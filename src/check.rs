@@ -189,6 +189,46 @@ enum Resolved {
     Script(usize),
 }
 
+/// Why a name could not be resolved.
+struct Unresolved {
+    reason: String,
+    /// No relation of that name exists, in the catalog or in the script: PostgreSQL's
+    /// "does not exist".
+    missing: bool,
+}
+
+impl Unresolved {
+    fn missing(reason: String) -> Unresolved {
+        Unresolved { reason, missing: true }
+    }
+}
+
+/// PostgreSQL's error for a name that leads nowhere: `table "x" does not exist` (42P01) for
+/// DROP TABLE, `index "x" does not exist` (42704) for DROP INDEX (RemoveRelations,
+/// DropErrorMsgNonExistent), `relation "x" does not exist` (42P01) for a RangeVar lookup
+/// (RangeVarGetRelidExtended).
+unsafe fn does_not_exist(node: *mut pg_sys::Node, rv: *mut pg_sys::RangeVar) -> (PgSqlErrorCode, String) {
+    unsafe {
+        let (schema, name) = rv_name(rv);
+        let shown = match &schema {
+            Some(s) => format!("{s}.{name}"),
+            None => name,
+        };
+        if is_a(node, pg_sys::NodeTag::T_DropStmt) {
+            match (*(node as *mut pg_sys::DropStmt)).removeType {
+                pg_sys::ObjectType::OBJECT_INDEX => {
+                    return (PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("index \"{shown}\" does not exist"))
+                }
+                pg_sys::ObjectType::OBJECT_TABLE => {
+                    return (PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table \"{shown}\" does not exist"))
+                }
+                _ => {}
+            }
+        }
+        (PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("relation \"{shown}\" does not exist"))
+    }
+}
+
 /// The script's simulated state.
 #[derive(Clone, Default)]
 struct Sim {
@@ -207,6 +247,8 @@ struct Checker {
     saved: Option<Sim>,
     /// The mode the script set (pg_migration_guard.mode), else enforce.
     mode: Option<Mode>,
+    /// The first line where the script runs code check() cannot follow (DO, CALL).
+    opaque: Option<usize>,
 }
 
 /// The first line and column (1-based, in characters) of each offset.
@@ -289,7 +331,7 @@ pub fn check(script_text: &str) -> Vec<Row> {
             pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
             pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
         );
-        let mut checker = Checker { txn: 0, in_block: false, sim: Sim::default(), saved: None, mode: None };
+        let mut checker = Checker { txn: 0, in_block: false, sim: Sim::default(), saved: None, mode: None, opaque: None };
         let mut rows = Vec::with_capacity(stmts.len());
         for (i, raw) in stmts.iter_ptr().enumerate() {
             let location = usize::try_from((*raw).stmt_location).unwrap_or(0).min(bytes.len());
@@ -639,6 +681,12 @@ impl Checker {
     /// drop), else the catalog's, unless the script dropped or renamed it. `Err` holds the
     /// reason the name cannot be resolved.
     unsafe fn resolve(&self, rv: *mut pg_sys::RangeVar) -> Result<Resolved, String> {
+        unsafe { self.resolve_or_missing(rv).map_err(|e| e.reason) }
+    }
+
+    /// [`Checker::resolve`], telling a name that leads nowhere (`missing`) from a lookup that
+    /// failed (a schema the role may not use, ...).
+    unsafe fn resolve_or_missing(&self, rv: *mut pg_sys::RangeVar) -> Result<Resolved, Unresolved> {
         unsafe {
             let (schema, name) = rv_name(rv);
             let found = self
@@ -651,19 +699,23 @@ impl Checker {
             }
             match subxact::in_subtransaction(|| facts::lookup(rv)) {
                 Ok(Some(oid)) => match self.sim.changed.get(&oid).and_then(|c| c.gone) {
-                    Some(line) => {
-                        Err(format!("relation {} is dropped or renamed by the statement at line {line}", show_name(&schema, &name)))
-                    }
+                    Some(line) => Err(Unresolved::missing(format!(
+                        "relation {} is dropped or renamed by the statement at line {line}",
+                        show_name(&schema, &name)
+                    ))),
                     None => Ok(Resolved::Catalog(oid)),
                 },
                 Ok(None) => {
                     if self.sim.created.iter().any(|c| c.dropped && c.name == name) {
-                        Err(format!("relation {} is dropped earlier in the script", show_name(&schema, &name)))
+                        Err(Unresolved::missing(format!("relation {} is dropped earlier in the script", show_name(&schema, &name))))
                     } else {
-                        Err(format!("relation {} does not exist and is not created earlier in the script", show_name(&schema, &name)))
+                        Err(Unresolved::missing(format!(
+                            "relation {} does not exist and is not created earlier in the script",
+                            show_name(&schema, &name)
+                        )))
                     }
                 }
-                Err(c) => Err(c.message),
+                Err(c) => Err(Unresolved { reason: c.message, missing: false }),
             }
         }
     }
@@ -698,6 +750,9 @@ impl Checker {
             }
             if is_a(node, T_VariableSetStmt) {
                 return self.set(node.cast());
+            }
+            if is_a(node, T_DoStmt) || is_a(node, T_CallStmt) {
+                self.opaque.get_or_insert(line);
             }
             let mut outcome = if is_a(node, T_DoStmt) || is_a(node, T_CallStmt) {
                 Outcome::unknown(
@@ -832,18 +887,20 @@ impl Checker {
             }
             let names = names(node);
             let mut primary = Vec::new();
-            for rv in &names.primary {
-                match self.resolve(*rv) {
-                    Ok(r) => primary.push((*rv, r)),
-                    Err(_) if names.missing_ok => {}
-                    Err(reason) => return Outcome::unknown(reason),
-                }
-            }
             let mut other = Vec::new();
-            for rv in &names.other {
-                match self.resolve(*rv) {
+            for (i, rv) in names.primary.iter().chain(&names.other).enumerate() {
+                let is_primary = i < names.primary.len();
+                match self.resolve_or_missing(*rv) {
+                    Ok(r) if is_primary => primary.push((*rv, r)),
                     Ok(r) => other.push(r),
-                    Err(reason) => return Outcome::unknown(reason),
+                    Err(u) if u.missing && is_primary && names.missing_ok => {}
+                    // Nothing of that name: PostgreSQL refuses the statement, unless code the
+                    // script ran that check() cannot see created it.
+                    Err(u) if u.missing && self.opaque.is_none() => {
+                        let (code, message) = does_not_exist(node, *rv);
+                        return Outcome { detail: Some(format!("check(): {}.", u.reason)), ..Outcome::postgres_error(code, message) };
+                    }
+                    Err(u) => return Outcome::unknown(u.reason),
                 }
             }
             let script_primary: Vec<usize> =
