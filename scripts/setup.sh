@@ -25,7 +25,7 @@ if [ "$need_apt" -eq 1 ]; then
   echo "setup: installing Debian packages" >&2
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} libclang-dev clang sudo >/dev/null
+  $SUDO apt-get install -y -qq postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} libclang-dev clang sudo jq >/dev/null
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q "${PGRX_VERSION}"; then

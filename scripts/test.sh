@@ -3,7 +3,8 @@
 # and the lints (cargo clippy -D warnings), then runs:
 #   1. unit tests of the pure core (plain cargo test), unit tests of the extension and
 #      #[pg_test] tests of the hook (cargo pgrx test, pg15);
-#   2. integration tests over real connections against throwaway clusters:
+#   2. integration tests over real connections against throwaway clusters (and check() with
+#      its command-line client against a primary and a streaming standby: tests/check/run.sh):
 #      A: shared_preload_libraries = 'pg_stat_statements,pg_migration_guard', 1M-row data set
 #      B: shared_preload_libraries = 'pg_migration_guard,pg_stat_statements'
 #      C: not preloaded (CREATE EXTENSION must refuse)
@@ -22,10 +23,10 @@ source scripts/common.sh
 echo "== format and lints (cargo fmt --check, cargo clippy -D warnings)"
 cargo fmt --all -- --check
 (cd tests/integration && cargo fmt -- --check)
-cargo clippy --features "pg15 pg_test" --tests -p pg_migration_guard -p pg_migration_guard_core -- -D warnings
+cargo clippy --features "pg15 pg_test" --tests -p pg_migration_guard -p pg_migration_guard_core -p pg-migration-guard -- -D warnings
 
-echo "== unit tests of the pure core (cargo test -p pg_migration_guard_core: no PostgreSQL needed)"
-cargo test -p pg_migration_guard_core
+echo "== unit tests of the pure core and of the client (cargo test: no PostgreSQL needed)"
+cargo test -p pg_migration_guard_core -p pg-migration-guard
 
 echo "== unit tests of the extension and #[pg_test] tests (cargo pgrx test pg15)"
 PGRX_PGDATA=/tmp/pgrx-pgdata
@@ -48,6 +49,10 @@ psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p 55433 -U postgres -d postgres -c 'CREAT
 
 export PGMG_PORT_A=55433 PGMG_PORT_B=55434 PGMG_PORT_C=55435 PGMG_LOG_A="$WORK/a/server.log"
 (cd tests/integration && cargo test --release -- --test-threads=1)
+
+echo "== check() and pg-migration-guard check against a primary and its hot standby (tests/check/run.sh)"
+# Ports PGMG_CHECK_PORT_PRIMARY / PGMG_CHECK_PORT_STANDBY, default 55560 and 55561.
+tests/check/run.sh
 
 echo "== PostgreSQL's regression suite: no guard, guard with every rule off, guard in mode warn (scripts/regress.sh)"
 ./scripts/regress.sh

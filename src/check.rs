@@ -310,16 +310,65 @@ fn invalid(message: String) -> ! {
     unreachable!()
 }
 
+/// The cursor position of the error being reported, kept by [`keep_position`].
+static mut ERROR_POSITION: i32 = 0;
+
+/// Error context callback around the parser: keeps the error's cursor position (1-based,
+/// in characters of the script), which the error loses on its way through pgrx.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn keep_position(_arg: *mut std::ffi::c_void) {
+    unsafe {
+        ERROR_POSITION = pg_sys::geterrposition();
+    }
+}
+
+/// The script's raw parse trees. A syntax error is raised again as PostgreSQL reported it,
+/// with its place in DETAIL: `at character N of the script (line L, column C)`.
+unsafe fn parse(c: &CString, lines: &Lines) -> *mut pg_sys::List {
+    unsafe {
+        ERROR_POSITION = 0;
+        let mut callback =
+            pg_sys::ErrorContextCallback { previous: pg_sys::error_context_stack, callback: Some(keep_position), arg: std::ptr::null_mut() };
+        pg_sys::error_context_stack = &raw mut callback;
+        let ptr = c.as_ptr();
+        let result = pgrx::PgTryBuilder::new(|| {
+            #[cfg(feature = "pg13")]
+            let parsed = pg_sys::raw_parser(ptr);
+            #[cfg(not(feature = "pg13"))]
+            let parsed = pg_sys::raw_parser(ptr, pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+            Ok(parsed)
+        })
+        .catch_others(Err)
+        .execute();
+        pg_sys::error_context_stack = callback.previous;
+        match result {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let r = subxact::report(&e);
+                let position = ERROR_POSITION;
+                if position <= 0 {
+                    e.rethrow();
+                }
+                let offset = lines.text.char_indices().nth(position as usize - 1).map_or(lines.text.len(), |(b, _)| b);
+                let (line, col) = lines.position(offset);
+                let mut report = pgrx::pg_sys::panic::ErrorReport::new(r.sql_error_code(), r.message().to_string(), "check")
+                    .set_detail(format!("at character {position} of the script (line {line}, column {col})"));
+                if let Some(h) = r.hint() {
+                    report = report.set_hint(h.to_string());
+                }
+                report.report(pgrx::PgLogLevel::ERROR);
+                unreachable!()
+            }
+        }
+    }
+}
+
 /// `check(script)`: one row per statement, in order.
 pub fn check(script_text: &str) -> Vec<Row> {
     let Ok(c) = CString::new(script_text) else { invalid("script contains a NUL byte".into()) };
     unsafe {
-        #[cfg(feature = "pg13")]
-        let parsed = pg_sys::raw_parser(c.as_ptr());
-        #[cfg(not(feature = "pg13"))]
-        let parsed = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        let stmts = PgList::<pg_sys::RawStmt>::from_pg(parsed);
         let lines = Lines::new(script_text);
+        let stmts = PgList::<pg_sys::RawStmt>::from_pg(parse(&c, &lines));
         let bytes = script_text.as_bytes();
         // SET statements of the script apply in a GUC nest level of their own, reverted at
         // the end (as a function's SET clause is).

@@ -191,6 +191,21 @@ impl Finding {
     }
 }
 
+/// An error with its causes: `error connecting to server: Connection refused (os error 111)`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
 fn check(args: &CheckArgs) -> Result<Vec<Finding>, Fatal> {
     let dsn = args
         .dsn
@@ -198,14 +213,14 @@ fn check(args: &CheckArgs) -> Result<Vec<Finding>, Fatal> {
         .or_else(|| std::env::var("DATABASE_URL").ok())
         .ok_or_else(|| Fatal("no server to check against: give --dsn URL or set PG_MIGRATION_GUARD_DSN or DATABASE_URL".into()))?;
     let script = read_files(&args.files)?;
-    let mut config: postgres::Config = dsn.parse().map_err(|e| Fatal(format!("invalid connection string: {e}")))?;
+    let mut config: postgres::Config = dsn.parse().map_err(|e| Fatal(format!("invalid connection string: {}", chain(&e))))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
     if config.get_application_name().is_none() {
         config.application_name("pg-migration-guard check");
     }
-    let mut client = config.connect(postgres::NoTls).map_err(|e| Fatal(format!("cannot connect to the server: {e}")))?;
+    let mut client = config.connect(postgres::NoTls).map_err(|e| Fatal(format!("cannot connect to the server: {}", chain(&e))))?;
     let mut tx =
         client.build_transaction().read_only(true).start().map_err(|e| Fatal(format!("cannot start a read-only transaction: {e}")))?;
     let rows = tx.query(
@@ -219,8 +234,14 @@ fn check(args: &CheckArgs) -> Result<Vec<Finding>, Fatal> {
             let Some(db) = e.as_db_error() else { return Err(Fatal(format!("the server failed: {e}"))) };
             if *db.code() == SqlState::SYNTAX_ERROR {
                 // The script does not parse: PostgreSQL would refuse it.
-                let (line, col) = match db.position() {
-                    Some(ErrorPosition::Original(p)) => script.position(*p as usize),
+                // check() gives the place in DETAIL: "at character N of the script (...)".
+                let in_detail = db
+                    .detail()
+                    .and_then(|d| d.strip_prefix("at character "))
+                    .and_then(|d| d.split(' ').next())
+                    .and_then(|n| n.parse::<u32>().ok());
+                let (line, col) = match (in_detail, db.position()) {
+                    (Some(p), _) | (None, Some(&ErrorPosition::Original(p))) => script.position(p as usize),
                     _ => (1, 1),
                 };
                 let (file, line) = script.locate(line);
@@ -235,7 +256,7 @@ fn check(args: &CheckArgs) -> Result<Vec<Finding>, Fatal> {
                     rules: vec![],
                     sqlstate: Some(db.code().code().to_string()),
                     message: Some(db.message().to_string()),
-                    detail: db.detail().map(str::to_string),
+                    detail: None,
                     hint: db.hint().map(str::to_string),
                     locks: json!([]),
                     sizes: json!([]),
