@@ -324,11 +324,16 @@ unsafe extern "C-unwind" fn keep_position(_arg: *mut std::ffi::c_void) {
 
 /// The script's raw parse trees. A syntax error is raised again as PostgreSQL reported it,
 /// with its place in DETAIL: `at character N of the script (line L, column C)`.
+// pgrx's CaughtError is large (a whole error report); it is built only on the error path.
+#[allow(clippy::result_large_err)]
 unsafe fn parse(c: &CString, lines: &Lines) -> *mut pg_sys::List {
     unsafe {
         ERROR_POSITION = 0;
-        let mut callback =
-            pg_sys::ErrorContextCallback { previous: pg_sys::error_context_stack, callback: Some(keep_position), arg: std::ptr::null_mut() };
+        let mut callback = pg_sys::ErrorContextCallback {
+            previous: pg_sys::error_context_stack,
+            callback: Some(keep_position),
+            arg: std::ptr::null_mut(),
+        };
         pg_sys::error_context_stack = &raw mut callback;
         let ptr = c.as_ptr();
         let result = pgrx::PgTryBuilder::new(|| {
