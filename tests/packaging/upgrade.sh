@@ -95,13 +95,15 @@ step "libraries: $NEW_VERSION (install_extension) and $OLD_VERSION"
 # The update goes through every sql/pg_migration_guard--<from>--<to>.sql from OLD_VERSION on
 # (0.1.0 -> 0.2.0 -> 0.3.0).
 UPDATE_SCRIPTS=$(cd sql && ls pg_migration_guard--*--*.sql)
-for f in pg_migration_guard.control "pg_migration_guard--$NEW_VERSION.sql" $UPDATE_SCRIPTS "pg_migration_guard--$OLD_VERSION.sql"; do
+for f in pg_migration_guard.control "pg_migration_guard--$NEW_VERSION.sql" $UPDATE_SCRIPTS "pg_migration_guard--$OLD_VERSION.sql" "pg_migration_guard--0.2.0.sql"; do
   save_shared "$SHAREDIR_EXT/$f"
 done
 install_extension
 NEW_SO=$GUARD_LIB_DIR/pg_migration_guard.so
 old_library
 put_shared sql/pg_migration_guard--$OLD_VERSION.sql "$SHAREDIR_EXT/pg_migration_guard--$OLD_VERSION.sql"
+# 0.2.0's install script too: a database created at 0.2.0 is updated to the new version below.
+put_shared sql/pg_migration_guard--0.2.0.sql "$SHAREDIR_EXT/pg_migration_guard--0.2.0.sql"
 for f in $UPDATE_SCRIPTS; do
   [ -f "$SHAREDIR_EXT/$f" ] || fail "install_extension did not install the upgrade script $f"
 done
@@ -165,6 +167,11 @@ q "$PORT" fresh "CREATE EXTENSION pg_migration_guard VERSION '$NEW_VERSION'"
 "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d fresh -f "$OBJECTS_SQL" >"$DIR/objects-fresh.txt"
 diff -u "$DIR/objects-fresh.txt" "$DIR/objects-updated.txt" >&2 || fail "updated objects differ from a fresh $NEW_VERSION install (- fresh, + updated)"
 ok "updated objects = a fresh $NEW_VERSION install ($(wc -l <"$DIR/objects-fresh.txt") lines: members, definitions, comments, privileges, config)"
+q "$PORT" postgres "CREATE DATABASE from020"
+q "$PORT" from020 "CREATE EXTENSION pg_migration_guard VERSION '0.2.0'" "ALTER EXTENSION pg_migration_guard UPDATE TO '$NEW_VERSION'"
+"$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d from020 -f "$OBJECTS_SQL" >"$DIR/objects-from020.txt"
+diff -u "$DIR/objects-fresh.txt" "$DIR/objects-from020.txt" >&2 || fail "objects updated from 0.2.0 differ from a fresh $NEW_VERSION install (- fresh, + updated)"
+ok "a database created at 0.2.0 and updated has the objects of a fresh $NEW_VERSION install"
 before=$(q "$PORT" postgres "SELECT count(*) FROM pg_migration_guard.audit_log")
 expect_error "$PORT" postgres "ALTER TABLE big ADD CONSTRAINT big_payload_check CHECK (payload <> '')" constraint-missing-not-valid >/dev/null
 q "$PORT" postgres "ALTER TABLE big ADD CONSTRAINT big_payload_check CHECK (payload <> '') NOT VALID"
