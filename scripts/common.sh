@@ -7,11 +7,27 @@
 # linked), whose pg_config reports the tree's own lib/ as PKGLIBDIR, so `cargo pgrx test`
 # installs its test build there; and the clusters the scripts start load the guard library
 # from a content-addressed directory (install_extension), never rewritten once written.
-PG_MAJOR=${PG_MAJOR:-15}
-SYSTEM_PG_BIN=/usr/lib/postgresql/${PG_MAJOR}/bin
-PG_TREE=${PGMG_PG_TREE:-/var/tmp/pgmg/pg${PG_MAJOR}}
-PG_BIN=${PG_TREE}/bin
-PG_CONFIG=${PG_BIN}/pg_config
+#
+# PG_MAJOR (default 15) selects the server: 15 is Debian's packaged server, its programs in
+# the private tree /var/tmp/pgmg/pg15; 17 and 18 are built by scripts/setup.sh from
+# Debian's source packages into /var/tmp/pgmg/pg17 and /var/tmp/pgmg/pg18, each with its
+# own SHAREDIR. PGMG_TREES (default /var/tmp/pgmg) moves all trees.
+PG_MAJORS_SUPPORTED="15 17 18"
+pg_tree_of() { echo "${PGMG_TREES:-/var/tmp/pgmg}/pg$1"; }
+# select_pg_major N: points PG_MAJOR, PG_TREE, PG_BIN and PG_CONFIG at version N.
+select_pg_major() {
+  case " $PG_MAJORS_SUPPORTED " in
+    *" $1 "*) ;;
+    *) echo "PG_MAJOR=$1: supported versions are $PG_MAJORS_SUPPORTED" >&2; return 1 ;;
+  esac
+  PG_MAJOR=$1
+  PG_TREE=$(pg_tree_of "$PG_MAJOR")
+  PG_BIN=${PG_TREE}/bin
+  PG_CONFIG=${PG_BIN}/pg_config
+}
+select_pg_major "${PG_MAJOR:-15}" || return 1
+# Debian's PostgreSQL 15 programs, which scripts/setup.sh copies into the 15 tree.
+SYSTEM_PG_BIN=/usr/lib/postgresql/15/bin
 # Where install_extension puts each build of the library: <dir>/<sha256 prefix>/.
 GUARD_LIB_ROOT=${PGMG_LIB_ROOT:-/var/tmp/pgmg/lib}
 
