@@ -543,16 +543,35 @@ unsafe fn blocking_autovacuum_workers(target: &Target) -> (Vec<(i32, u32)>, usiz
             if proc.pid == 0 {
                 continue;
             }
-            let runs_holder = vxids.iter().any(|v| v.backendId == proc.backendId && v.localTransactionId == proc.lxid && v.localTransactionId != 0);
+            let (proc_number, lxid) = proc_vxid(proc);
+            let runs_holder = vxids.iter().any(|v| vxid_proc_number(v) == proc_number && v.localTransactionId == lxid && lxid != 0);
             let flags = u32::from(proc.statusFlags);
             if runs_holder && flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0 {
-                workers.push((proc.pid, proc.lxid));
+                workers.push((proc.pid, lxid));
             }
         }
         pg_sys::LWLockRelease(lock);
         let others = vxids.len().saturating_sub(workers.len());
         (workers, others)
     }
+}
+
+/// The virtual transaction a PGPROC runs, as (backend id or proc number, local
+/// transaction id). PostgreSQL 17 moved both into `PGPROC.vxid` and renamed the backend id
+/// the proc number (src/include/storage/proc.h).
+fn proc_vxid(proc: &pg_sys::PGPROC) -> (i32, u32) {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    return (proc.backendId, proc.lxid);
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    return (proc.vxid.procNumber, proc.vxid.lxid);
+}
+
+/// A `VirtualTransactionId`'s backend id (proc number on PostgreSQL 17 and later).
+fn vxid_proc_number(vxid: &pg_sys::VirtualTransactionId) -> i32 {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    return vxid.backendId;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    return vxid.procNumber;
 }
 
 /// ERROR 55P03 once the budget is spent, naming the blocking sessions.
