@@ -290,11 +290,17 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                     }
                 }
                 // ATPrepCmd: ATSimpleRecursion.
-                AT_ColumnDefault | AT_DropNotNull | AT_CheckNotNull | AT_DropExpression | AT_SetStatistics | AT_SetStorage => {
+                AT_ColumnDefault | AT_DropNotNull | AT_DropExpression | AT_SetStatistics | AT_SetStorage => {
                     if recurse {
                         t.add_inheritors(oid, mode);
                     }
                 }
+                // Before PostgreSQL 18 (which has no AT_CheckNotNull), ATSimpleRecursion.
+                #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+                AT_CheckNotNull if recurse => t.add_inheritors(oid, mode),
+                // SET EXPRESSION (PostgreSQL 17 and later): ATSimpleRecursion.
+                #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+                AT_SetExpression if recurse => t.add_inheritors(oid, mode),
                 AT_SetNotNull => set_not_null(t, oid, (*cmd).name, mode, recurse),
                 AT_DropColumn => {
                     if composite {
