@@ -882,6 +882,14 @@ fn exemption_reason() -> Option<String> {
     unsafe { crate::guc::exemption() }
 }
 
+/// Revokes the membership in g_listed that g_creator granted the session user: on
+/// PostgreSQL 16 and later a REVOKE removes only the grant of the grantor it names (the
+/// bootstrap superuser by default, for a superuser).
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+const REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR: &str = "REVOKE g_listed FROM SESSION_USER";
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+const REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR: &str = "REVOKE g_listed FROM SESSION_USER GRANTED BY g_creator";
+
 #[pg_test]
 fn exempt_roles_count_only_memberships_granted_by_superusers() {
     Spi::run(
@@ -890,24 +898,36 @@ fn exempt_roles_count_only_memberships_granted_by_superusers() {
     )
     .unwrap();
     assert_eq!(exemption_reason(), None, "not a member");
+    // PostgreSQL 16 and later record a grantor only if it holds ADMIN OPTION on the role
+    // (check_role_grantor in user.c); a CREATEROLE role no longer may grant any role.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed TO g_creator WITH ADMIN OPTION").unwrap();
     // What a CREATEROLE role's GRANT g_listed TO itself records: itself as grantor.
     Spi::run("GRANT g_listed TO SESSION_USER GRANTED BY g_creator").unwrap();
     assert_eq!(exemption_reason(), None, "a membership a non-superuser granted");
-    Spi::run("REVOKE g_listed FROM SESSION_USER; GRANT g_listed TO SESSION_USER").unwrap();
+    Spi::run(REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR).unwrap();
+    Spi::run("GRANT g_listed TO SESSION_USER").unwrap();
     let reason = exemption_reason().expect("a membership the superuser granted exempts");
     assert!(reason.contains("\"g_listed\""), "{reason}");
 }
 
 #[pg_test]
 fn exempt_roles_follow_chains_of_superuser_grants_only() {
+    Spi::run("CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE").unwrap();
+    // PostgreSQL 16 and later: a recorded grantor needs ADMIN OPTION (check_role_grantor).
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed, g_team TO g_creator WITH ADMIN OPTION").unwrap();
     Spi::run(
-        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
-         GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
+        "GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
          SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
     )
     .unwrap();
     assert_eq!(exemption_reason(), None, "the first link granted by a non-superuser");
-    Spi::run("REVOKE g_team FROM SESSION_USER; GRANT g_team TO SESSION_USER").unwrap();
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    Spi::run("REVOKE g_team FROM SESSION_USER").unwrap();
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("REVOKE g_team FROM SESSION_USER GRANTED BY g_creator").unwrap();
+    Spi::run("GRANT g_team TO SESSION_USER").unwrap();
     assert!(exemption_reason().is_some(), "every link granted by a superuser");
     Spi::run("REVOKE g_listed FROM g_team; GRANT g_listed TO g_team GRANTED BY g_creator").unwrap();
     assert_eq!(exemption_reason(), None, "the second link granted by a non-superuser");
@@ -915,9 +935,12 @@ fn exempt_roles_follow_chains_of_superuser_grants_only() {
 
 #[pg_test]
 fn exempt_roles_judge_the_grantor_as_it_is_now() {
+    Spi::run("CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER").unwrap();
+    // PostgreSQL 16 and later: a recorded grantor needs ADMIN OPTION, superuser or not.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed TO g_admin WITH ADMIN OPTION").unwrap();
     Spi::run(
-        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER; \
-         GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
+        "GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
          SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
     )
     .unwrap();
@@ -926,9 +949,35 @@ fn exempt_roles_judge_the_grantor_as_it_is_now() {
     assert_eq!(exemption_reason(), None, "the grantor is no longer a superuser");
     Spi::run("ALTER ROLE g_admin SUPERUSER").unwrap();
     assert!(exemption_reason().is_some(), "the grantor is a superuser again");
-    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists.
-    Spi::run("DROP ROLE g_admin").unwrap();
-    assert_eq!(exemption_reason(), None, "the grantor was dropped");
+    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists. 16 and
+    // later refuse to drop a role that granted memberships (DropRole in user.c).
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    {
+        Spi::run("DROP ROLE g_admin").unwrap();
+        assert_eq!(exemption_reason(), None, "the grantor was dropped");
+    }
+}
+
+/// PostgreSQL 16 and later: a CREATEROLE role that creates a role gets ADMIN OPTION on it,
+/// recorded as granted by the bootstrap superuser without INHERIT or SET, and, with
+/// `createrole_self_grant`, a membership it granted itself (CreateRole in user.c). It is
+/// then a member as far as PostgreSQL is concerned, but neither row exempts it: creating
+/// a listed role that does not exist yet is no way out of the guard.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+#[pg_test]
+fn exempt_roles_ignore_what_createrole_gives_the_creator_of_a_listed_role() {
+    Spi::run(
+        "CREATE ROLE g_creator NOLOGIN CREATEROLE; SET LOCAL createrole_self_grant = 'set, inherit'; \
+         SET LOCAL ROLE g_creator; CREATE ROLE g_listed NOLOGIN; RESET ROLE",
+    )
+    .unwrap();
+    let oid = |name: &str| Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regrole::oid")).unwrap().unwrap();
+    assert_eq!(Spi::get_one::<bool>("SELECT pg_has_role('g_creator', 'g_listed', 'MEMBER')"), Ok(Some(true)));
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT count(*) FROM pg_auth_members WHERE roleid = 'g_listed'::regrole AND member = 'g_creator'::regrole"),
+        Ok(Some(2))
+    );
+    assert_eq!(unsafe { crate::guc::exempting_role(oid("g_creator"), &[oid("g_listed")]) }, None);
 }
 
 #[pg_test]
