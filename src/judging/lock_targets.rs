@@ -44,8 +44,11 @@
 //! inheritor for any ALTER TABLE ... ADD CONSTRAINT that recurses (ATPrepCmd: "recurses at
 //! exec time; lock descendants"), also a FOREIGN KEY on an inheritance parent, and recurses
 //! SET / DROP NOT NULL and the identity subcommands at execution time (not-null constraints
-//! are catalogued since 18). This module models PostgreSQL 15, the version built and tested
-//! here.
+//! are catalogued since 18). This module models PostgreSQL 15; built for 18, it follows 18
+//! where the differential lock test (tests/integration/tests/locks_differential.rs) showed a
+//! difference: ADD CONSTRAINT's locking of every inheritor, and no AT_CheckNotNull. SET
+//! EXPRESSION (17+) recurses as ATSimpleRecursion does. PostgreSQL 17 (as of its branch
+//! point) recurses ADD CONSTRAINT as 15 does.
 
 use std::ffi::{c_void, CString};
 
@@ -316,6 +319,12 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                 }
                 AT_AlterColumnType => alter_column_type(t, oid, (*cmd).name, mode, recurse, composite, cascade),
                 AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => {
+                    // PostgreSQL 18's ATPrepCmd first locks every inheritor with the
+                    // statement's mode ("recurses at exec time; lock descendants").
+                    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+                    if recurse {
+                        t.add_inheritors(oid, mode);
+                    }
                     add_constraint(t, oid, def.cast(), mode, recurse, None);
                 }
                 AT_DropConstraint if !(*cmd).name.is_null() => drop_constraint(t, oid, (*cmd).name, mode, recurse),
