@@ -148,6 +148,27 @@ fn normalise(text: &str) -> String {
     out
 }
 
+/// `text` with the size of public.shop_daily_sales written SIZE, for the comparison only:
+/// the view's size lies on the rounding boundary of 21 and 22 MB, and PostgreSQL versions
+/// store it in slightly different numbers of pages (21 MB on 15, 22 MB on 18). The
+/// expected file keeps the size the blessing server reported.
+fn without_view_size(text: &str) -> String {
+    const VIEW: &str = "public.shop_daily_sales (";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(VIEW) {
+        let (before, from_view) = rest.split_at(at + VIEW.len());
+        out.push_str(before);
+        rest = from_view;
+        if let Some(comma) = rest.find(", about ").filter(|&c| rest[..c].ends_with(" MB") && !rest[..c].contains(')')) {
+            out.push_str("SIZE");
+            rest = &rest[comma..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The messages received since the last call, rendered, in the order they came.
 fn drain(notices: &std::sync::Mutex<Vec<postgres::error::DbError>>) -> String {
     notices.lock().unwrap().drain(..).map(|n| Message::from_db_error(&n).render()).collect()
@@ -170,7 +191,7 @@ fn check_expected_output(actual: &str) -> Result<(), String> {
     }
     let expected = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (run the corpus test with PGMG_BLESS=1 to create it)", path.display()))?;
-    if expected == actual {
+    if expected == actual || without_view_size(&expected) == without_view_size(actual) {
         return Ok(());
     }
     let actual_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-shop.out");
@@ -283,6 +304,17 @@ fn messages_render_like_psql_verbose() {
     assert_eq!(m.render(), "ERROR:  55000: rule: text\nDETAIL:  Detail.\nHINT:  Do this:\nSELECT 1;\n");
     let w = Message { severity: "WARNING".into(), sqlstate: "01000".into(), detail: None, hint: None, ..m };
     assert_eq!(w.render(), "WARNING:  01000: rule: text\n");
+}
+
+#[test]
+fn without_view_size_replaces_only_the_view_size() {
+    assert_eq!(
+        without_view_size("on public.shop_daily_sales (22 MB, about N rows), then public.shop_order (71 MB, about 1000000 rows)"),
+        "on public.shop_daily_sales (SIZE, about N rows), then public.shop_order (71 MB, about 1000000 rows)"
+    );
+    for text in ["public.shop_daily_sales (21 MB) and (about 7 rows)", "public.shop_daily_sales_day_idx (21 MB, about 3 rows)", "x"] {
+        assert_eq!(without_view_size(text), text);
+    }
 }
 
 #[test]
