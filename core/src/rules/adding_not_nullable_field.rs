@@ -5,6 +5,12 @@
 //! - SET NOT NULL takes ACCESS EXCLUSIVE and scans the table for NULLs, unless the column
 //!   is already NOT NULL or a valid CHECK constraint proves it has none
 //!   (NotNullImpliedByRelConstraints, PostgreSQL 12+).
+//! - PostgreSQL 18 catalogues not-null constraints: `ADD CONSTRAINT name NOT NULL col NOT
+//!   VALID` takes its lock without a scan, and `VALIDATE CONSTRAINT name` then scans under
+//!   SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes; the validated constraint
+//!   makes the column NOT NULL. `ADD CONSTRAINT ... NOT NULL` without NOT VALID scans as SET
+//!   NOT NULL does (the facts give it as a SET NOT NULL), and SET NOT NULL on a column whose
+//!   not-null constraint is NOT VALID validates it, a scan under ACCESS EXCLUSIVE.
 
 use super::{lock_detail, Context, Finding, ADDING_NOT_NULLABLE_FIELD};
 use crate::model::{AlterTable, AlterTableCmd};
@@ -24,15 +30,26 @@ pub fn adding_not_nullable_field(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Con
         rule: &ADDING_NOT_NULLABLE_FIELD,
         message: format!("SET NOT NULL on {t}.{column} would scan the table under {} lock", at.lock.with_article()),
         detail: lock_detail("ALTER TABLE", at.lock, &at.table.describe(), &format!("it scans every row for NULLs in {column}")),
-        hint: format!(
-            "Prove there are no NULLs with a CHECK constraint validated without blocking; \
-             SET NOT NULL then skips the scan (PostgreSQL 12+). Run the ADD in its own \
-             transaction: VALIDATE in the same one would scan under the ADD's lock.\n\
-             ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
-             ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
-             ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
-             ALTER TABLE {t} DROP CONSTRAINT {c};"
-        ),
+        hint: if ctx.server_version_num >= 180000 {
+            format!(
+                "Add the NOT NULL constraint without checking existing rows, then validate it under a SHARE UPDATE \
+                 EXCLUSIVE lock, which blocks neither reads nor writes; the validated constraint makes {column} NOT NULL \
+                 (PostgreSQL 18+). Run the ADD in its own transaction: VALIDATE in the same one would scan under the \
+                 ADD's lock.\n\
+                 ALTER TABLE {t} ADD CONSTRAINT {c} NOT NULL {column} NOT VALID;\n\
+                 ALTER TABLE {t} VALIDATE CONSTRAINT {c};"
+            )
+        } else {
+            format!(
+                "Prove there are no NULLs with a CHECK constraint validated without blocking; \
+                 SET NOT NULL then skips the scan (PostgreSQL 12+). Run the ADD in its own \
+                 transaction: VALIDATE in the same one would scan under the ADD's lock.\n\
+                 ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
+                 ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
+                 ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
+                 ALTER TABLE {t} DROP CONSTRAINT {c};"
+            )
+        },
     });
 }
 
@@ -60,6 +77,21 @@ mod tests {
             .hint
             .contains("ALTER TABLE public.orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID;"));
         assert!(f[0].hint.contains("VALIDATE CONSTRAINT orders_status_not_null;"));
+    }
+
+    #[test]
+    fn on_postgresql_18_the_hint_adds_a_not_valid_not_null_constraint() {
+        let ctx = crate::rules::Context { server_version_num: 180006, ..Default::default() };
+        let f = crate::rules::check(
+            &alter(table("public.orders", 68), LockMode::AccessExclusive, vec![set_not_null(false, false)]),
+            &ctx,
+        );
+        assert_eq!(f.len(), 1);
+        assert!(f[0].hint.contains(
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_status_not_null NOT NULL status NOT VALID;\n\
+             ALTER TABLE public.orders VALIDATE CONSTRAINT orders_status_not_null;"
+        ), "{}", f[0].hint);
+        assert!(!f[0].hint.contains("CHECK"), "{}", f[0].hint);
     }
 
     #[test]
