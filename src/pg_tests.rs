@@ -182,7 +182,12 @@ fn validating_check_is_rejected_and_not_valid_runs() {
 #[pg_test]
 fn set_not_null_scans_unless_a_validated_check_proves_it() {
     let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
     assert!(f.hint.contains("CHECK (status IS NOT NULL) NOT VALID;"), "{f:?}");
+    // PostgreSQL 18's HINT takes the not-null constraint route (see the pg18_ tests); the
+    // CHECK route below still works there.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    assert!(f.hint.contains("NOT NULL status NOT VALID;"), "{f:?}");
     // The safe recipe from the hint runs, step by step, and SET NOT NULL is then instant.
     allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID");
     // A NOT VALID check proves nothing yet.
@@ -1133,4 +1138,86 @@ fn taken_ahead_excludes_strong_locks_on_tables_of_other_owners() {
         .collect()
     });
     assert_eq!(rows, ["guard_fixture.app_lines SHARE ROW EXCLUSIVE true", "guard_fixture.orders SHARE ROW EXCLUSIVE false"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Facts that depend on the PostgreSQL version, each tested on the versions where it holds.
+// ---------------------------------------------------------------------------------------
+
+/// PostgreSQL 18: a generated column is VIRTUAL unless STORED is written; adding one is a
+/// catalog change, adding a STORED one still rewrites the table.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_adding_a_virtual_generated_column_is_instant_a_stored_one_rewrites() {
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2)");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual2 integer GENERATED ALWAYS AS (quantity * 3) VIRTUAL");
+    rejected(
+        "ALTER TABLE guard_fixture.orders ADD COLUMN q_stored integer GENERATED ALWAYS AS (quantity * 2) STORED",
+        "adding-field-with-default",
+    );
+}
+
+/// PostgreSQL 18: ADD CONSTRAINT ... NOT NULL scans like SET NOT NULL; with NOT VALID it does
+/// not, and the HINT gives that route; SET NOT NULL on a column whose not-null constraint is
+/// NOT VALID validates it (a scan); once VALIDATE CONSTRAINT ran, SET NOT NULL is a no-op.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_not_null_constraints_not_valid_then_validate_is_the_safe_route() {
+    let f = rejected("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_nn NOT NULL status", "adding-not-nullable-field");
+    assert!(f.hint.contains("ADD CONSTRAINT orders_status_not_null NOT NULL status NOT VALID;"), "{f:?}");
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    assert!(f.hint.contains("VALIDATE CONSTRAINT orders_status_not_null;"), "{f:?}");
+    allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_nn NOT NULL status NOT VALID");
+    rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    // VALIDATE in the same transaction as the ADD would scan under the ADD's lock: the
+    // guard flags that; here it only sets the stage.
+    Spi::run("SET LOCAL pg_migration_guard.mode = off; ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_status_nn; \
+              RESET pg_migration_guard.mode")
+        .unwrap();
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL");
+}
+
+/// PostgreSQL 17+: ALTER COLUMN ... SET EXPRESSION rewrites the table for a stored generated
+/// column (and, on 18, only changes the catalog for a virtual one).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_set_expression_rewrites_a_stored_generated_column() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD COLUMN q_stored integer GENERATED ALWAYS AS (quantity * 2) STORED; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN q_stored SET EXPRESSION AS (quantity * 4)", "table-rewrite");
+    #[cfg(not(feature = "pg17"))]
+    {
+        allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2) VIRTUAL");
+        allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN q_virtual SET EXPRESSION AS (quantity * 4)");
+    }
+}
+
+/// PostgreSQL 17+: a role holding MAINTAIN on a table it does not own may VACUUM, CLUSTER,
+/// REINDEX or REFRESH it; the lock-queue protection then takes the statement's locks ahead
+/// as it does for the owner, and still not those of a statement MAINTAIN does not allow.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_maintain_holders_get_lock_queue_protection_for_what_maintain_allows() {
+    let ahead = |sql: &str| -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT relation || ' ' || mode || ' ' || taken_ahead FROM pg_migration_guard.lock_targets($1)",
+                None,
+                &[sql.into()],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        })
+    };
+    Spi::run("SET LOCAL ROLE guard_app_user").unwrap();
+    assert_eq!(ahead("VACUUM FULL guard_fixture.orders"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
+    Spi::run("RESET ROLE; GRANT MAINTAIN ON guard_fixture.orders TO guard_app_user; SET LOCAL ROLE guard_app_user").unwrap();
+    assert_eq!(ahead("VACUUM FULL guard_fixture.orders"), ["guard_fixture.orders ACCESS EXCLUSIVE true"]);
+    assert!(ahead("REINDEX TABLE guard_fixture.orders").iter().all(|l| l.ends_with(" true")));
+    assert_eq!(ahead("ALTER TABLE guard_fixture.orders ADD COLUMN z integer"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
 }
