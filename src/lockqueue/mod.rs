@@ -95,7 +95,9 @@ enum Round {
 /// - the current user has the privileges of the relation's owner: PostgreSQL checks
 ///   ownership before it takes such a lock (RangeVarCallbackForAlterRelation and friends),
 ///   and the guard must not let a role queue for, or hold, a strong lock on someone else's
-///   table (the audit table included); or
+///   table (the audit table included); on PostgreSQL 17 and later, for the statements the
+///   MAINTAIN privilege allows (`facts::maintain_allowed`), holding MAINTAIN counts as
+///   owning, as it does for PostgreSQL's own check; or
 /// - the mode is ACCESS SHARE or ROW SHARE, which PostgreSQL lets any role take on any
 ///   relation: parse analysis locks a query's relations in these modes before any
 ///   privilege is checked (addRangeTableEntry, then ExecCheckRTPerms at executor start).
@@ -106,8 +108,10 @@ enum Round {
 ///
 /// # Safety
 /// Inside a transaction.
-pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
-    let owned: Vec<bool> = targets.iter().map(|t| unsafe { crate::judging::facts::owned_by_current_user(t.oid) }).collect();
+pub unsafe fn taken_ahead(targets: &[Target], command_tag: &str) -> Vec<bool> {
+    use crate::judging::facts::{maintain_allowed, owned_by_current_user};
+    let owned: Vec<bool> =
+        targets.iter().map(|t| unsafe { owned_by_current_user(t.oid) || maintain_allowed(t.oid, command_tag) }).collect();
     let protected = targets.iter().zip(&owned).any(|(t, owned)| *owned && t.request.can_stall_others());
     targets
         .iter()
@@ -123,7 +127,7 @@ pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
-    let ahead = unsafe { taken_ahead(targets) };
+    let ahead = unsafe { taken_ahead(targets, command_tag) };
     let chosen: Vec<&Target> = targets.iter().zip(ahead).filter(|(_, a)| *a).map(|(t, _)| t).collect();
     if chosen.is_empty() || unsafe { take_without_waiting(&chosen) } {
         return;
