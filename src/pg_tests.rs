@@ -1221,3 +1221,28 @@ fn pg17_maintain_holders_get_lock_queue_protection_for_what_maintain_allows() {
     assert!(ahead("REINDEX TABLE guard_fixture.orders").iter().all(|l| l.ends_with(" true")));
     assert_eq!(ahead("ALTER TABLE guard_fixture.orders ADD COLUMN z integer"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
 }
+
+/// PostgreSQL 18: ALTER CONSTRAINT ... ENFORCED on a NOT ENFORCED foreign key checks every
+/// row under ACCESS EXCLUSIVE; the HINT replaces it by a NOT VALID constraint. Altering an
+/// enforced one (its deferrability) scans nothing.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_enforcing_a_not_enforced_foreign_key_is_a_scan() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT ENFORCED; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk ENFORCED", "constraint-missing-not-valid");
+    assert!(f.detail.contains("ACCESS EXCLUSIVE lock on guard_fixture.orders ("), "{f:?}");
+    assert!(
+        f.hint.contains(
+            "ALTER TABLE guard_fixture.orders DROP CONSTRAINT orders_customer_fk, ADD CONSTRAINT orders_customer_fk \
+             FOREIGN KEY (customer_id) REFERENCES guard_fixture.customers(id) NOT VALID;"
+        ),
+        "{f:?}"
+    );
+    allowed("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED");
+}

@@ -497,6 +497,10 @@ unsafe fn alter_table_cmd(rel: &OpenRel, cmd: *mut pg_sys::AlterTableCmd, text: 
             }
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
             AT_SetAccessMethod => vec![AlterTableCmd::Rewrite { action: "SET ACCESS METHOD" }],
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+            AT_AlterConstraint if is_a(def, pg_sys::NodeTag::T_ATAlterConstraint) => {
+                vec![enforce_foreign_key(rel, def.cast(), sizes)]
+            }
             // ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17+) recomputes a stored generated
             // column by rewriting the table (ATExecSetExpression: AT_REWRITE_COLUMN_REWRITE);
             // a virtual one (18+) only changes the catalog.
@@ -926,6 +930,44 @@ unsafe fn set_not_null(rel: &OpenRel, colname: *mut c_char) -> AlterTableCmd {
             suggested_constraint: make_name(&[&rel.relname(), &column], "not_null"),
             already_not_null,
             proven_by_check,
+        }
+    }
+}
+
+/// ALTER CONSTRAINT name ENFORCED (PostgreSQL 18): on a foreign key that is NOT ENFORCED
+/// now, PostgreSQL checks every existing row (ATExecAlterFKConstrEnforceability queues the
+/// constraint for phase 3); anything else is `Other`.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+unsafe fn enforce_foreign_key(rel: &OpenRel, alter: *mut pg_sys::ATAlterConstraint, sizes: Sizes) -> AlterTableCmd {
+    unsafe {
+        if !(*alter).alterEnforceability || !(*alter).is_enforced || (*alter).conname.is_null() {
+            return AlterTableCmd::Other;
+        }
+        let name = cstr((*alter).conname);
+        let relid = (*rel.0).rd_id;
+        let found = crate::lockqueue::internal_query(|| {
+            pgrx::Spi::connect(|client| {
+                let rows = client.select(
+                    &format!(
+                        "SELECT confrelid, pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint \
+                         WHERE conrelid = {} AND conname = $1 AND contype = 'f' AND NOT conenforced",
+                        u32::from(relid)
+                    ),
+                    None,
+                    &[name.as_str().into()],
+                )?;
+                let mut out = None;
+                for row in rows {
+                    out = Some((row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?));
+                }
+                Ok::<_, pgrx::spi::Error>(out)
+            })
+        });
+        let Ok(Ok(Some((Some(confrelid), definition)))) = found else { return AlterTableCmd::Other };
+        AlterTableCmd::EnforceForeignKey {
+            constraint: quote_ident(&name),
+            definition: definition.map(|d| d.replace(" NOT ENFORCED", "")),
+            referenced: relation(confrelid, Reach::Itself, sizes),
         }
     }
 }
