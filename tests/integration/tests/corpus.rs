@@ -146,20 +146,45 @@ fn normalise(text: &str) -> String {
     out
 }
 
+/// `text` with the size of public.shop_daily_sales written SIZE, for the comparison only:
+/// the view's size lies on the rounding boundary of 21 and 22 MB (PostgreSQL 15 stores it
+/// in 21 MB, 18 in 21.5 MB, shown as 22), where its one row per minute of the seed's run
+/// can move it either way. The expected file keeps the size the blessing server reported.
+fn without_view_size(text: &str) -> String {
+    const VIEW: &str = "public.shop_daily_sales (";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(VIEW) {
+        let (before, from_view) = rest.split_at(at + VIEW.len());
+        out.push_str(before);
+        rest = from_view;
+        if let Some(comma) = rest.find(", about ").filter(|&c| rest[..c].ends_with(" MB") && !rest[..c].contains(')')) {
+            out.push_str("SIZE");
+            rest = &rest[comma..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The messages received since the last call, rendered, in the order they came.
 fn drain(notices: &std::sync::Mutex<Vec<postgres::error::DbError>>) -> String {
     notices.lock().unwrap().drain(..).map(|n| Message::from_db_error(&n).render()).collect()
 }
 
-fn expected_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/expected/shop.out")
+/// The expected output for a server of `major`: `shop.out` up to PostgreSQL 17,
+/// `shop.pg18.out` from 18 on, whose messages differ (the NOT NULL route of
+/// adding-not-nullable-field's HINT). Blessing writes the file of the server's version.
+fn expected_path(major: i32) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/expected");
+    dir.join(if major >= 18 { "shop.pg18.out" } else { "shop.out" })
 }
 
 /// Compares `actual` with the expected-output file, or writes it there when `PGMG_BLESS=1`.
 /// On a difference, the actual output goes to the test's temporary directory and the
 /// message shows the first differing lines.
-fn check_expected_output(actual: &str) -> Result<(), String> {
-    let path = expected_path();
+fn check_expected_output(actual: &str, major: i32) -> Result<(), String> {
+    let path = expected_path(major);
     if std::env::var_os("PGMG_BLESS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -168,7 +193,7 @@ fn check_expected_output(actual: &str) -> Result<(), String> {
     }
     let expected = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (run the corpus test with PGMG_BLESS=1 to create it)", path.display()))?;
-    if expected == actual {
+    if expected == actual || without_view_size(&expected) == without_view_size(actual) {
         return Ok(());
     }
     let actual_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-shop.out");
@@ -259,7 +284,7 @@ fn corpus_verdicts_are_all_right() {
             c.batch_execute(stmt).unwrap_or_else(|e| panic!("cleanup {stmt}: {e}"));
         }
     }
-    let messages = check_expected_output(&normalise(&transcript));
+    let messages = check_expected_output(&normalise(&transcript), server_version_num(&mut c) / 10000);
     assert!(wrong.is_empty(), "{} wrong verdicts out of {}:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
     messages.unwrap_or_else(|e| panic!("{e}"));
 }
@@ -288,6 +313,17 @@ fn messages_render_like_psql_verbose() {
     assert_eq!(m.render(), "ERROR:  55000: rule: text\nDETAIL:  Detail.\nHINT:  Do this:\nSELECT 1;\n");
     let w = Message { severity: "WARNING".into(), sqlstate: "01000".into(), detail: None, hint: None, ..m };
     assert_eq!(w.render(), "WARNING:  01000: rule: text\n");
+}
+
+#[test]
+fn without_view_size_replaces_only_the_view_size() {
+    assert_eq!(
+        without_view_size("on public.shop_daily_sales (22 MB, about N rows), then public.shop_order (71 MB, about 1000000 rows)"),
+        "on public.shop_daily_sales (SIZE, about N rows), then public.shop_order (71 MB, about 1000000 rows)"
+    );
+    for text in ["public.shop_daily_sales (21 MB) and (about 7 rows)", "public.shop_daily_sales_day_idx (21 MB, about 3 rows)", "x"] {
+        assert_eq!(without_view_size(text), text);
+    }
 }
 
 #[test]
