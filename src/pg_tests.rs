@@ -186,7 +186,12 @@ fn validating_check_is_rejected_and_not_valid_runs() {
 #[pg_test]
 fn set_not_null_scans_unless_a_validated_check_proves_it() {
     let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
     assert!(f.hint.contains("CHECK (status IS NOT NULL) NOT VALID;"), "{f:?}");
+    // PostgreSQL 18's HINT takes the not-null constraint route (see the pg18_ tests); the
+    // CHECK route below still works there.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    assert!(f.hint.contains("NOT NULL status NOT VALID;"), "{f:?}");
     // The safe recipe from the hint runs, step by step, and SET NOT NULL is then instant.
     allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID");
     // A NOT VALID check proves nothing yet.
@@ -894,6 +899,14 @@ fn exemption_reason() -> Option<String> {
     unsafe { crate::guc::exemption() }
 }
 
+/// Revokes the membership in g_listed that g_creator granted the session user: on
+/// PostgreSQL 16 and later a REVOKE removes only the grant of the grantor it names (the
+/// bootstrap superuser by default, for a superuser).
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+const REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR: &str = "REVOKE g_listed FROM SESSION_USER";
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+const REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR: &str = "REVOKE g_listed FROM SESSION_USER GRANTED BY g_creator";
+
 #[pg_test]
 fn exempt_roles_count_only_memberships_granted_by_superusers() {
     Spi::run(
@@ -902,24 +915,36 @@ fn exempt_roles_count_only_memberships_granted_by_superusers() {
     )
     .unwrap();
     assert_eq!(exemption_reason(), None, "not a member");
+    // PostgreSQL 16 and later record a grantor only if it holds ADMIN OPTION on the role
+    // (check_role_grantor in user.c); a CREATEROLE role no longer may grant any role.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed TO g_creator WITH ADMIN OPTION").unwrap();
     // What a CREATEROLE role's GRANT g_listed TO itself records: itself as grantor.
     Spi::run("GRANT g_listed TO SESSION_USER GRANTED BY g_creator").unwrap();
     assert_eq!(exemption_reason(), None, "a membership a non-superuser granted");
-    Spi::run("REVOKE g_listed FROM SESSION_USER; GRANT g_listed TO SESSION_USER").unwrap();
+    Spi::run(REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR).unwrap();
+    Spi::run("GRANT g_listed TO SESSION_USER").unwrap();
     let reason = exemption_reason().expect("a membership the superuser granted exempts");
     assert!(reason.contains("\"g_listed\""), "{reason}");
 }
 
 #[pg_test]
 fn exempt_roles_follow_chains_of_superuser_grants_only() {
+    Spi::run("CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE").unwrap();
+    // PostgreSQL 16 and later: a recorded grantor needs ADMIN OPTION (check_role_grantor).
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed, g_team TO g_creator WITH ADMIN OPTION").unwrap();
     Spi::run(
-        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
-         GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
+        "GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
          SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
     )
     .unwrap();
     assert_eq!(exemption_reason(), None, "the first link granted by a non-superuser");
-    Spi::run("REVOKE g_team FROM SESSION_USER; GRANT g_team TO SESSION_USER").unwrap();
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    Spi::run("REVOKE g_team FROM SESSION_USER").unwrap();
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("REVOKE g_team FROM SESSION_USER GRANTED BY g_creator").unwrap();
+    Spi::run("GRANT g_team TO SESSION_USER").unwrap();
     assert!(exemption_reason().is_some(), "every link granted by a superuser");
     Spi::run("REVOKE g_listed FROM g_team; GRANT g_listed TO g_team GRANTED BY g_creator").unwrap();
     assert_eq!(exemption_reason(), None, "the second link granted by a non-superuser");
@@ -927,9 +952,12 @@ fn exempt_roles_follow_chains_of_superuser_grants_only() {
 
 #[pg_test]
 fn exempt_roles_judge_the_grantor_as_it_is_now() {
+    Spi::run("CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER").unwrap();
+    // PostgreSQL 16 and later: a recorded grantor needs ADMIN OPTION, superuser or not.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed TO g_admin WITH ADMIN OPTION").unwrap();
     Spi::run(
-        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER; \
-         GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
+        "GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
          SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
     )
     .unwrap();
@@ -938,9 +966,35 @@ fn exempt_roles_judge_the_grantor_as_it_is_now() {
     assert_eq!(exemption_reason(), None, "the grantor is no longer a superuser");
     Spi::run("ALTER ROLE g_admin SUPERUSER").unwrap();
     assert!(exemption_reason().is_some(), "the grantor is a superuser again");
-    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists.
-    Spi::run("DROP ROLE g_admin").unwrap();
-    assert_eq!(exemption_reason(), None, "the grantor was dropped");
+    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists. 16 and
+    // later refuse to drop a role that granted memberships (DropRole in user.c).
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    {
+        Spi::run("DROP ROLE g_admin").unwrap();
+        assert_eq!(exemption_reason(), None, "the grantor was dropped");
+    }
+}
+
+/// PostgreSQL 16 and later: a CREATEROLE role that creates a role gets ADMIN OPTION on it,
+/// recorded as granted by the bootstrap superuser without INHERIT or SET, and, with
+/// `createrole_self_grant`, a membership it granted itself (CreateRole in user.c). It is
+/// then a member as far as PostgreSQL is concerned, but neither row exempts it: creating
+/// a listed role that does not exist yet is no way out of the guard.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+#[pg_test]
+fn exempt_roles_ignore_what_createrole_gives_the_creator_of_a_listed_role() {
+    Spi::run(
+        "CREATE ROLE g_creator NOLOGIN CREATEROLE; SET LOCAL createrole_self_grant = 'set, inherit'; \
+         SET LOCAL ROLE g_creator; CREATE ROLE g_listed NOLOGIN; RESET ROLE",
+    )
+    .unwrap();
+    let oid = |name: &str| Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regrole::oid")).unwrap().unwrap();
+    assert_eq!(Spi::get_one::<bool>("SELECT pg_has_role('g_creator', 'g_listed', 'MEMBER')"), Ok(Some(true)));
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT count(*) FROM pg_auth_members WHERE roleid = 'g_listed'::regrole AND member = 'g_creator'::regrole"),
+        Ok(Some(2))
+    );
+    assert_eq!(unsafe { crate::guc::exempting_role(oid("g_creator"), &[oid("g_listed")]) }, None);
 }
 
 #[pg_test]
@@ -1139,7 +1193,14 @@ fn primary_key_using_index_on_a_nullable_column_scans_unless_a_check_proves_it()
     let f = rejected(using_index, "adding-not-nullable-field");
     assert!(f.message.contains("adding PRIMARY KEY orders_note_pkey would scan guard_fixture.orders"), "{f:?}");
     assert!(f.message.ends_with("to set note NOT NULL"), "{f:?}");
-    assert!(f.hint.contains("ADD CONSTRAINT orders_note_not_null CHECK (note IS NOT NULL) NOT VALID;"), "{f:?}");
+    // The route to NOT NULL without a blocking scan: a validated CHECK, or from PostgreSQL 18 on
+    // a NOT NULL constraint added NOT VALID and validated.
+    let route = if pg_sys::PG_VERSION_NUM >= 180000 {
+        "ADD CONSTRAINT orders_note_not_null NOT NULL note NOT VALID;"
+    } else {
+        "ADD CONSTRAINT orders_note_not_null CHECK (note IS NOT NULL) NOT VALID;"
+    };
+    assert!(f.hint.contains(route), "{f:?}");
     // ADD PRIMARY KEY (note): the index build, and the same implicit SET NOT NULL.
     let f = rejected("ALTER TABLE guard_fixture.orders ADD PRIMARY KEY (note)", "disallowed-unique-constraint");
     assert!(f.message.ends_with("(and 1 more finding)"), "{f:?}");
@@ -1641,4 +1702,226 @@ fn check_settings_annotations_and_unknowns() {
     assert_eq!(checked("CREATE INDEX ON guard_fixture.no_such_table (id);"), ["rejected:42P01@1:1"]);
     assert_eq!(checked("DROP TABLE IF EXISTS guard_fixture.no_such_table;"), ["allowed@1:1"]);
     assert_eq!(checked("DO $$ BEGIN END $$;\nCREATE INDEX ON guard_fixture.no_such_table (id);"), ["unknown@1:1", "unknown@2:1"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Facts that depend on the PostgreSQL version, each tested on the versions where it holds.
+// ---------------------------------------------------------------------------------------
+
+/// PostgreSQL 18: a generated column is VIRTUAL unless STORED is written; adding one is a
+/// catalog change, adding a STORED one still rewrites the table.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_adding_a_virtual_generated_column_is_instant_a_stored_one_rewrites() {
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2)");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual2 integer GENERATED ALWAYS AS (quantity * 3) VIRTUAL");
+    rejected(
+        "ALTER TABLE guard_fixture.orders ADD COLUMN q_stored integer GENERATED ALWAYS AS (quantity * 2) STORED",
+        "adding-field-with-default",
+    );
+}
+
+/// PostgreSQL 18: ADD CONSTRAINT ... NOT NULL scans like SET NOT NULL; with NOT VALID it does
+/// not, and the HINT gives that route; SET NOT NULL on a column whose not-null constraint is
+/// NOT VALID validates it (a scan); once VALIDATE CONSTRAINT ran, SET NOT NULL is a no-op.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_not_null_constraints_not_valid_then_validate_is_the_safe_route() {
+    let f = rejected("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_nn NOT NULL status", "adding-not-nullable-field");
+    assert!(f.hint.contains("ADD CONSTRAINT orders_status_not_null NOT NULL status NOT VALID;"), "{f:?}");
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    assert!(f.hint.contains("VALIDATE CONSTRAINT orders_status_not_null;"), "{f:?}");
+    allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_nn NOT NULL status NOT VALID");
+    rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    // VALIDATE in the same transaction as the ADD would scan under the ADD's lock: the
+    // guard flags that; here it only sets the stage.
+    Spi::run("SET LOCAL pg_migration_guard.mode = off; ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_status_nn; \
+              RESET pg_migration_guard.mode")
+        .unwrap();
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL");
+}
+
+/// PostgreSQL 17+: ALTER COLUMN ... SET EXPRESSION rewrites the table for a stored generated
+/// column (and, on 18, only changes the catalog for a virtual one).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_set_expression_rewrites_a_stored_generated_column() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD COLUMN q_stored integer GENERATED ALWAYS AS (quantity * 2) STORED; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN q_stored SET EXPRESSION AS (quantity * 4)", "table-rewrite");
+    #[cfg(not(feature = "pg17"))]
+    {
+        allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2) VIRTUAL");
+        allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN q_virtual SET EXPRESSION AS (quantity * 4)");
+    }
+}
+
+/// PostgreSQL 17+: a role holding MAINTAIN on a table it does not own may VACUUM, CLUSTER,
+/// REINDEX or REFRESH it; the lock-queue protection then takes the statement's locks ahead
+/// as it does for the owner, and still not those of a statement MAINTAIN does not allow.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_maintain_holders_get_lock_queue_protection_for_what_maintain_allows() {
+    let ahead = |sql: &str| -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT relation || ' ' || mode || ' ' || taken_ahead FROM pg_migration_guard.lock_targets($1)",
+                None,
+                &[sql.into()],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        })
+    };
+    Spi::run("SET LOCAL ROLE guard_app_user").unwrap();
+    assert_eq!(ahead("VACUUM FULL guard_fixture.orders"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
+    Spi::run("RESET ROLE; GRANT MAINTAIN ON guard_fixture.orders TO guard_app_user; SET LOCAL ROLE guard_app_user").unwrap();
+    assert_eq!(ahead("VACUUM FULL guard_fixture.orders"), ["guard_fixture.orders ACCESS EXCLUSIVE true"]);
+    assert!(ahead("REINDEX TABLE guard_fixture.orders").iter().all(|l| l.ends_with(" true")));
+    assert_eq!(ahead("ALTER TABLE guard_fixture.orders ADD COLUMN z integer"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
+}
+
+/// PostgreSQL 18: ALTER CONSTRAINT ... ENFORCED on a NOT ENFORCED foreign key checks every
+/// row under ACCESS EXCLUSIVE; the HINT replaces it by a NOT VALID constraint. Altering an
+/// enforced one (its deferrability) scans nothing.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_enforcing_a_not_enforced_foreign_key_is_a_scan() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT ENFORCED; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk ENFORCED", "constraint-missing-not-valid");
+    assert!(f.detail.contains("ACCESS EXCLUSIVE lock on guard_fixture.orders ("), "{f:?}");
+    assert!(
+        f.hint.contains(
+            "ALTER TABLE guard_fixture.orders DROP CONSTRAINT orders_customer_fk, ADD CONSTRAINT orders_customer_fk \
+             FOREIGN KEY (customer_id) REFERENCES guard_fixture.customers(id) NOT VALID;"
+        ),
+        "{f:?}"
+    );
+    allowed("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED");
+}
+
+/// PostgreSQL 17+: SET ACCESS METHOD naming the access method the table has, or DEFAULT when
+/// that is the default, changes nothing (ATPrepSetAccessMethod), and on a partitioned table it
+/// only changes the catalog: the guard passes them. Another access method rewrites the table.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_set_access_method_rewrites_only_when_the_access_method_changes() {
+    Spi::run("SET LOCAL pg_migration_guard.small_table_threshold = 0").unwrap();
+    let before = relfilenode_of("guard_fixture.orders");
+    allowed("ALTER TABLE guard_fixture.orders SET ACCESS METHOD heap");
+    allowed("ALTER TABLE guard_fixture.orders SET ACCESS METHOD DEFAULT");
+    assert_eq!(relfilenode_of("guard_fixture.orders"), before, "no rewrite");
+    allowed("ALTER TABLE guard_fixture.parted SET ACCESS METHOD heap");
+    Spi::run("CREATE ACCESS METHOD guard_heap2 TYPE TABLE HANDLER heap_tableam_handler").unwrap();
+    rejected("ALTER TABLE guard_fixture.orders SET ACCESS METHOD guard_heap2", "table-rewrite");
+}
+
+/// PostgreSQL 18: VACUUM FULL of an inheritance parent rewrites its children too, unless ONLY
+/// is written: the parent is as big as what it processes.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_vacuum_full_of_an_inheritance_parent_counts_its_children() {
+    let size = |sql: &str| match facts_of(sql) {
+        crate::model::Statement::VacuumFull { tables, .. } => tables[0].size_bytes,
+        other => panic!("{sql}: {other:?}"),
+    };
+    assert!(size("VACUUM FULL guard_fixture.inh_parent") > 1024 * 1024);
+    assert_eq!(size("VACUUM FULL ONLY guard_fixture.inh_parent"), 0);
+}
+
+/// PostgreSQL 18: a virtual generated column stores nothing, so changing its type rewrites
+/// nothing; a key WITHOUT OVERLAPS is built as an exclusion constraint's GiST index, which no
+/// CREATE UNIQUE INDEX can build for USING INDEX: ban-exclusion-constraint flags it, not
+/// disallowed-unique-constraint (whose route would give a plain btree key).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_virtual_columns_change_type_in_place_and_temporal_keys_are_exclusion_constraints() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2) VIRTUAL, \
+         ADD COLUMN during tsrange; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let before = relfilenode_of("guard_fixture.orders");
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN q_virtual TYPE bigint");
+    assert_eq!(relfilenode_of("guard_fixture.orders"), before, "no rewrite");
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_during_key UNIQUE (id, during WITHOUT OVERLAPS)",
+        "ban-exclusion-constraint",
+    );
+    assert!(!f.hint.contains("CREATE UNIQUE INDEX"), "{f:?}");
+}
+
+/// PostgreSQL 18: lock_targets() predicts the strong locks of the new ALTER CONSTRAINT forms
+/// as pg_locks shows them: [NO] INHERIT locks the direct children (also under ONLY); ENFORCED
+/// creates a foreign key's triggers (SHARE ROW EXCLUSIVE on the referenced table), NOT
+/// ENFORCED drops them (ACCESS EXCLUSIVE on it); on a partitioned table every partition is
+/// locked too, as for DEFERRABLE and (17+) ADD GENERATED AS IDENTITY. VALIDATE of a NOT VALID
+/// not-null constraint reaches the partitions.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_alter_constraint_lock_targets_match_the_locks_postgres_takes() {
+    Spi::run("SET LOCAL pg_migration_guard.lock_timeout_policy = off").unwrap();
+    Spi::run("SET LOCAL client_min_messages = error").unwrap();
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE ONLY guard_fixture.inh_parent ADD CONSTRAINT inh_parent_a_nn NOT NULL a NO INHERIT; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT ENFORCED; \
+         ALTER TABLE guard_fixture.parted ADD CONSTRAINT parted_k_fk FOREIGN KEY (k) REFERENCES guard_fixture.customers (id); \
+         ALTER TABLE guard_fixture.parted ADD CONSTRAINT parted_v_nn NOT NULL v NOT VALID; \
+         ALTER TABLE guard_fixture.parted ALTER COLUMN k SET NOT NULL",
+    )
+    .unwrap();
+    let cases = [
+        "ALTER TABLE guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT",
+        "ALTER TABLE ONLY guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT",
+        "ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk ENFORCED",
+        "ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED",
+        "ALTER TABLE guard_fixture.parted ALTER CONSTRAINT parted_k_fk NOT ENFORCED",
+        "ALTER TABLE guard_fixture.parted ALTER CONSTRAINT parted_k_fk DEFERRABLE",
+        "ALTER TABLE guard_fixture.parted ALTER COLUMN k ADD GENERATED ALWAYS AS IDENTITY",
+    ];
+    for sql in cases {
+        assert_eq!(predicted_locks(sql), strong_locks_taken(sql), "{sql}");
+    }
+    assert_eq!(
+        predicted_locks("ALTER TABLE guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT"),
+        ["guard_fixture.inh_child ACCESS EXCLUSIVE", "guard_fixture.inh_parent ACCESS EXCLUSIVE"]
+    );
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.parted VALIDATE CONSTRAINT parted_v_nn"),
+        [
+            "guard_fixture.parted SHARE UPDATE EXCLUSIVE",
+            "guard_fixture.parted_1 SHARE UPDATE EXCLUSIVE",
+            "guard_fixture.parted_2 SHARE UPDATE EXCLUSIVE"
+        ]
+    );
+}
+
+/// PostgreSQL 16+: REINDEX DATABASE leaves the system catalogs out (REINDEX SYSTEM does them),
+/// so the guard measures only the tables it reindexes.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+#[pg_test]
+fn pg16_reindex_database_leaves_the_system_catalogs_out() {
+    let names = |sql: &str| match facts_of(sql) {
+        crate::model::Statement::Reindex(r) => r.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        other => panic!("{sql}: {other:?}"),
+    };
+    let database = names("REINDEX DATABASE");
+    assert!(database.iter().any(|n| n == "guard_fixture.orders"), "{database:?}");
+    assert!(!database.iter().any(|n| n.starts_with("pg_catalog.")), "{database:?}");
+    assert!(names("REINDEX SYSTEM").iter().any(|n| n == "pg_catalog.pg_class"));
 }
