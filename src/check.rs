@@ -237,6 +237,9 @@ struct Sim {
     view: script::View,
     /// The first line where the script created, changed or filled any relation.
     anything: Option<usize>,
+    /// Names relations of the catalog get from the script (RENAME TO, SET SCHEMA): schema
+    /// (None: unchanged or unknown), name, line.
+    renamed_to: Vec<(Option<String>, String, usize)>,
 }
 
 struct Checker {
@@ -607,6 +610,24 @@ unsafe fn reads_constraints(node: *mut pg_sys::Node) -> bool {
     }
 }
 
+/// Whether the statement's verdict rests on the relation's columns, storage or indexes: not
+/// for DROP, TRUNCATE, RENAME TO and the like, whose verdict depends only on the relation
+/// and its size.
+#[allow(non_upper_case_globals)]
+unsafe fn reads_structure(node: *mut pg_sys::Node) -> bool {
+    use pg_sys::NodeTag::*;
+    unsafe {
+        match (*node).type_ {
+            T_AlterTableStmt | T_IndexStmt | T_ClusterStmt | T_ReindexStmt | T_VacuumStmt | T_RefreshMatViewStmt | T_AlterDomainStmt => {
+                true
+            }
+            T_CreateStmt => !(*(node as *mut pg_sys::CreateStmt)).partbound.is_null(),
+            T_RenameStmt => (*(node as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_COLUMN,
+            _ => false,
+        }
+    }
+}
+
 /// Whether the statement's facts read the relation's indexes.
 #[allow(non_upper_case_globals)]
 unsafe fn reads_indexes(node: *mut pg_sys::Node) -> bool {
@@ -753,6 +774,19 @@ impl Checker {
             }
             match subxact::in_subtransaction(|| facts::lookup(rv)) {
                 Ok(Some(oid)) => match self.sim.changed.get(&oid).and_then(|c| c.gone) {
+                    // Renamed or moved to a name that leads back to it (SET SCHEMA to its own
+                    // schema, say): the name is the script's.
+                    Some(_)
+                        if self.sim.renamed_to.iter().any(|(s, n, _)| *n == name && (schema.is_none() || s.is_none() || *s == schema)) =>
+                    {
+                        Err(Unresolved {
+                            reason: format!(
+                                "{} is a name the script gives a relation: the catalog cannot describe it yet",
+                                show_name(&schema, &name)
+                            ),
+                            missing: false,
+                        })
+                    }
                     Some(line) => Err(Unresolved::missing(format!(
                         "relation {} is dropped or renamed by the statement at line {line}",
                         show_name(&schema, &name)
@@ -760,7 +794,17 @@ impl Checker {
                     None => Ok(Resolved::Catalog(oid)),
                 },
                 Ok(None) => {
-                    if self.sim.created.iter().any(|c| c.dropped && c.name == name) {
+                    if let Some((_, _, line)) =
+                        self.sim.renamed_to.iter().rev().find(|(s, n, _)| *n == name && (schema.is_none() || s.is_none() || *s == schema))
+                    {
+                        Err(Unresolved {
+                            reason: format!(
+                                "{} is the new name the statement at line {line} gives a relation: the catalog cannot describe it yet",
+                                show_name(&schema, &name)
+                            ),
+                            missing: false,
+                        })
+                    } else if self.sim.created.iter().any(|c| c.dropped && c.name == name) {
                         Err(Unresolved::missing(format!("relation {} is dropped earlier in the script", show_name(&schema, &name))))
                     } else {
                         Err(Unresolved::missing(format!(
@@ -1020,7 +1064,7 @@ impl Checker {
             for oid in oids {
                 let Some(c) = self.sim.changed.get(oid) else { continue };
                 let name = || relation_name(*oid);
-                if let Some((line, what)) = &c.structure {
+                if let Some((line, what)) = c.structure.as_ref().filter(|_| reads_structure(node)) {
                     return Some(format!(
                         "{} is changed by the statement at line {line} ({what}): the catalog cannot describe it yet",
                         name()
@@ -1337,14 +1381,37 @@ impl Checker {
                             self.drop_column(oid, old);
                             self.add_column(oid, new_name.into_bytes());
                         }
-                        (Ok(Resolved::Catalog(oid)), _) => {
+                        (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_TABLE)
+                        | (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_INDEX)
+                        | (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_VIEW)
+                        | (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_MATVIEW)
+                        | (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_SEQUENCE)
+                        | (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_FOREIGN_TABLE) => {
                             self.changed(oid).gone.get_or_insert(line);
+                            let schema = rv_name((*stmt).relation).0;
+                            self.sim.renamed_to.push((schema, new_name, line));
                         }
                         _ => {}
                     }
                     self.mark(line);
                 }
                 T_AlterTableStmt => self.alter_table(node.cast(), line),
+                T_AlterObjectSchemaStmt => {
+                    let stmt = node as *mut pg_sys::AlterObjectSchemaStmt;
+                    if (*stmt).relation.is_null() {
+                        return;
+                    }
+                    match self.resolve((*stmt).relation) {
+                        Ok(Resolved::Script(i)) => self.sim.created[i].schema = Some(facts::cstr((*stmt).newschema)),
+                        Ok(Resolved::Catalog(oid)) => {
+                            self.changed(oid).gone.get_or_insert(line);
+                            let name = rv_name((*stmt).relation).1;
+                            self.sim.renamed_to.push((Some(facts::cstr((*stmt).newschema)), name, line));
+                        }
+                        Err(_) => {}
+                    }
+                    self.mark(line);
+                }
                 T_InsertStmt | T_UpdateStmt | T_DeleteStmt | T_TruncateStmt | T_CopyStmt => self.rows_written(node, line),
                 #[cfg(not(any(feature = "pg13", feature = "pg14")))]
                 T_MergeStmt => self.rows_written(node, line),
