@@ -136,10 +136,22 @@ expect_exit2() {  # expect_exit2 WHAT PATTERN ARGS...
 expect_exit2 "a DSN nobody listens on" "^pg-migration-guard: cannot connect to the server: error connecting to server: .*No such file or directory" check --dsn "host=/tmp port=1 user=postgres" "$MIG"
 expect_exit2 "a malformed DSN" "^pg-migration-guard: invalid connection string: .*port" check --dsn "host=/tmp port=notaport" "$MIG"
 expect_exit2 "a file that does not exist" "^pg-migration-guard: cannot read $WORK/none.sql: " check --dsn "$STANDBY" "$WORK/none.sql"
-touch "$WORK/secret.sql"; chmod 000 "$WORK/secret.sql"
-if [ "$(id -u)" != 0 ]; then
-  expect_exit2 "an unreadable file" "^pg-migration-guard: cannot read $WORK/secret.sql: " check --dsn "$STANDBY" "$WORK/secret.sql"
+rm -f "$WORK/secret.sql"; touch "$WORK/secret.sql"; chmod 000 "$WORK/secret.sql"
+# root reads any file: the unreadable file is tried as the postgres OS user.
+expect_exit2_as() {  # expect_exit2_as USER WHAT PATTERN ARGS...
+  local user=$1 what=$2 pattern=$3 err status; shift 3
+  set +e; err=$(sudo -u "$user" "$CLI" "$@" 2>&1 >/dev/null); status=$?; set -e
+  [ "$status" = 2 ] || fail "$what: exit $status, want 2 ($err)"
+  grep -Eq -- "$pattern" <<<"$err" || fail "$what: message [$err] does not match [$pattern]"
+  ok "$what: exit 2: $err"
+}
+if [ "$(id -u)" = 0 ]; then
+  expect_exit2_as postgres "an unreadable file" "^pg-migration-guard: cannot read $WORK/secret.sql: Permission denied" check --dsn "$STANDBY" "$WORK/secret.sql"
+else
+  expect_exit2 "an unreadable file" "^pg-migration-guard: cannot read $WORK/secret.sql: Permission denied" check --dsn "$STANDBY" "$WORK/secret.sql"
 fi
+printf 'SELECT 1;\n\377\376\n' >"$WORK/binary.sql"
+expect_exit2 "a file that is not text (UTF-8)" "^pg-migration-guard: cannot read $WORK/binary.sql: stream did not contain valid UTF-8" check --dsn "$STANDBY" "$WORK/binary.sql"
 expect_exit2 "a directory that does not exist" "^pg-migration-guard: cannot read " check --dsn "$STANDBY" "$WORK/nodir/"
 expect_exit2 "no file" "FILES" check --dsn "$STANDBY"
 expect_exit2 "a database without the extension" "has no usable pg_migration_guard.check" check --dsn "host=/tmp port=$SPORT user=postgres dbname=template1" "$MIG"
