@@ -857,7 +857,7 @@ impl Checker {
                     "the guard judges the statements a DO block or a procedure runs only when they run: check() cannot see them".into(),
                 )
             } else if judging::is_judged_statement(node) {
-                self.judge(node, text, offset, line)
+                self.judge(node, text, offset)
             } else {
                 Outcome::allowed()
             };
@@ -969,7 +969,7 @@ impl Checker {
         }
     }
 
-    unsafe fn judge(&mut self, node: *mut pg_sys::Node, text: &str, offset: usize, line: usize) -> Outcome {
+    unsafe fn judge(&mut self, node: *mut pg_sys::Node, text: &str, offset: usize) -> Outcome {
         unsafe {
             let overrides = match self.overrides(text) {
                 Ok(o) => o,
@@ -1040,19 +1040,16 @@ impl Checker {
                 return Outcome::unknown(reason);
             }
             if let Some(oid) = oids.iter().find(|o| !may_describe(**o)) {
+                // The role cannot be told more: no sizes, DETAIL or HINT.
                 return Outcome {
+                    sqlstate: Some(sqlstate_text(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32)),
                     hint: Some("Run check() as a role with a privilege on each relation the statement uses, such as its owner.".into()),
-                    ..Outcome::postgres_error(
-                        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                        format!(
-                            "permission denied for table {}: check() describes only relations the current role may use",
-                            relation_name(*oid)
-                        ),
-                    )
-                }
-                .unknown_keeping_reason();
+                    ..Outcome::unknown(format!(
+                        "permission denied for table {}: check() describes only relations the current role may use",
+                        relation_name(*oid)
+                    ))
+                };
             }
-            let _ = line;
             let sizes = judged.stmt.relations().into_iter().cloned().collect();
             Outcome::from_verdict(judged.verdict, judged.targets.into_iter().map(|t| t.request).collect(), sizes)
         }
@@ -1372,10 +1369,14 @@ impl Checker {
                     }
                     let new_name = facts::cstr((*stmt).newname);
                     match (self.resolve((*stmt).relation), (*stmt).renameType) {
-                        (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_COLUMN) => {
-                            let _ = i;
-                        }
-                        (Ok(Resolved::Script(i)), _) => self.sim.created[i].name = new_name,
+                        // The script's own relations are described without their columns.
+                        (Ok(Resolved::Script(_)), pg_sys::ObjectType::OBJECT_COLUMN) => {}
+                        (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_TABLE)
+                        | (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_INDEX)
+                        | (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_VIEW)
+                        | (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_MATVIEW)
+                        | (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_SEQUENCE)
+                        | (Ok(Resolved::Script(i)), pg_sys::ObjectType::OBJECT_FOREIGN_TABLE) => self.sim.created[i].name = new_name,
                         (Ok(Resolved::Catalog(oid)), pg_sys::ObjectType::OBJECT_COLUMN) => {
                             let old = facts::cstr((*stmt).subname).into_bytes();
                             self.drop_column(oid, old);
@@ -1581,13 +1582,6 @@ impl Checker {
                 }
             }
         }
-    }
-}
-
-impl Outcome {
-    /// A privilege failure reported as `unknown`: the role cannot be told more.
-    fn unknown_keeping_reason(self) -> Outcome {
-        Outcome { decision: "unknown", ..self }
     }
 }
 
