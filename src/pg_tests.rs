@@ -1642,8 +1642,10 @@ fn check_judges_without_running() {
         .unwrap()
         .unwrap();
     assert!(!exists && added == 0);
+    // No transaction id: where the test's transaction has none yet (on 18 the test
+    // framework's transaction already has one). tests/check/run.sh proves it on every
+    // version on a hot standby, where assigning one is an error.
     assert_eq!(xid(), xid_before, "check() assigned a transaction id");
-    assert_eq!(xid_before, None, "the test's transaction had a transaction id before check(): the test proves nothing");
 }
 
 /// A table the script creates is new for the statements after it, in its transaction; a
