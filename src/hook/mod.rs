@@ -28,7 +28,7 @@ use crate::audit::{Outcome, Session};
 use crate::decision::{self, Decision, JudgingFailure, Overrides, Verdict};
 use crate::judging::lock_targets as locks;
 use crate::judging::{self, facts, scanner};
-use crate::{audit, guc, lockqueue, overrides, sqltext, subxact};
+use crate::{audit, citus, guc, lockqueue, overrides, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -151,7 +151,9 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
             return std::ptr::null_mut();
         }
         let started_at = pg_sys::GetCurrentTimestamp();
-        let exemption = guc::exemption();
+        // Exempt sessions; then, on a Citus node, the shard DDL Citus itself sends for a
+        // statement its coordinator judged (`pg_migration_guard.citus_internal = trust`).
+        let exemption = guc::exemption().or_else(|| citus::internal_exemption((*pstmt).utilityStmt));
         let mut pending = judge(pstmt, query_string, exemption);
         pending.event.started_at = started_at;
         audit::log_line(&pending.event);

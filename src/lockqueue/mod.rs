@@ -102,6 +102,9 @@ enum Round {
     TimedOut(usize),
     /// Any other error: the guard's own failure.
     Failed(String),
+    /// The local locks were granted, but sessions on other nodes of a Citus cluster hold
+    /// conflicting locks on the shards of `targets[i]`: rolled back.
+    ShardsBusy(usize, Vec<crate::citus::ShardBlocker>),
 }
 
 /// Which of `targets` the guard takes ahead of the statement (`pg_migration_guard.lock_targets`
@@ -146,8 +149,22 @@ pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let ahead = unsafe { taken_ahead(targets) };
     let chosen: Vec<&Target> = targets.iter().zip(ahead).filter(|(_, a)| *a).map(|(t, _)| t).collect();
-    if chosen.is_empty() || unsafe { take_without_waiting(&chosen) } {
+    if chosen.is_empty() {
         return;
+    }
+    // On a Citus coordinator: the shards of the distributed tables among the targets, whose
+    // locks each attempt also checks (`crate::citus::ShardWatch`). None elsewhere.
+    let watch = unsafe { crate::citus::ShardWatch::new(&chosen) };
+    if unsafe { take_without_waiting(&chosen) } {
+        let Some(w) = &watch else { return };
+        match unsafe { w.conflicts() } {
+            Ok(found) if found.is_empty() => return,
+            Ok(_) => unsafe { release(&chosen) },
+            Err(cause) => {
+                unprotected(command_tag, cause);
+                return;
+            }
+        }
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
     let (attempt, budget, bound) = limits(guc::LOCK_ATTEMPT_TIMEOUT_MS.get(), guc::LOCK_RETRY_BUDGET_MS.get(), session_lock_timeout);
@@ -164,7 +181,19 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let mut cancelled = Cancelled::default();
     loop {
         attempts += 1;
-        match unsafe { round(&chosen, attempt) } {
+        match unsafe { round(&chosen, attempt, watch.as_ref()) } {
+            Round::ShardsBusy(i, found) => {
+                // Sessions on other nodes hold conflicting locks on the shards: the round
+                // released the distributed table's lock again rather than hold it while
+                // Citus' shard DDL waits. Nothing to wait for here: pause and attempt again.
+                let elapsed = start.elapsed();
+                if elapsed >= budget {
+                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound, &found) };
+                }
+                let sleep = pause.mul_f64(jitter()).min(budget.saturating_sub(elapsed));
+                unsafe { wait(sleep) };
+                pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+            }
             Round::Acquired => {
                 unsafe { intent.withdraw() };
                 report_taken(command_tag, attempts, attempt, waited.len(), start.elapsed());
@@ -172,20 +201,14 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
             }
             Round::Failed(cause) => {
                 unsafe { intent.withdraw() };
-                pgrx::pg_sys::panic::ErrorReport::new(
-                    PgSqlErrorCode::ERRCODE_WARNING,
-                    format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
-                    "pg_migration_guard",
-                )
-                .set_detail(cause)
-                .report(PgLogLevel::WARNING);
+                unprotected(command_tag, cause);
                 return;
             }
             Round::TimedOut(i) => {
                 let holders = unsafe { cancel_blocking_autovacuum(chosen[i], &mut cancelled) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
-                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound) };
+                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound, &[]) };
                 }
                 if holders.only_cancelled_autovacuum() && cancelled.recent() {
                     // Only autovacuum workers that have just been sent a cancel hold the
@@ -241,10 +264,28 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                         .chain(to_wait.iter().map(|(j, _)| *j))
                         .find(|j| !unsafe { lock_holders(chosen[*j]) }.is_empty())
                         .unwrap_or(i);
-                    unsafe { exhausted(chosen[named], command_tag, attempts, attempt, elapsed, budget, bound) };
+                    unsafe { exhausted(chosen[named], command_tag, attempts, attempt, elapsed, budget, bound, &[]) };
                 }
             }
         }
+    }
+}
+
+/// WARNING: the statement runs without (full) lock-queue protection, because of `cause`.
+fn unprotected(command_tag: &str, cause: String) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_WARNING,
+        format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
+        "pg_migration_guard",
+    )
+    .set_detail(cause)
+    .report(PgLogLevel::WARNING);
+}
+
+/// Releases the locks `take_without_waiting` took (exactly the counts it took).
+unsafe fn release(targets: &[&Target]) {
+    for t in targets.iter().rev() {
+        unsafe { pg_sys::UnlockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE) };
     }
 }
 
@@ -270,11 +311,15 @@ fn report_taken(command_tag: &str, attempts: u32, attempt: Duration, waited_for:
 }
 
 /// One round: every lock in order, each wait bounded by `attempt`, in an internal
-/// subtransaction that is committed when all were granted and rolled back otherwise.
-unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
+/// subtransaction that is committed when all were granted and rolled back otherwise. With
+/// `watch` (a Citus coordinator), the round also fails, rolled back, when conflicting locks
+/// are held on the shards once the local locks are granted.
+unsafe fn round(targets: &[&Target], attempt: Duration, watch: Option<&crate::citus::ShardWatch>) -> Round {
     unsafe {
         let saved_lock_timeout = pg_sys::LockTimeout;
         let mut current = 0usize;
+        let mut busy: Option<Vec<crate::citus::ShardBlocker>> = None;
+        let mut unchecked: Option<String> = None;
         let result = subxact::run(OnSuccess::Keep, || {
             for (i, t) in targets.iter().enumerate() {
                 current = i;
@@ -282,8 +327,38 @@ unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
                 pg_sys::LockTimeout = attempt.as_millis().clamp(1, i32::MAX as u128) as i32;
                 pg_sys::LockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE);
             }
+            pg_sys::LockTimeout = saved_lock_timeout;
+            if let Some(w) = watch {
+                match w.conflicts() {
+                    Ok(found) if found.is_empty() => {}
+                    Ok(found) => {
+                        busy = Some(found);
+                        // Rolls the round back, releasing the locks just taken.
+                        pgrx::pg_sys::panic::ErrorReport::new(
+                            PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                            "conflicting locks are held on the shards",
+                            "pg_migration_guard",
+                        )
+                        .report(PgLogLevel::ERROR);
+                    }
+                    Err(cause) => unchecked = Some(cause),
+                }
+            }
         });
         pg_sys::LockTimeout = saved_lock_timeout;
+        if let Some(found) = busy {
+            let i = found.first().map_or(0, |b| b.target);
+            return Round::ShardsBusy(i, found);
+        }
+        if let (Ok(()), Some(cause)) = (&result, unchecked) {
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                "pg_migration_guard could not list the locks held on the shards; the statement runs without lock-queue protection on the other nodes",
+                "pg_migration_guard",
+            )
+            .set_detail(cause)
+            .report(PgLogLevel::WARNING);
+        }
         match result {
             Ok(()) => Round::Acquired,
             Err(e) => {
@@ -707,7 +782,10 @@ unsafe fn lock_holders(target: &Target) -> Vec<Holder> {
     }
 }
 
-/// ERROR 55P03 once the budget is spent, naming the blocking sessions.
+/// ERROR 55P03 once the budget is spent, naming the blocking sessions; on a Citus
+/// coordinator also those holding conflicting locks on the shards (`on_shards`, with the
+/// global pids Citus' `pg_cancel_backend(bigint)` accepts).
+#[allow(clippy::too_many_arguments)]
 unsafe fn exhausted(
     target: &Target,
     command_tag: &str,
@@ -716,6 +794,7 @@ unsafe fn exhausted(
     elapsed: Duration,
     budget: Duration,
     bound: Bound,
+    on_shards: &[crate::citus::ShardBlocker],
 ) -> ! {
     let found = unsafe { blockers(target) };
     let limit = match bound {
@@ -725,22 +804,43 @@ unsafe fn exhausted(
     let mode = target.request.mode;
     let message = format!("could not obtain {} lock on {} within {limit}", mode.with_article(), target.request.relation);
     let held_by = match &found {
+        Ok(b) if b.is_empty() && !on_shards.is_empty() => String::new(),
         Ok(b) if b.is_empty() => "No session holds a conflicting lock any more: the last one ended as the budget ran out.".to_string(),
         Ok(b) => format!("Conflicting locks held by: {}.", b.iter().map(Blocker::describe).collect::<Vec<_>>().join("; ")),
         Err(cause) => format!("The sessions holding conflicting locks could not be listed: {cause}."),
     };
-    let detail = format!(
-        "{command_tag} waited {attempts} time{} in the lock queue for {} lock on {} ({}), at most {} each time so that \
-         queries arriving behind it waited no longer than that, and between those waited outside the queue for the \
-         transactions holding conflicting locks to end; {:.1} s in all. {held_by}",
-        if attempts == 1 { "" } else { "s" },
-        mode.with_article(),
-        target.request.relation,
-        mode.effect(),
-        format_ms(attempt.as_millis() as u32),
-        elapsed.as_secs_f64(),
-    );
-    let pids: Vec<String> = match &found {
+    let detail = if on_shards.is_empty() {
+        format!(
+            "{command_tag} waited {attempts} time{} in the lock queue for {} lock on {} ({}), at most {} each time so that \
+             queries arriving behind it waited no longer than that, and between those waited outside the queue for the \
+             transactions holding conflicting locks to end; {:.1} s in all. {held_by}",
+            if attempts == 1 { "" } else { "s" },
+            mode.with_article(),
+            target.request.relation,
+            mode.effect(),
+            format_ms(attempt.as_millis() as u32),
+            elapsed.as_secs_f64(),
+        )
+    } else {
+        let mut shown: Vec<String> = on_shards.iter().take(10).map(crate::citus::ShardBlocker::describe).collect();
+        if on_shards.len() > 10 {
+            shown.push(format!("{} more", on_shards.len() - 10));
+        }
+        format!(
+            "{command_tag} attempted {attempts} time{} to take {} lock on {} ({}); each time sessions on the Citus nodes held \
+             conflicting locks on its shards, which Citus would have waited for while holding the lock on {}, so the guard \
+             released it again; {:.1} s in all. Conflicting locks on its shards held by: {}.{}{held_by}",
+            if attempts == 1 { "" } else { "s" },
+            mode.with_article(),
+            target.request.relation,
+            mode.effect(),
+            target.request.relation,
+            elapsed.as_secs_f64(),
+            shown.join("; "),
+            if held_by.is_empty() { "" } else { " " },
+        )
+    };
+    let mut pids: Vec<String> = match &found {
         Ok(b) => b
             .iter()
             .filter_map(|b| {
@@ -754,6 +854,13 @@ unsafe fn exhausted(
             .collect(),
         Err(_) => vec![],
     };
+    // Citus' pg_cancel_backend(bigint) takes a global pid and cancels it on its node.
+    for g in on_shards.iter().filter_map(|b| b.global_pid) {
+        let call = format!("pg_cancel_backend({g})");
+        if !pids.contains(&call) {
+            pids.push(call);
+        }
+    }
     let hint = if pids.is_empty() {
         "Run the statement again when the blocking transactions have ended.".to_string()
     } else {
