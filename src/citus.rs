@@ -137,7 +137,7 @@ pub unsafe fn distributed_size(relid: pg_sys::Oid) -> Option<DistributedSize> {
             .iter()
             .map(|(_, names)| {
                 format!(
-                    "SELECT pg_catalog.format('%s %s %s', found, bytes, pg_catalog.coalesce(estimated_rows::pg_catalog.text, '-')) \
+                    "SELECT pg_catalog.format('%s %s %s', found, bytes, COALESCE(estimated_rows::pg_catalog.text, '-')) \
                      FROM pg_migration_guard.relations_size(ARRAY[{}]::pg_catalog.text[])",
                     names.iter().map(|n| literal(n)).collect::<Vec<_>>().join(", ")
                 )
@@ -216,7 +216,7 @@ pub unsafe fn internal_exemption(node: *mut pg_sys::Node) -> Option<String> {
                    FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS x(oid) \
                    JOIN pg_catalog.pg_class c ON c.oid = x.oid \
                    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid \
-                   JOIN pg_catalog.pg_class t ON t.oid = pg_catalog.coalesce(i.indrelid, c.oid) \
+                   JOIN pg_catalog.pg_class t ON t.oid = COALESCE(i.indrelid, c.oid) \
                    JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace";
         let counted = internal_query(|| {
             Spi::connect(|client| {
@@ -313,7 +313,7 @@ impl ShardWatch {
             .map(|(i, name, modes)| format!("({i}, {}, {})", literal(name), literal(&modes.join(","))))
             .collect();
         let command_prefix = format!(
-            "SELECT pg_catalog.coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(w.i, w.name, l.mode, l.pid, t.global_pid))::pg_catalog.text, '[]') \
+            "SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(w.i, w.name, l.mode, l.pid, t.global_pid))::pg_catalog.text, '[]') \
              FROM (VALUES {}) AS w(i, name, modes) \
              JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.granted \
                AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
@@ -323,7 +323,7 @@ impl ShardWatch {
              WHERE t.global_pid IS DISTINCT FROM ",
             values.join(", ")
         );
-        let sql = "SELECT r.success, r.result, pg_catalog.coalesce(n.nodename || ':' || n.nodeport, 'node ' || r.nodeid) \
+        let sql = "SELECT r.success, r.result, COALESCE(n.nodename || ':' || n.nodeport, 'node ' || r.nodeid) \
                    FROM pg_catalog.run_command_on_all_nodes($1 || pg_catalog.citus_backend_gpid()) r \
                    LEFT JOIN pg_catalog.pg_dist_node n ON n.nodeid = r.nodeid";
         let rows = unsafe {
