@@ -204,34 +204,100 @@ pub unsafe fn internal_exemption(node: *mut pg_sys::Node) -> Option<String> {
             return None;
         }
         let oids: Vec<pg_sys::Oid> = targets.iter().map(|t| t.oid).collect();
-        let sql = "SELECT pg_catalog.count(*) FILTER (WHERE \
-                      EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = t.oid \
-                              AND (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0) \
-                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_class l ON l.oid = s.logicalrelid \
-                                 WHERE s.shardid = pg_catalog.substring(t.relname, '_([0-9]{1,18})$')::pg_catalog.int8 \
-                                   AND l.relnamespace = t.relnamespace \
-                                   AND pg_catalog.shard_name(s.logicalrelid, s.shardid) IN \
-                                       (pg_catalog.quote_ident(t.relname), pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.relname)))), \
-                      pg_catalog.count(*) \
-                   FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS x(oid) \
-                   JOIN pg_catalog.pg_class c ON c.oid = x.oid \
-                   LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid \
-                   JOIN pg_catalog.pg_class t ON t.oid = COALESCE(i.indrelid, c.oid) \
-                   JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace";
-        let counted = internal_query(|| {
-            Spi::connect(|client| {
-                let row = client.select(sql, Some(1), &[oids.clone().into()])?.first();
-                Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
-            })
-        });
-        let Ok(Ok((known, found))) = counted else { return None };
-        if known != oids.len() as i64 || found != oids.len() as i64 {
+        let known = identify(&oids)?;
+        if !known.iter().all(|k| k.shard_of.is_some() || k.distributed_copy) {
             return None;
         }
         Some(format!(
             "sent by Citus for the statement of global pid {gpid} (application_name \"{app}\"), on shards or distributed tables only; \
              pg_migration_guard.citus_internal is trust"
         ))
+    }
+}
+
+/// What Citus' metadata says about one relation a statement locks.
+struct Known {
+    /// The distributed table whose shard the relation (or the index's table) is: a
+    /// `pg_dist_shard` row whose shard id ends the relation's name, whose `shard_name` is the
+    /// relation's name, in the same schema as its distributed table (Citus'
+    /// `RelationIsAKnownShard` asks the same).
+    shard_of: Option<pg_sys::Oid>,
+    /// The relation is in `pg_dist_partition` and this node is not the coordinator
+    /// (`pg_dist_local_group.groupid` ≠ 0): a worker's copy of a distributed table.
+    distributed_copy: bool,
+}
+
+/// [`Known`] for each of `oids`, in order; `None` when the catalog could not be read.
+/// The relations' names come from the syscache, not from a query of pg_class, where Citus
+/// hides shards from sessions that are not its own (`citus.override_table_visibility`).
+unsafe fn identify(oids: &[pg_sys::Oid]) -> Option<Vec<Known>> {
+    let (mut tables, mut names, mut schemas, mut namespaces) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for oid in oids {
+        unsafe {
+            let table = if pg_sys::get_rel_relkind(*oid) as u8 == pg_sys::RELKIND_INDEX {
+                pg_sys::IndexGetRelation(*oid, true)
+            } else {
+                *oid
+            };
+            let name = pg_sys::get_rel_name(table);
+            let namespace = pg_sys::get_rel_namespace(table);
+            let schema = pg_sys::get_namespace_name(namespace);
+            if name.is_null() || schema.is_null() {
+                return None;
+            }
+            tables.push(table);
+            names.push(CStr::from_ptr(name).to_string_lossy().into_owned());
+            schemas.push(CStr::from_ptr(schema).to_string_lossy().into_owned());
+            namespaces.push(namespace);
+        }
+    }
+    let sql = "SELECT (SELECT s.logicalrelid FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_class l ON l.oid = s.logicalrelid \
+                       WHERE s.shardid = pg_catalog.substring(x.relname, '_([0-9]{1,18})$')::pg_catalog.int8 \
+                         AND l.relnamespace = x.nsp \
+                         AND pg_catalog.shard_name(s.logicalrelid, s.shardid) IN \
+                             (pg_catalog.quote_ident(x.relname), pg_catalog.quote_ident(x.nspname) || '.' || pg_catalog.quote_ident(x.relname))), \
+                      EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = x.tableoid) \
+                        AND (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 \
+               FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.text[]), \
+                               pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.oid[])) \
+                    WITH ORDINALITY AS x(tableoid, relname, nspname, nsp, n) \
+               ORDER BY x.n";
+    let rows = unsafe {
+        internal_query(|| {
+            Spi::connect(|client| {
+                let mut out = Vec::new();
+                for row in client.select(sql, None, &[tables.clone().into(), names.clone().into(), schemas.clone().into(), namespaces.clone().into()])? {
+                    out.push(Known { shard_of: row.get::<pg_sys::Oid>(1)?, distributed_copy: row.get::<bool>(2)?.unwrap_or(false) });
+                }
+                Ok::<_, pgrx::spi::Error>(out)
+            })
+        })
+    };
+    match rows {
+        Ok(Ok(r)) if r.len() == oids.len() => Some(r),
+        _ => None,
+    }
+}
+
+/// Whether the statement is Citus changing this node's own placements (a reference table's
+/// or a Citus local table's shard on the coordinator, Citus' "local execution") for the
+/// statement the guard is judging in this backend already: every relation it locks is a
+/// shard of one of the relations `outer` (the running statement's lock targets) locks.
+/// Such a statement is neither judged nor audited again: it is part of the one that was.
+///
+/// # Safety
+/// Inside a transaction; `node` a valid utility parse tree.
+pub unsafe fn local_placement_of(node: *mut pg_sys::Node, outer: &[pg_sys::Oid]) -> bool {
+    unsafe {
+        if outer.is_empty() || !catalog_present() {
+            return false;
+        }
+        let Ok(targets) = crate::subxact::in_subtransaction(|| crate::judging::lock_targets::lock_targets(node)) else { return false };
+        if targets.is_empty() {
+            return false;
+        }
+        let oids: Vec<pg_sys::Oid> = targets.iter().map(|t| t.oid).collect();
+        identify(&oids).is_some_and(|known| known.iter().all(|k| k.shard_of.is_some_and(|table| outer.contains(&table))))
     }
 }
 
