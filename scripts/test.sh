@@ -7,6 +7,8 @@
 #      A: shared_preload_libraries = 'pg_stat_statements,pg_migration_guard', 1M-row data set
 #      B: shared_preload_libraries = 'pg_migration_guard,pg_stat_statements'
 #      C: not preloaded (CREATE EXTENSION must refuse)
+#   2b. the Citus tests (tests/citus/run.sh) when a Citus installation exists (PGMG_CITUS_TREE);
+#      otherwise a line says they were skipped;
 #   3. PostgreSQL's own regression suite without the guard, with it (every rule off: identical
 #      results) and with it in mode warn (only added guard WARNINGs): scripts/regress.sh;
 #   4. the client acceptance suite (tests/clients/run.sh);
@@ -48,6 +50,15 @@ psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p 55433 -U postgres -d postgres -c 'CREAT
 
 export PGMG_PORT_A=55433 PGMG_PORT_B=55434 PGMG_PORT_C=55435 PGMG_LOG_A="$WORK/a/server.log"
 (cd tests/integration && cargo test --release -- --test-threads=1)
+
+echo "== Citus: a coordinator and two workers (tests/citus/run.sh, ports 55580-55583)"
+citus_rc=0
+tests/citus/run.sh || citus_rc=$?
+if [ "$citus_rc" = 77 ]; then
+  echo "== Citus: SKIPPED, no Citus installation in ${PGMG_CITUS_TREE:-/var/tmp/pgmg/pg15-citus} (docs/citus.md says how to build one)"
+elif [ "$citus_rc" != 0 ]; then
+  exit "$citus_rc"
+fi
 
 echo "== PostgreSQL's regression suite: no guard, guard with every rule off, guard in mode warn (scripts/regress.sh)"
 ./scripts/regress.sh

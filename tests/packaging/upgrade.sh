@@ -19,8 +19,9 @@
 #     primary key builds (as README says); with it, the restore is clean and keeps every
 #     audit row.
 #  5. Rolling the library back (the previous release's file, restart) with the new
-#     version's SQL objects in place: DDL is judged and audited (no SQL object changed
-#     between these two versions; see sql/pg_migration_guard--0.1.0--0.2.0.sql).
+#     version's SQL objects in place: DDL is judged and audited (the one SQL object new
+#     in 0.2.0, relations_size, is used on Citus clusters only; see
+#     sql/pg_migration_guard--0.1.0--0.2.0.sql).
 #
 # Usage: tests/packaging/upgrade.sh   (builds and installs the extension with install_extension)
 # Environment: PGMG_OLD_LIB=/path/to/pg_migration_guard.so of the previous release, instead
