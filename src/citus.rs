@@ -33,7 +33,9 @@ use crate::lockqueue::internal_query;
 /// # Safety
 /// Inside a transaction.
 pub unsafe fn catalog_present() -> bool {
-    unsafe { pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)) != pg_sys::InvalidOid }
+    unsafe {
+        pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)) != pg_sys::InvalidOid
+    }
 }
 
 /// A distributed table's data as measured on the nodes holding its shards.
@@ -234,11 +236,8 @@ unsafe fn identify(oids: &[pg_sys::Oid]) -> Option<Vec<Known>> {
     let (mut tables, mut names, mut schemas, mut namespaces) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for oid in oids {
         unsafe {
-            let table = if pg_sys::get_rel_relkind(*oid) as u8 == pg_sys::RELKIND_INDEX {
-                pg_sys::IndexGetRelation(*oid, true)
-            } else {
-                *oid
-            };
+            let table =
+                if pg_sys::get_rel_relkind(*oid) as u8 == pg_sys::RELKIND_INDEX { pg_sys::IndexGetRelation(*oid, true) } else { *oid };
             let name = pg_sys::get_rel_name(table);
             let namespace = pg_sys::get_rel_namespace(table);
             let schema = pg_sys::get_namespace_name(namespace);
@@ -266,7 +265,11 @@ unsafe fn identify(oids: &[pg_sys::Oid]) -> Option<Vec<Known>> {
         internal_query(|| {
             Spi::connect(|client| {
                 let mut out = Vec::new();
-                for row in client.select(sql, None, &[tables.clone().into(), names.clone().into(), schemas.clone().into(), namespaces.clone().into()])? {
+                for row in client.select(
+                    sql,
+                    None,
+                    &[tables.clone().into(), names.clone().into(), schemas.clone().into(), namespaces.clone().into()],
+                )? {
                     out.push(Known { shard_of: row.get::<pg_sys::Oid>(1)?, distributed_copy: row.get::<bool>(2)?.unwrap_or(false) });
                 }
                 Ok::<_, pgrx::spi::Error>(out)
@@ -373,11 +376,8 @@ impl ShardWatch {
     /// # Safety
     /// Inside a transaction.
     pub unsafe fn conflicts(&self) -> Result<Vec<ShardBlocker>, String> {
-        let values: Vec<String> = self
-            .names
-            .iter()
-            .map(|(i, name, modes)| format!("({i}, {}, {})", literal(name), literal(&modes.join(","))))
-            .collect();
+        let values: Vec<String> =
+            self.names.iter().map(|(i, name, modes)| format!("({i}, {}, {})", literal(name), literal(&modes.join(",")))).collect();
         let command_prefix = format!(
             "SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(w.i, w.name, l.mode, l.pid, t.global_pid))::pg_catalog.text, '[]') \
              FROM (VALUES {}) AS w(i, name, modes) \
@@ -398,7 +398,11 @@ impl ShardWatch {
                 Spi::connect(|client| {
                     let mut out = Vec::new();
                     for row in client.select(sql, None, &[command_prefix.clone().into()])? {
-                        out.push((row.get::<bool>(1)?.unwrap_or(false), row.get::<String>(2)?.unwrap_or_default(), row.get::<String>(3)?.unwrap_or_default()));
+                        out.push((
+                            row.get::<bool>(1)?.unwrap_or(false),
+                            row.get::<String>(2)?.unwrap_or_default(),
+                            row.get::<String>(3)?.unwrap_or_default(),
+                        ));
                     }
                     Ok::<_, pgrx::spi::Error>(out)
                 })

@@ -11,8 +11,8 @@ use pgrx::prelude::*;
 
 // The pure core (no PostgreSQL calls), re-exported under the paths the rest of the
 // extension uses.
-pub use pg_migration_guard_core::{decision, model, overrides, rules, sqltext};
 pub use pg_migration_guard_core::citus as citus_core;
+pub use pg_migration_guard_core::{decision, model, overrides, rules, sqltext};
 
 mod api;
 mod audit;
