@@ -14,7 +14,7 @@
 #      results) and with it in mode warn (only added guard WARNINGs): scripts/regress.sh;
 #   5. packaging and operations tests (tests/packaging/run.sh): the Debian package, upgrade
 #      and dump/restore, the tools DBAs run beside the guard, a physical standby;
-#   6. the Citus tests (tests/citus/run.sh, ports 55580-55583) when a Citus installation
+#   6. the Citus tests (tests/citus/run.sh, ports 55580-55585) when a Citus installation
 #      exists (PGMG_CITUS_TREE, default /var/tmp/pgmg/pg15-citus; docs/citus.md); otherwise
 #      they are skipped, and the last lines say so.
 # A version whose server scripts/setup.sh could not set up (its source package was not

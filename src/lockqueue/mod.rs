@@ -102,8 +102,8 @@ enum Round {
     TimedOut(usize),
     /// Any other error: the guard's own failure.
     Failed(String),
-    /// The local locks were granted, but sessions on other nodes of a Citus cluster hold
-    /// conflicting locks on the shards of `targets[i]`: rolled back.
+    /// Sessions on other nodes of a Citus cluster hold conflicting locks on the shards of
+    /// `targets[i]`: nothing was taken.
     ShardsBusy(usize, Vec<crate::citus::ShardBlocker>),
 }
 
@@ -158,17 +158,22 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     }
     // On a Citus coordinator: the shards of the distributed tables among the targets, whose
     // locks each attempt also checks (`crate::citus::ShardWatch`). None elsewhere.
-    let watch = unsafe { crate::citus::ShardWatch::new(&chosen) };
-    if unsafe { take_without_waiting(&chosen) } {
-        let Some(w) = &watch else { return };
-        match unsafe { w.conflicts() } {
-            Ok(found) if found.is_empty() => return,
-            Ok(_) => unsafe { release(&chosen) },
+    // Checked before each attempt, while this session holds no lock of the statement, so that
+    // the check (a round trip to every node) never holds up the table's readers.
+    let mut watch = unsafe { crate::citus::ShardWatch::new(&chosen) };
+    let shards_busy = match &watch {
+        None => false,
+        Some(w) => match unsafe { w.conflicts() } {
+            Ok(found) => !found.is_empty(),
             Err(cause) => {
-                unprotected(command_tag, cause);
-                return;
+                shards_unchecked(cause);
+                watch = None;
+                false
             }
-        }
+        },
+    };
+    if !shards_busy && unsafe { take_without_waiting(&chosen) } {
+        return;
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
     let (attempt, budget, bound) = limits(guc::LOCK_ATTEMPT_TIMEOUT_MS.get(), guc::LOCK_RETRY_BUDGET_MS.get(), session_lock_timeout);
@@ -187,9 +192,9 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
         attempts += 1;
         match unsafe { round(&chosen, attempt, watch.as_ref()) } {
             Round::ShardsBusy(i, found) => {
-                // Sessions on other nodes hold conflicting locks on the shards: the round
-                // released the distributed table's lock again rather than hold it while
-                // Citus' shard DDL waits. Nothing to wait for here: pause and attempt again.
+                // Sessions on other nodes hold conflicting locks on the shards: the round took
+                // nothing, rather than hold the distributed table's lock while Citus' shard
+                // DDL waits. Nothing to wait for here: pause and attempt again.
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
                     unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound, &found) };
@@ -286,11 +291,15 @@ fn unprotected(command_tag: &str, cause: String) {
     .report(PgLogLevel::WARNING);
 }
 
-/// Releases the locks `take_without_waiting` took (exactly the counts it took).
-unsafe fn release(targets: &[&Target]) {
-    for t in targets.iter().rev() {
-        unsafe { pg_sys::UnlockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE) };
-    }
+/// WARNING: the locks held on the shards could not be listed.
+fn shards_unchecked(cause: String) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_WARNING,
+        "pg_migration_guard could not list the locks held on the shards; the statement runs without lock-queue protection on the other nodes",
+        "pg_migration_guard",
+    )
+    .set_detail(cause)
+    .report(PgLogLevel::WARNING);
 }
 
 /// DEBUG1, once the locks are held after at least one attempt in the queue: how many
@@ -316,14 +325,19 @@ fn report_taken(command_tag: &str, attempts: u32, attempt: Duration, waited_for:
 
 /// One round: every lock in order, each wait bounded by `attempt`, in an internal
 /// subtransaction that is committed when all were granted and rolled back otherwise. With
-/// `watch` (a Citus coordinator), the round also fails, rolled back, when conflicting locks
-/// are held on the shards once the local locks are granted.
+/// `watch` (a Citus coordinator), the round first checks the locks held on the shards and
+/// takes nothing while a conflicting one is held there.
 unsafe fn round(targets: &[&Target], attempt: Duration, watch: Option<&crate::citus::ShardWatch>) -> Round {
     unsafe {
+        if let Some(w) = watch {
+            match w.conflicts() {
+                Ok(found) if !found.is_empty() => return Round::ShardsBusy(found[0].target, found),
+                Ok(_) => {}
+                Err(cause) => shards_unchecked(cause),
+            }
+        }
         let saved_lock_timeout = pg_sys::LockTimeout;
         let mut current = 0usize;
-        let mut busy: Option<Vec<crate::citus::ShardBlocker>> = None;
-        let mut unchecked: Option<String> = None;
         let result = subxact::run(OnSuccess::Keep, || {
             for (i, t) in targets.iter().enumerate() {
                 current = i;
@@ -331,38 +345,8 @@ unsafe fn round(targets: &[&Target], attempt: Duration, watch: Option<&crate::ci
                 pg_sys::LockTimeout = attempt.as_millis().clamp(1, i32::MAX as u128) as i32;
                 pg_sys::LockRelationOid(t.oid, t.request.mode as pg_sys::LOCKMODE);
             }
-            pg_sys::LockTimeout = saved_lock_timeout;
-            if let Some(w) = watch {
-                match w.conflicts() {
-                    Ok(found) if found.is_empty() => {}
-                    Ok(found) => {
-                        busy = Some(found);
-                        // Rolls the round back, releasing the locks just taken.
-                        pgrx::pg_sys::panic::ErrorReport::new(
-                            PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-                            "conflicting locks are held on the shards",
-                            "pg_migration_guard",
-                        )
-                        .report(PgLogLevel::ERROR);
-                    }
-                    Err(cause) => unchecked = Some(cause),
-                }
-            }
         });
         pg_sys::LockTimeout = saved_lock_timeout;
-        if let Some(found) = busy {
-            let i = found.first().map_or(0, |b| b.target);
-            return Round::ShardsBusy(i, found);
-        }
-        if let (Ok(()), Some(cause)) = (&result, unchecked) {
-            pgrx::pg_sys::panic::ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_WARNING,
-                "pg_migration_guard could not list the locks held on the shards; the statement runs without lock-queue protection on the other nodes",
-                "pg_migration_guard",
-            )
-            .set_detail(cause)
-            .report(PgLogLevel::WARNING);
-        }
         match result {
             Ok(()) => Round::Acquired,
             Err(e) => {
@@ -852,7 +836,7 @@ unsafe fn exhausted(
         format!(
             "{command_tag} attempted {attempts} time{} to take {} lock on {} ({}); each time sessions on the Citus nodes held \
              conflicting locks on its shards, which Citus would have waited for while holding the lock on {}, so the guard \
-             released it again; {:.1} s in all. Conflicting locks on its shards held by: {}.{}{held_by}",
+             did not take it; {:.1} s in all. Conflicting locks on its shards held by: {}.{}{held_by}",
             if attempts == 1 { "" } else { "s" },
             mode.with_article(),
             target.request.relation,

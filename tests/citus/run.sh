@@ -14,12 +14,14 @@
 #   5. lock queue: with a conflicting lock held on a shard on a worker, the coordinator's
 #      ALTER TABLE fails with 55P03 naming the shard and the holder's global pid, and reads
 #      through the coordinator are not held up meanwhile;
-#   6. the guard alone (no Citus in shared_preload_libraries) behaves as before.
+#   6. the guard alone (no Citus in shared_preload_libraries) behaves as before;
+#   7. a worker that does not preload the guard refuses the CREATE EXTENSION Citus propagates;
+#      the guard on the coordinator alone judges the shards' size as unknown (fails closed).
 #
 # Needs a Citus installation in a PostgreSQL tree of its own (PGMG_CITUS_TREE, default
 # /var/tmp/pgmg/pg15-citus: bin/ with PostgreSQL 15's programs, citus.so in its pkglibdir,
 # citus.control in its sharedir; docs/citus.md says how to build one). Exits 77 when there is
-# none. Ports PGMG_CITUS_PORT_BASE (default 55580) .. +3; data in PGMG_CITUS_WORK (default
+# none. Ports PGMG_CITUS_PORT_BASE (default 55580) .. +5; data in PGMG_CITUS_WORK (default
 # /tmp/pgmg-citus-run), left in place after a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +31,7 @@ CITUS_TREE=${PGMG_CITUS_TREE:-/var/tmp/pgmg/pg15-citus}
 WORK=${PGMG_CITUS_WORK:-/tmp/pgmg-citus-run}
 BASE=${PGMG_CITUS_PORT_BASE:-55580}
 ROWS=${PGMG_CITUS_ROWS:-1000000}
-C=$BASE W1=$((BASE + 1)) W2=$((BASE + 2)) ALONE=$((BASE + 3))
+C=$BASE W1=$((BASE + 1)) W2=$((BASE + 2)) ALONE=$((BASE + 3)) C2=$((BASE + 4)) W3=$((BASE + 5))
 
 if ! [ -x "$CITUS_TREE/bin/pg_config" ] || ! [ -f "$("$CITUS_TREE/bin/pg_config" --pkglibdir)/citus.so" ]; then
   echo "tests/citus: no Citus installation in $CITUS_TREE (set PGMG_CITUS_TREE): skipped"
@@ -65,7 +67,7 @@ audit_settled() {
   done
 }
 
-cleanup() { for d in c w1 w2 alone; do stop_cluster "$WORK/$d"; done; }
+cleanup() { for d in c w1 w2 alone c2 w3; do stop_cluster "$WORK/$d"; done; }
 # PGMG_CITUS_KEEP=1 leaves the clusters running at the end (to look around).
 [ -n "${PGMG_CITUS_KEEP:-}" ] || trap cleanup EXIT
 install -d "$WORK"
@@ -104,6 +106,11 @@ expect "DETAIL: the distributed size over 32 shards" "$out" 'public\.orders \([0
 expect "HINT names the user's table" "$out" 'CREATE INDEX CONCURRENTLY orders_placed_at_idx ON orders \(placed_at\)'
 expect_not "no shard named in the message" "$out" 'orders_[0-9]{6}'
 echo "$out" | sed -n '1,2p' | sed 's/^/     /'
+# The guard's hook, installed after Citus', runs first: the rejected statement never reached
+# a worker.
+expect_not "the rejected statement never reached the workers" "$(cat "$WORK/w1/server.log" "$WORK/w2/server.log")" 'orders_placed_at_idx'
+echo "   judging time of that CREATE INDEX on the coordinator (shards measured on the workers): median $(q "$C" -c \
+  "SELECT round(median_us) || ' us, p99 ' || round(p99_us) || ' us' FROM pg_migration_guard.judge_timing('CREATE INDEX orders_placed_at_idx ON orders (placed_at)', 50)")"
 out=$(q "$C" -c 'CREATE INDEX CONCURRENTLY orders_placed_at_idx ON orders (placed_at)' || true)
 expect_not "CREATE INDEX CONCURRENTLY runs on every shard" "$out" 'ERROR|WARNING'
 expect "the index exists on the shards" "$(q "$shard_node" -c "SELECT to_regclass('orders_placed_at_idx_$shard') IS NOT NULL")" '^t$'
@@ -171,6 +178,11 @@ expect "the table answers from every shard" "$(q "$C" -c 'SELECT count(*) FROM o
 echo "== 5. lock queue: a conflicting lock held on a shard"
 shard=$(q "$C" -c "SELECT shardid FROM pg_dist_shard WHERE logicalrelid = 'orders'::regclass ORDER BY shardid LIMIT 1")
 shard_node=$(q "$C" -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $shard")
+# The same reads with nothing else running, for comparison (a figure, not a check).
+for _ in $(seq 1 10); do
+  s=$(date +%s%N); q "$C" -c 'SELECT count(*) FROM orders WHERE id = 7' >/dev/null; echo $(( ($(date +%s%N) - s) / 1000000 ))
+done >"$WORK/reads-idle.ms"
+echo "   reads through the coordinator with no DDL running, slowest: $(sort -n "$WORK/reads-idle.ms" | tail -1) ms"
 q "$shard_node" -c "BEGIN" -c "SELECT count(*) FROM orders_$shard" -c "SELECT pg_sleep(8)" -c "COMMIT" >"$WORK/holder.out" 2>&1 &
 holder=$!
 sleep 1
@@ -211,9 +223,25 @@ q "$ALONE" -c "CREATE TABLE orders AS SELECT g AS id, 'order note ' || g AS note
 out=$(q "$ALONE" -c 'CREATE INDEX orders_note_idx ON orders (note)' || true)
 expect "a plain table is judged with its own size" "$out" 'public\.orders \([0-9]+ (kB|MB), about 100000 rows\)'
 expect_not "... no shards" "$out" 'shard'
+echo "   judging time of that CREATE INDEX without Citus: median $(q "$ALONE" -c \
+  "SELECT round(median_us) || ' us, p99 ' || round(p99_us) || ' us' FROM pg_migration_guard.judge_timing('CREATE INDEX orders_note_idx ON orders (note)', 50)")"
 out=$(PGAPPNAME="citus_internal gpid=10000000001" q "$ALONE" -c 'CREATE INDEX orders_note_idx ON orders (note)' || true)
 expect "an 'internal' application_name means nothing without Citus" "$out" 'ERROR:  require-concurrent-index-creation'
 expect "relations_size measures without Citus too" "$(q "$ALONE" -c "SELECT found, bytes > 0 FROM pg_migration_guard.relations_size(ARRAY['public.orders', 'public.nothing'])")" '^1\|t$'
+
+echo "== 7. a worker that does not preload the guard"
+start_cluster "$WORK/c2" "$C2" 'citus,pg_migration_guard' "$citus_opts"
+start_cluster "$WORK/w3" "$W3" 'citus' "$citus_opts"
+for port in "$C2" "$W3"; do q "$port" -c 'CREATE EXTENSION citus' >/dev/null; done
+q "$C2" -c "SELECT citus_set_coordinator_host('127.0.0.1', $C2)" -c "SELECT citus_add_node('127.0.0.1', $W3)" >/dev/null
+out=$(q "$C2" -c 'CREATE EXTENSION pg_migration_guard' || true)
+expect "Citus propagates CREATE EXTENSION, which the worker refuses" "$out" 'must be loaded via shared_preload_libraries'
+# The guard on the coordinator alone: it cannot measure the shards, and fails closed.
+q "$C2" -c 'SET citus.enable_ddl_propagation = off' -c 'CREATE EXTENSION pg_migration_guard' >/dev/null
+q "$C2" -c 'CREATE TABLE t (id bigint PRIMARY KEY, v text)' -c "SELECT create_distributed_table('t', 'id', shard_count := 4)" \
+  -c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g" >/dev/null
+out=$(q "$C2" -c 'CREATE INDEX t_v_idx ON t (v)' || true)
+expect "... the shards' size is unknown, judged as large" "$out" 'public\.t \(size unknown over 4 shards\)'
 
 if [ "$failures" -gt 0 ]; then
   echo "== tests/citus: $failures check(s) failed; clusters' logs in $WORK/*/server.log"
