@@ -215,6 +215,10 @@ wait "$reader" "$holder" || true
 echo "   without the protection (lock_timeout_policy = off), slowest read: $(sort -n "$WORK/reads-unprotected.ms" | tail -1) ms"
 out=$(q "$C" -c 'ALTER TABLE orders ADD COLUMN gift boolean' || true)
 expect_not "once the shard lock is released the ALTER runs" "$out" 'ERROR'
+# The locks this transaction's own statements hold on the shards (through Citus' connections,
+# which carry this session's global pid) are not in the way.
+out=$(q "$C" -c 'BEGIN' -c "UPDATE orders SET note = 'gift' WHERE id = 7" -c 'ALTER TABLE orders ADD COLUMN gift_note text' -c 'COMMIT' || true)
+expect_not "... also after the same transaction wrote to a shard" "$out" 'ERROR'
 
 echo "== 6. the guard alone (no Citus) behaves as before"
 start_cluster "$WORK/alone" "$ALONE" 'pg_migration_guard' '-c pg_migration_guard.citus_internal=trust'
