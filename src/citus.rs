@@ -41,6 +41,7 @@ pub unsafe fn catalog_present() -> bool {
 /// A distributed table's data as measured on the nodes holding its shards.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DistributedSize {
+    /// 0 when Citus' catalog could not be read.
     pub shards: u32,
     /// `None`: the shards could not all be measured (a node unreachable, a shard missing, the
     /// guard missing on a node); the rules treat the size as unknown, that is large.
@@ -117,6 +118,8 @@ pub unsafe fn distributed_size(relid: pg_sys::Oid) -> Option<DistributedSize> {
         let shards = match shards_of(relid) {
             Ok(Some(s)) if !s.is_empty() => s,
             Ok(_) => return None,
+            // Citus' catalog is there but could not be read: whether `relid` is one of its
+            // tables is unknown, so its size is too (judged as large).
             Err(_) => return Some(DistributedSize { shards: 0, bytes: None, rows: None }),
         };
         let count = shards.len() as u32;

@@ -187,9 +187,11 @@ pub struct Relation {
 impl Relation {
     /// `public.orders (68 MB, about 1000000 rows)`; for a distributed table
     /// `public.orders (90 MB over 32 shards, about 1000000 rows)`, and
-    /// `public.orders (size unknown over 32 shards)` when its shards could not be measured.
+    /// `public.orders (size unknown over 32 shards)` when its shards could not be measured
+    /// (`(size of its shards unknown)` when not even their number could be read).
     pub fn describe(&self) -> String {
         let size = match self.shards {
+            Some(0) if self.size_bytes == UNMEASURED => return format!("{} (size of its shards unknown)", self.name),
             Some(n) if self.size_bytes == UNMEASURED => {
                 return format!("{} (size unknown over {n} shard{})", self.name, if n == 1 { "" } else { "s" });
             }
@@ -713,6 +715,8 @@ mod tests {
         assert_eq!(rel(94_371_840, Some(1e6), 32).describe(), "public.orders (90 MB over 32 shards, about 1000000 rows)");
         assert_eq!(rel(8192, None, 1).describe(), "public.orders (8192 bytes over 1 shard)");
         assert_eq!(rel(super::UNMEASURED, None, 32).describe(), "public.orders (size unknown over 32 shards)");
+        // Citus' catalog could not be read: not even the number of shards is known.
+        assert_eq!(rel(super::UNMEASURED, None, 0).describe(), "public.orders (size of its shards unknown)");
     }
 
     /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.

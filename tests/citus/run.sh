@@ -38,11 +38,22 @@ if ! [ -x "$CITUS_TREE/bin/pg_config" ] || ! [ -f "$("$CITUS_TREE/bin/pg_config"
   exit 77
 fi
 
-# The guard: built as for the other tests (content-addressed library, never rewritten), its
-# control file and SQL scripts copied into the Citus tree's sharedir. A caller that built it
-# already sets GUARD_LIB_DIR (the library's directory) and PGMG_GUARD_PACKAGE (the package).
-if [ -z "${GUARD_LIB_DIR:-}" ]; then install_extension; fi
+# The guard: built as for the other tests (cargo pgrx package against the private tree's
+# pg_config, so nothing is rebuilt), the library in a content-addressed directory never
+# rewritten (GUARD_LIB_ROOT/<sha256 prefix>/, first in dynamic_library_path), the control file
+# and SQL scripts copied into the Citus tree's sharedir only (not into the shared tree's,
+# which other test runs install into). A caller that built it already sets GUARD_LIB_DIR
+# (the library's directory) and PGMG_GUARD_PACKAGE (the package directory).
 out=${PGMG_GUARD_PACKAGE:-target/release/pg_migration_guard-pg${PG_MAJOR}}
+if [ -z "${GUARD_LIB_DIR:-}" ]; then
+  cargo pgrx package --pg-config "${PG_CONFIG}" >/dev/null
+  so=$(find "$out" -name pg_migration_guard.so | head -1)
+  [ -n "$so" ] || { echo "tests/citus: no pg_migration_guard.so under $out" >&2; exit 1; }
+  GUARD_LIB_DIR=$GUARD_LIB_ROOT/$(sha256sum "$so" | cut -c1-12)
+  install -d -m 755 "$GUARD_LIB_DIR"
+  [ -f "$GUARD_LIB_DIR/pg_migration_guard.so" ] || install_atomically "$so" "$GUARD_LIB_DIR/pg_migration_guard.so" 755
+  export GUARD_LIB_DIR
+fi
 citus_share=$("$CITUS_TREE/bin/pg_config" --sharedir)
 while IFS= read -r f; do
   install_atomically "$f" "$citus_share/extension/$(basename "$f")"
