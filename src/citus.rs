@@ -105,7 +105,7 @@ unsafe fn shards_of(relid: pg_sys::Oid) -> Result<Option<Vec<Shard>>, String> {
 /// that hold them: `pg_migration_guard.relations_size` there (the guard's own measure: main
 /// fork and TOAST by their files, no lock taken), sent through Citus'
 /// `master_run_on_worker` (new connections outside the transaction, as the session's user;
-/// each node once, in parallel; `citus.node_connection_timeout` at most 2 s). `None` when
+/// each node once, in parallel; `citus.node_connection_timeout` set to 2 s for it). `None` when
 /// Citus is not installed or `relid` is not one of its tables.
 ///
 /// # Safety
