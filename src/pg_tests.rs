@@ -1714,6 +1714,139 @@ fn pg18_enforcing_a_not_enforced_foreign_key_is_a_scan() {
     allowed("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED");
 }
 
+/// PostgreSQL 17+: SET ACCESS METHOD naming the access method the table has, or DEFAULT when
+/// that is the default, changes nothing (ATPrepSetAccessMethod), and on a partitioned table it
+/// only changes the catalog: the guard passes them. Another access method rewrites the table.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_set_access_method_rewrites_only_when_the_access_method_changes() {
+    Spi::run("SET LOCAL pg_migration_guard.small_table_threshold = 0").unwrap();
+    let before = relfilenode_of("guard_fixture.orders");
+    allowed("ALTER TABLE guard_fixture.orders SET ACCESS METHOD heap");
+    allowed("ALTER TABLE guard_fixture.orders SET ACCESS METHOD DEFAULT");
+    assert_eq!(relfilenode_of("guard_fixture.orders"), before, "no rewrite");
+    allowed("ALTER TABLE guard_fixture.parted SET ACCESS METHOD heap");
+    Spi::run("CREATE ACCESS METHOD guard_heap2 TYPE TABLE HANDLER heap_tableam_handler").unwrap();
+    rejected("ALTER TABLE guard_fixture.orders SET ACCESS METHOD guard_heap2", "table-rewrite");
+}
+
+/// PostgreSQL 18: VACUUM FULL of an inheritance parent rewrites its children too, unless ONLY
+/// is written: the parent is as big as what it processes.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_vacuum_full_of_an_inheritance_parent_counts_its_children() {
+    let size = |sql: &str| match facts_of(sql) {
+        crate::model::Statement::VacuumFull { tables, .. } => tables[0].size_bytes,
+        other => panic!("{sql}: {other:?}"),
+    };
+    assert!(size("VACUUM FULL guard_fixture.inh_parent") > 1024 * 1024);
+    assert_eq!(size("VACUUM FULL ONLY guard_fixture.inh_parent"), 0);
+}
+
+/// PostgreSQL 18: a virtual generated column stores nothing, so changing its type rewrites
+/// nothing; a key WITHOUT OVERLAPS is built as an exclusion constraint's GiST index, which no
+/// CREATE UNIQUE INDEX can build for USING INDEX: ban-exclusion-constraint flags it, not
+/// disallowed-unique-constraint (whose route would give a plain btree key).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_virtual_columns_change_type_in_place_and_temporal_keys_are_exclusion_constraints() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2) VIRTUAL, \
+         ADD COLUMN during tsrange; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let before = relfilenode_of("guard_fixture.orders");
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN q_virtual TYPE bigint");
+    assert_eq!(relfilenode_of("guard_fixture.orders"), before, "no rewrite");
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_during_key UNIQUE (id, during WITHOUT OVERLAPS)",
+        "ban-exclusion-constraint",
+    );
+    assert!(!f.hint.contains("CREATE UNIQUE INDEX"), "{f:?}");
+}
+
+/// PostgreSQL 18: lock_targets() predicts the strong locks of the new ALTER CONSTRAINT forms
+/// as pg_locks shows them: [NO] INHERIT locks the direct children (also under ONLY); ENFORCED
+/// creates a foreign key's triggers (SHARE ROW EXCLUSIVE on the referenced table), NOT
+/// ENFORCED drops them (ACCESS EXCLUSIVE on it); on a partitioned table every partition is
+/// locked too, as for DEFERRABLE and (17+) ADD GENERATED AS IDENTITY. VALIDATE of a NOT VALID
+/// not-null constraint reaches the partitions.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_alter_constraint_lock_targets_match_the_locks_postgres_takes() {
+    Spi::run("SET LOCAL pg_migration_guard.lock_timeout_policy = off").unwrap();
+    Spi::run("SET LOCAL client_min_messages = error").unwrap();
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE ONLY guard_fixture.inh_parent ADD CONSTRAINT inh_parent_a_nn NOT NULL a NO INHERIT; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT ENFORCED; \
+         ALTER TABLE guard_fixture.parted ADD CONSTRAINT parted_k_fk FOREIGN KEY (k) REFERENCES guard_fixture.customers (id); \
+         ALTER TABLE guard_fixture.parted ADD CONSTRAINT parted_v_nn NOT NULL v NOT VALID; \
+         ALTER TABLE guard_fixture.parted ALTER COLUMN k SET NOT NULL",
+    )
+    .unwrap();
+    // The locks PostgreSQL 18.6 takes for each (read from pg_locks after the statement, with
+    // the setup above committed beforehand: inside this test's one transaction the setup's
+    // own locks would hide them).
+    let f = |names: &[&str]| names.iter().map(|n| format!("guard_fixture.{n}")).collect::<Vec<_>>();
+    let cases: [(&str, Vec<String>); 7] = [
+        (
+            "ALTER TABLE guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT",
+            f(&["inh_child ACCESS EXCLUSIVE", "inh_parent ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE ONLY guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT",
+            f(&["inh_child ACCESS EXCLUSIVE", "inh_parent ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk ENFORCED",
+            f(&["customers SHARE ROW EXCLUSIVE", "orders ACCESS EXCLUSIVE"]),
+        ),
+        ("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED", f(&["orders ACCESS EXCLUSIVE"])),
+        (
+            "ALTER TABLE guard_fixture.parted ALTER CONSTRAINT parted_k_fk NOT ENFORCED",
+            f(&["customers ACCESS EXCLUSIVE", "parted ACCESS EXCLUSIVE", "parted_1 ACCESS EXCLUSIVE", "parted_2 ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE guard_fixture.parted ALTER CONSTRAINT parted_k_fk DEFERRABLE",
+            f(&["parted ACCESS EXCLUSIVE", "parted_1 ACCESS EXCLUSIVE", "parted_2 ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE guard_fixture.parted ALTER COLUMN k ADD GENERATED ALWAYS AS IDENTITY",
+            f(&["parted ACCESS EXCLUSIVE", "parted_1 ACCESS EXCLUSIVE", "parted_2 ACCESS EXCLUSIVE"]),
+        ),
+    ];
+    for (sql, taken) in cases {
+        assert_eq!(predicted_locks(sql), taken, "{sql}");
+    }
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.parted VALIDATE CONSTRAINT parted_v_nn"),
+        [
+            "guard_fixture.parted SHARE UPDATE EXCLUSIVE",
+            "guard_fixture.parted_1 SHARE UPDATE EXCLUSIVE",
+            "guard_fixture.parted_2 SHARE UPDATE EXCLUSIVE"
+        ]
+    );
+}
+
+/// PostgreSQL 16+: REINDEX DATABASE leaves the system catalogs out (REINDEX SYSTEM does them),
+/// so the guard measures only the tables it reindexes.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+#[pg_test]
+fn pg16_reindex_database_leaves_the_system_catalogs_out() {
+    let names = |sql: &str| match facts_of(sql) {
+        crate::model::Statement::Reindex(r) => r.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        other => panic!("{sql}: {other:?}"),
+    };
+    let database = names("REINDEX DATABASE");
+    assert!(database.iter().any(|n| n == "guard_fixture.orders"), "{database:?}");
+    assert!(!database.iter().any(|n| n.starts_with("pg_catalog.")), "{database:?}");
+    assert!(names("REINDEX SYSTEM").iter().any(|n| n == "pg_catalog.pg_class"));
+}
+
 #[pg_test]
 fn relations_size_measures_like_the_judging_and_skips_missing_names() {
     let (found, bytes, rows) = Spi::get_three::<i32, i64, f64>(

@@ -640,10 +640,16 @@ unsafe fn alter_table_cmd(
             AT_AttachPartition if is_a(def, pg_sys::NodeTag::T_PartitionCmd) => partitions::attach_partition(rel, def.cast(), text, sizes)
                 .map_or_else(Vec::new, |a| vec![AlterTableCmd::AttachPartition(a)]),
             // Changing persistence to the one the table has already is a no-op (ATPrepChangePersistence).
-            AT_SetLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_PERMANENT => {
+            // A partitioned table has no storage: up to 17 the command changes nothing, 18
+            // refuses it.
+            AT_SetLogged
+                if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_PERMANENT && rel.kind() != RelKind::PartitionedTable =>
+            {
                 vec![AlterTableCmd::Rewrite { action: "SET LOGGED" }]
             }
-            AT_SetUnLogged if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_UNLOGGED => {
+            AT_SetUnLogged
+                if rel.form().relpersistence as u8 != pg_sys::RELPERSISTENCE_UNLOGGED && rel.kind() != RelKind::PartitionedTable =>
+            {
                 vec![AlterTableCmd::Rewrite { action: "SET UNLOGGED" }]
             }
             // Moving to the tablespace the table is in already does nothing (ATExecSetTableSpace);
@@ -662,7 +668,9 @@ unsafe fn alter_table_cmd(
                 }
             }
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-            AT_SetAccessMethod => vec![AlterTableCmd::Rewrite { action: "SET ACCESS METHOD" }],
+            AT_SetAccessMethod if set_access_method_rewrites(rel, (*cmd).name) => {
+                vec![AlterTableCmd::Rewrite { action: "SET ACCESS METHOD" }]
+            }
             #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
             AT_AlterConstraint if is_a(def, pg_sys::NodeTag::T_ATAlterConstraint) => {
                 vec![enforce_foreign_key(rel, def.cast(), sizes)]
@@ -678,6 +686,26 @@ unsafe fn alter_table_cmd(
             }
             _ => vec![AlterTableCmd::Other],
         }
+    }
+}
+
+/// Whether ALTER TABLE ... SET ACCESS METHOD rewrites the relation (ATPrepSetAccessMethod):
+/// not when the target is the access method it has already (with `DEFAULT`, PostgreSQL 17+,
+/// the target is `default_table_access_method`), nor on a partitioned table, which has no
+/// storage (17+ changes only its catalog entry, ATExecSetAccessMethodNoStorage; 15 and 16
+/// refuse the statement). An unknown access method is PostgreSQL's error to report.
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+unsafe fn set_access_method_rewrites(rel: &OpenRel, amname: *const c_char) -> bool {
+    if rel.kind() == RelKind::PartitionedTable {
+        return false;
+    }
+    unsafe {
+        let name = if amname.is_null() { pg_sys::default_table_access_method as *const c_char } else { amname };
+        if name.is_null() {
+            return false;
+        }
+        let target = pg_sys::get_table_am_oid(name, true);
+        target != pg_sys::InvalidOid && target != rel.form().relam
     }
 }
 
@@ -1004,6 +1032,17 @@ unsafe fn add_constraint(
                 } else {
                     vec![]
                 };
+                // PostgreSQL 18: a key WITHOUT OVERLAPS (temporal PRIMARY KEY / UNIQUE) is
+                // backed by a GiST index that is an exclusion constraint's (indisexclusion):
+                // CREATE UNIQUE INDEX cannot build one (GiST has no unique indexes) and USING
+                // INDEX cannot attach one, so it has the exclusion constraint's lack of an
+                // online form.
+                #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+                if (*con).without_overlaps {
+                    let mut out = vec![AlterTableCmd::AddExclusion { constraint: NewConstraint { name, named, definition: written } }];
+                    out.extend(implicit);
+                    return out;
+                }
                 let columns = format!("({})", cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "));
                 let constraint = NewConstraint { name, named, definition: written };
                 let mut out = vec![AlterTableCmd::AddUnique { constraint, primary, nullable_columns, columns }];
@@ -1114,8 +1153,15 @@ unsafe fn vacuum_full(stmt: *mut pg_sys::VacuumStmt, sizes: Sizes) -> Statement 
         if rels.is_empty() {
             return Statement::VacuumFull { tables: vec![], whole_database: true };
         }
+        // Before PostgreSQL 18, VACUUM of a partitioned table processes its partitions and an
+        // inheritance parent is processed alone; 18 processes every partition and inheritance
+        // child unless ONLY is written (expand_vacuum_rel: include_children = relation->inh).
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+        let reach = |_: *mut pg_sys::RangeVar| Reach::Partitions;
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+        let reach = |rv: *mut pg_sys::RangeVar| if (*rv).inh { Reach::Inheritors } else { Reach::Itself };
         let tables =
-            rels.iter_ptr().filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, Reach::Partitions, sizes))).collect();
+            rels.iter_ptr().filter_map(|vr| lookup((*vr).relation).and_then(|oid| relation(oid, reach((*vr).relation), sizes))).collect();
         Statement::VacuumFull { tables, whole_database: false }
     }
 }
@@ -1294,7 +1340,14 @@ unsafe fn alter_column_type(rel: &OpenRel, colname: *mut c_char, def: *mut pg_sy
             new_type = format!("{new_type} COLLATE {}", quote_ident(&cstr(pg_sys::get_collation_name(collation))));
         }
 
+        // PostgreSQL 18: a virtual generated column stores no values, so changing its type
+        // rewrites nothing (ATPrepAlterColumnType leaves tab->rewrite alone for it).
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+        let virtual_column = att.attgenerated as u8 == pg_sys::ATTRIBUTE_GENERATED_VIRTUAL;
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+        let virtual_column = false;
         let (rewrite, new_value_sql) = match rel.kind() {
+            _ if virtual_column => (Some(false), None),
             RelKind::Table | RelKind::PartitionedTable => type_change_rewrites(rel, att, (*def).raw_default, typid, typmod),
             _ => (Some(false), None),
         };
