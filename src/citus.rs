@@ -319,20 +319,35 @@ pub struct ShardBlocker {
     /// Citus' global pid (node id × 10^10 + pid), which `pg_cancel_backend(bigint)` accepts
     /// on any node.
     pub global_pid: Option<i64>,
+    /// `pg_stat_activity.state` on its node, as the session's role may see it (empty when
+    /// unknown).
+    pub state: String,
     pub node: String,
 }
 
 impl ShardBlocker {
-    /// `global pid 20000012345 (pid 12345 on localhost:55581, holds AccessShareLock on
-    /// public.orders_102009)`
+    /// `global pid 20000012345 (pid 12345 on localhost:55581, state active, holds
+    /// AccessShareLock on public.orders_102009)`
     pub fn describe(&self) -> String {
         let who = match (self.global_pid, self.pid) {
-            (Some(g), Some(p)) => format!("global pid {g} (pid {p} on {}", self.node),
+            (Some(g), Some(p)) => format!("global pid {g} (pid {p} on {}, ", self.node),
             (None, Some(p)) => format!("pid {p} on {} (", self.node),
             _ => format!("a prepared transaction on {} (", self.node),
         };
-        let sep = if who.ends_with('(') { "" } else { ", " };
-        format!("{who}{sep}holds {} on {})", self.mode, self.relation)
+        let state = if self.state.is_empty() { String::new() } else { format!("state {}, ", self.state) };
+        format!("{who}{state}holds {} on {})", self.mode, self.relation)
+    }
+
+    /// The call that ends the holder's hold from any node (Citus' `pg_cancel_backend(bigint)`
+    /// and `pg_terminate_backend(bigint)` take a global pid): a cancel, or a terminate for a
+    /// session idle in its transaction, whose lock a cancel does not release.
+    pub fn ending_call(&self) -> Option<String> {
+        let g = self.global_pid?;
+        Some(if self.state.starts_with("idle in transaction") {
+            format!("pg_terminate_backend({g})")
+        } else {
+            format!("pg_cancel_backend({g})")
+        })
     }
 }
 
@@ -382,13 +397,14 @@ impl ShardWatch {
         let values: Vec<String> =
             self.names.iter().map(|(i, name, modes)| format!("({i}, {}, {})", literal(name), literal(&modes.join(",")))).collect();
         let command_prefix = format!(
-            "SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(w.i, w.name, l.mode, l.pid, t.global_pid))::pg_catalog.text, '[]') \
+            "SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(w.i, w.name, l.mode, l.pid, t.global_pid, a.state))::pg_catalog.text, '[]') \
              FROM (VALUES {}) AS w(i, name, modes) \
              JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.granted \
                AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
                AND l.relation = pg_catalog.to_regclass(w.name) \
                AND l.mode = ANY (pg_catalog.string_to_array(w.modes, ',')) \
              LEFT JOIN pg_catalog.get_all_active_transactions() t ON t.process_id = l.pid \
+             LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
              WHERE t.global_pid IS DISTINCT FROM ",
             values.join(", ")
         );
@@ -430,6 +446,7 @@ impl ShardWatch {
                     mode: a.get(2).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
                     pid: a.get(3).and_then(|v| v.as_i64()).map(|p| p as i32),
                     global_pid: a.get(4).and_then(|v| v.as_i64()),
+                    state: a.get(5).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
                     node: node.clone(),
                 });
             }
@@ -468,8 +485,18 @@ mod tests {
             mode: "AccessShareLock".into(),
             pid: Some(12345),
             global_pid: Some(20_000_012_345),
+            state: "active".into(),
             node: "localhost:55581".into(),
         };
-        assert_eq!(b.describe(), "global pid 20000012345 (pid 12345 on localhost:55581, holds AccessShareLock on public.orders_102009)");
+        assert_eq!(
+            b.describe(),
+            "global pid 20000012345 (pid 12345 on localhost:55581, state active, holds AccessShareLock on public.orders_102009)"
+        );
+        assert_eq!(b.ending_call().as_deref(), Some("pg_cancel_backend(20000012345)"));
+        let idle = ShardBlocker { state: "idle in transaction".into(), ..b.clone() };
+        assert_eq!(idle.ending_call().as_deref(), Some("pg_terminate_backend(20000012345)"));
+        let unknown = ShardBlocker { state: String::new(), global_pid: None, ..b };
+        assert_eq!(unknown.describe(), "pid 12345 on localhost:55581 (holds AccessShareLock on public.orders_102009)");
+        assert_eq!(unknown.ending_call(), None);
     }
 }

@@ -861,9 +861,8 @@ unsafe fn exhausted(
             .collect(),
         Err(_) => vec![],
     };
-    // Citus' pg_cancel_backend(bigint) takes a global pid and cancels it on its node.
-    for g in on_shards.iter().filter_map(|b| b.global_pid) {
-        let call = format!("pg_cancel_backend({g})");
+    // Citus' pg_cancel_backend(bigint) and pg_terminate_backend(bigint) take a global pid.
+    for call in on_shards.iter().filter_map(crate::citus::ShardBlocker::ending_call) {
         if !pids.contains(&call) {
             pids.push(call);
         }
