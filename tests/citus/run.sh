@@ -213,7 +213,11 @@ expect "HINT ends the holder by its global pid" "$out" 'pg_terminate_backend\([0
 echo "$out" | sed 's/^/     /'
 echo "   reads through the coordinator meanwhile (ms): $(sort -n "$WORK/reads.ms" | tr '\n' ' ')"
 echo "   slowest read: $(sort -n "$WORK/reads.ms" | tail -1) ms"
+# The HINT's SQL, run on the coordinator as shown, ends the holder on its worker.
+hint_sql=$(sed -n 's/^HINT:.*end them: \(SELECT .*;\)$/\1/p' <<<"$out")
+expect "the HINT's SQL runs on the coordinator" "$(q "$C" -c "$hint_sql")" '^t$'
 wait "$holder" || true
+expect "... and ended the holder's session on the worker" "$(cat "$WORK/holder.out")" 'terminating connection|server closed the connection'
 # The same without the guard's lock-queue protection, for comparison (a figure, not a check).
 { echo "BEGIN; SELECT count(*) FROM orders_$shard;"; sleep 5; echo "COMMIT;"; } | q "$shard_node" >/dev/null 2>&1 &
 holder=$!
