@@ -16,6 +16,7 @@ pub use pg_migration_guard_core::{decision, model, overrides, rules, sqltext};
 
 mod api;
 mod audit;
+mod check;
 mod citus;
 mod guc;
 mod hook;
@@ -87,6 +88,64 @@ mod pg_migration_guard {
     > {
         let row = super::api::judge_timing(statement, iterations);
         TableIterator::once(row)
+    }
+
+    /// `pg_migration_guard.check(script text) → TABLE(statement_no integer, line integer,
+    /// col integer, statement text, command_tag text, decision text, rules text[], sqlstate
+    /// text, message text, detail text, hint text, locks jsonb, sizes jsonb)`
+    ///
+    /// Judges every statement of a migration script as enforce mode would judge it live,
+    /// without running any: one row per statement, in order, with where it starts (1-based
+    /// line and column, in characters, of its first token), its command tag, the decision
+    /// (`allowed`, `warned`, `rejected`, `overridden`, or `unknown` with the reason in
+    /// `message`), the rules that fired, the SQLSTATE of a rejection (55000 for the guard's,
+    /// PostgreSQL's own otherwise), the message, DETAIL and HINT, the locks it would take
+    /// (`[{"relation", "mode"}]`) and the sizes it used (`[{"relation", "bytes",
+    /// "estimated_rows"}]`). Earlier statements of the script count: relations it creates,
+    /// columns it adds, BEGIN/COMMIT blocks, SET of the guard's settings, annotations.
+    /// Writes nothing (no audit row), assigns no transaction id, takes no lock beyond the
+    /// judging path's: works in a read-only transaction and on a hot standby. Any role may
+    /// call it; a statement on a relation the role has no privilege on is `unknown`.
+    /// Errors: a syntax error of the script, as PostgreSQL reports it. See docs/check.md.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[allow(clippy::type_complexity)]
+    fn check(
+        script: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(statement_no, i32),
+            name!(line, i32),
+            name!(col, i32),
+            name!(statement, String),
+            name!(command_tag, String),
+            name!(decision, String),
+            name!(rules, Vec<String>),
+            name!(sqlstate, Option<String>),
+            name!(message, Option<String>),
+            name!(detail, Option<String>),
+            name!(hint, Option<String>),
+            name!(locks, pgrx::JsonB),
+            name!(sizes, pgrx::JsonB),
+        ),
+    > {
+        TableIterator::new(super::check::check(script).into_iter().map(|r| {
+            (
+                r.statement_no,
+                r.line,
+                r.col,
+                r.statement,
+                r.command_tag,
+                r.decision,
+                r.rules,
+                r.sqlstate,
+                r.message,
+                r.detail,
+                r.hint,
+                pgrx::JsonB(r.locks),
+                pgrx::JsonB(r.sizes),
+            )
+        }))
     }
 
     /// `pg_migration_guard.audit_queue_status() → TABLE(size_bytes bigint, used_bytes bigint,

@@ -1608,6 +1608,103 @@ fn small_table_threshold_range_is_the_documented_one() {
 }
 
 // ---------------------------------------------------------------------------------------
+// check(): a script judged without running it
+// ---------------------------------------------------------------------------------------
+
+/// check(script) as `decision[:first rule][@line:col]` per statement, in order.
+fn checked(script: &str) -> Vec<String> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT decision || coalesce(':' || rules[1], '') || coalesce(':' || sqlstate, '') || '@' || line || ':' || col \
+             FROM pg_migration_guard.check($1) ORDER BY statement_no",
+            None,
+            &[script.into()],
+        )
+        .unwrap()
+        .map(|r| r.get::<String>(1).unwrap().unwrap())
+        .collect()
+    })
+}
+
+/// check() runs nothing: the judged statements leave no trace.
+#[pg_test]
+fn check_judges_without_running() {
+    let script = "CREATE TABLE guard_fixture.new_t (id int);\nCREATE INDEX ON guard_fixture.orders (note);\n\
+                  ALTER TABLE guard_fixture.orders ADD COLUMN added int;";
+    assert_eq!(
+        checked(script),
+        ["allowed@1:1", "rejected:require-concurrent-index-creation:55000@2:1", "allowed@3:1"]
+    );
+    let exists = Spi::get_one::<bool>("SELECT to_regclass('guard_fixture.new_t') IS NOT NULL").unwrap().unwrap();
+    let added = Spi::get_one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'guard_fixture.orders'::regclass AND attname = 'added'")
+        .unwrap()
+        .unwrap();
+    assert!(!exists && added == 0);
+    let audit = Spi::get_one::<bool>("SELECT pg_current_xact_id_if_assigned() IS NULL").unwrap().unwrap();
+    assert!(audit, "check() assigned a transaction id");
+}
+
+/// A table the script creates is new for the statements after it, in its transaction; a
+/// column it adds is known; the catalog's sizes apply to the others.
+#[pg_test]
+fn check_models_created_relations_and_added_columns() {
+    assert_eq!(
+        checked("BEGIN;\nCREATE TABLE guard_fixture.t2 (id int);\nCREATE INDEX ON guard_fixture.t2 (id);\nALTER TABLE guard_fixture.t2 DROP COLUMN id;\nCOMMIT;"),
+        ["allowed@1:1", "allowed@2:1", "allowed@3:1", "allowed@4:1", "allowed@5:1"]
+    );
+    // Committed (autocommit) and empty: rewrite rules exempt it, breaking changes do not.
+    assert_eq!(
+        checked("CREATE TABLE guard_fixture.t3 (id int, v text);\nCREATE INDEX ON guard_fixture.t3 (v);\nALTER TABLE guard_fixture.t3 DROP COLUMN v;"),
+        ["allowed@1:1", "allowed@2:1", "warned:ban-drop-column@3:1"]
+    );
+    // An index on a column added earlier: judged on the big table as live.
+    assert_eq!(
+        checked("ALTER TABLE guard_fixture.orders ADD COLUMN code text;\nCREATE INDEX ON guard_fixture.orders (code);"),
+        ["allowed@1:1", "rejected:require-concurrent-index-creation:55000@2:1"]
+    );
+    // SET NOT NULL of a column added earlier: its facts are not in the catalog.
+    let rows = checked("ALTER TABLE guard_fixture.orders ADD COLUMN code text;\nALTER TABLE guard_fixture.orders ALTER COLUMN code SET NOT NULL;");
+    assert_eq!(rows[1], "unknown:0A000@2:1");
+}
+
+/// BEGIN/COMMIT delimit transactions: NOT VALID + VALIDATE in one is flagged, in two it is
+/// not; CREATE INDEX CONCURRENTLY in a block is PostgreSQL's error.
+#[pg_test]
+fn check_models_transactions() {
+    let add = "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+               REFERENCES guard_fixture.customers (id) NOT VALID;";
+    let validate = "ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_customer_fk;";
+    assert_eq!(
+        checked(&format!("BEGIN;\n{add}\n{validate}\nCOMMIT;")),
+        ["allowed@1:1", "allowed@2:1", "rejected:constraint-missing-not-valid:55000@3:1", "allowed@4:1"]
+    );
+    assert_eq!(checked(&format!("{add}\n{validate}")), ["allowed@1:1", "allowed@2:1"]);
+    assert_eq!(
+        checked("BEGIN;\nCREATE INDEX CONCURRENTLY ON guard_fixture.orders (note);\nROLLBACK;\nCREATE INDEX CONCURRENTLY ON guard_fixture.orders (note);"),
+        ["allowed@1:1", "rejected:25001@2:1", "allowed@3:1", "allowed@4:1"]
+    );
+}
+
+/// SET in the script applies to what follows (and is reverted afterwards); an annotation is
+/// honoured; a name that leads nowhere is PostgreSQL's error; DO is unknown.
+#[pg_test]
+fn check_settings_annotations_and_unknowns() {
+    assert_eq!(
+        checked("SET pg_migration_guard.rule_levels = 'require-concurrent-index-creation:warning';\nCREATE INDEX ON guard_fixture.orders (note);"),
+        ["allowed@1:1", "warned:require-concurrent-index-creation@2:1"]
+    );
+    let levels = Spi::get_one::<String>("SELECT current_setting('pg_migration_guard.rule_levels')").unwrap().unwrap_or_default();
+    assert_eq!(levels, "", "check() left the script's SET behind");
+    assert_eq!(
+        checked("-- pg_migration_guard:allow require-concurrent-index-creation reason=\"off-peak\"\nCREATE INDEX ON guard_fixture.orders (note);"),
+        ["overridden:require-concurrent-index-creation@2:1"]
+    );
+    assert_eq!(checked("CREATE INDEX ON guard_fixture.no_such_table (id);"), ["rejected:42P01@1:1"]);
+    assert_eq!(checked("DROP TABLE IF EXISTS guard_fixture.no_such_table;"), ["allowed@1:1"]);
+    assert_eq!(checked("DO $$ BEGIN END $$;\nCREATE INDEX ON guard_fixture.no_such_table (id);"), ["unknown@1:1", "unknown@2:1"]);
+}
+
+// ---------------------------------------------------------------------------------------
 // Facts that depend on the PostgreSQL version, each tested on the versions where it holds.
 // ---------------------------------------------------------------------------------------
 

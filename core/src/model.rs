@@ -306,6 +306,55 @@ pub enum Statement {
     Other,
 }
 
+impl Statement {
+    /// Every relation the facts describe, with the size and row estimate the rules used,
+    /// in the order the facts list them (a relation named twice, once). What
+    /// `pg_migration_guard.check()` reports in its `sizes` column.
+    pub fn relations(&self) -> Vec<&Relation> {
+        let mut out: Vec<&Relation> = Vec::new();
+        fn add<'a>(out: &mut Vec<&'a Relation>, r: &'a Relation) {
+            if !out.iter().any(|o| o.name == r.name) {
+                out.push(r);
+            }
+        }
+        fn alter<'a>(out: &mut Vec<&'a Relation>, at: &'a AlterTable) {
+            add(out, &at.table);
+            for cmd in &at.commands {
+                match cmd {
+                    AlterTableCmd::AddForeignKey { referenced: Some(r), .. } => add(out, r),
+                    AlterTableCmd::AttachPartition(a) => {
+                        for s in a.scans.iter().chain(&a.default_scans) {
+                            add(out, &s.relation);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match self {
+            Statement::CreateIndex(ci) => add(&mut out, &ci.table),
+            Statement::DropIndex(di) => di.indexes.iter().for_each(|i| add(&mut out, &i.table)),
+            Statement::AlterTable(at) => alter(&mut out, at),
+            Statement::Reindex(r) => r.table.iter().chain(&r.tables).for_each(|t| add(&mut out, t)),
+            Statement::VacuumFull { tables, .. } | Statement::DropTable { tables, .. } | Statement::TruncateCascade { tables } => {
+                tables.iter().for_each(|t| add(&mut out, t))
+            }
+            Statement::Cluster { table, clustered } => table.iter().chain(clustered).for_each(|t| add(&mut out, t)),
+            Statement::RefreshMatView { view, .. } => add(&mut out, view),
+            Statement::RenameColumn { table, .. } | Statement::RenameTable { table, .. } => add(&mut out, table),
+            Statement::AlterDomain(d) => d.uses.iter().for_each(|u| add(&mut out, &u.table)),
+            Statement::CreatePartition(cp) => {
+                add(&mut out, &cp.parent);
+                cp.default_scans.iter().for_each(|s| add(&mut out, &s.relation));
+            }
+            Statement::AlterCompositeType { tables, .. } => tables.iter().for_each(|at| alter(&mut out, at)),
+            Statement::MoveAllToTablespace { relations, .. } => relations.iter().for_each(|r| add(&mut out, r)),
+            Statement::Other => {}
+        }
+        out
+    }
+}
+
 /// `ALTER DOMAIN name { ADD CHECK ... | SET NOT NULL | VALIDATE CONSTRAINT c }`: each checks
 /// every stored value of the domain (typecmds.c, validateDomainConstraint and
 /// AlterDomainNotNull) while holding SHARE locks on the tables that store them.

@@ -16,6 +16,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use pgrx::pg_sys;
 use pgrx::{is_a, PgList, PgTupleDesc};
 
+use crate::judging::script;
 use crate::model::*;
 use crate::sqltext;
 
@@ -331,6 +332,15 @@ unsafe fn relation(oid: pg_sys::Oid, reach: Reach, sizes: Sizes) -> Option<Relat
     Some(unsafe { relation_of(&rel, reach, sizes) })
 }
 
+/// The relation as the rules see it, measured, without its children (`check()` describes
+/// the table of an index the script creates this way).
+///
+/// # Safety
+/// Inside a transaction.
+pub(crate) unsafe fn relation_model(oid: pg_sys::Oid) -> Option<Relation> {
+    unsafe { relation(oid, Reach::Itself, Sizes::Measured) }
+}
+
 /// [`relation`] for a relation the caller has open already.
 unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
     let oid = unsafe { (*rel.0).rd_id };
@@ -420,7 +430,7 @@ unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes
             return None;
         }
         let params = PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams);
-        if params.iter_ptr().any(|e| !(*e).name.is_null() && attribute(&rel, cstr_bytes((*e).name)).is_none()) {
+        if params.iter_ptr().any(|e| !(*e).name.is_null() && !column_known(&rel, cstr_bytes((*e).name))) {
             return None;
         }
         Some(CreateIndex { table, concurrent: (*stmt).concurrent, concurrent_sql: sqltext::add_concurrently(text.text) })
@@ -492,7 +502,7 @@ impl AlterContext {
     /// Whether `name` is a column of `rel` or one the statement adds: otherwise a constraint
     /// or index on it makes PostgreSQL refuse the statement with its own error.
     unsafe fn has_column(&self, rel: &OpenRel, name: &[u8]) -> bool {
-        attribute(rel, name).is_some() || self.added.iter().any(|a| a.as_slice() == name)
+        column_known(rel, name) || self.added.iter().any(|a| a.as_slice() == name)
     }
 }
 
@@ -622,7 +632,10 @@ unsafe fn alter_table_cmd(
                 use LockMode::*;
                 let held = [AccessExclusive, Exclusive, ShareRowExclusive, Share]
                     .into_iter()
-                    .find(|m| pg_sys::CheckRelationLockedByMe(rel.0, *m as pg_sys::LOCKMODE, false));
+                    .find(|m| pg_sys::CheckRelationLockedByMe(rel.0, *m as pg_sys::LOCKMODE, false))
+                    // check(): what the script's earlier statements in its current transaction
+                    // would hold.
+                    .max(script::held((*rel.0).rd_id).filter(|m| *m >= Share));
                 // The scan runs under the strongest of what this transaction holds and what
                 // this statement takes for all of its subcommands.
                 let (held_lock, held_by) = match held {
@@ -819,7 +832,17 @@ unsafe fn add_column(
                     current: Some(Box::new(columns::column_facts(rel, att, &[]))),
                 }
             }),
-            None => columns::dropped_in_this_transaction(rel, cstr_bytes((*def).colname)),
+            None => match script::column_dropped((*rel.0).rd_id, cstr_bytes((*def).colname)) {
+                // check(): dropped by an earlier statement of the script's current transaction;
+                // the catalog still has the column as it was.
+                Some(true) => catalog_attribute(rel, cstr_bytes((*def).colname)).map(|att| DroppedColumn {
+                    type_name: cstr(pg_sys::format_type_with_typemod(att.atttypid, att.atttypmod)),
+                    same_statement: false,
+                    current: None,
+                }),
+                Some(false) => None,
+                None => columns::dropped_in_this_transaction(rel, cstr_bytes((*def).colname)),
+            },
         };
         out.insert(
             0,
@@ -1221,7 +1244,38 @@ unsafe fn rename(stmt: *mut pg_sys::RenameStmt, sizes: Sizes) -> Statement {
 }
 
 /// The live attribute named `name` (its bytes, as the parser left them), if any.
+///
+/// While `check()` judges a script ([`crate::judging::script`]): a column an earlier
+/// statement of the script drops is not there, and one it adds cannot be described (its
+/// type, default and constraints are not in the catalog yet): the statement's verdict is
+/// then `unknown`.
 fn attribute<'a>(rel: &'a OpenRel, name: &[u8]) -> Option<&'a pg_sys::FormData_pg_attribute> {
+    if script::active() {
+        let oid = unsafe { (*rel.0).rd_id };
+        if script::column_added(oid, name) {
+            script::unknown(format!(
+                "column {} of {} is added earlier in the script; the catalog cannot describe it yet",
+                quote_ident(&String::from_utf8_lossy(name)),
+                rel.qualified_name()
+            ));
+        }
+        if script::column_dropped(oid, name).is_some() {
+            return None;
+        }
+    }
+    catalog_attribute(rel, name)
+}
+
+/// Whether `name` is a column of `rel`, in the catalog or added by an earlier statement of
+/// the script `check()` judges (for the tests that only ask whether a statement's columns
+/// exist, so that PostgreSQL would not refuse it).
+fn column_known(rel: &OpenRel, name: &[u8]) -> bool {
+    let oid = unsafe { (*rel.0).rd_id };
+    script::column_added(oid, name) || (script::column_dropped(oid, name).is_none() && catalog_attribute(rel, name).is_some())
+}
+
+/// The attribute as the catalog has it.
+fn catalog_attribute<'a>(rel: &'a OpenRel, name: &[u8]) -> Option<&'a pg_sys::FormData_pg_attribute> {
     let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel.0).rd_att) };
     let found = desc.iter().find(|a| !a.attisdropped && name_bytes(&a.attname) == name)?;
     // The descriptor belongs to the relcache entry, which outlives `desc`.
