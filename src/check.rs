@@ -392,7 +392,10 @@ pub fn check(script_text: &str) -> Vec<Row> {
         let mut rows = Vec::with_capacity(stmts.len());
         for (i, raw) in stmts.iter_ptr().enumerate() {
             let location = usize::try_from((*raw).stmt_location).unwrap_or(0).min(bytes.len());
-            let end = match usize::try_from((*raw).stmt_len) {
+            // The comments before the statement are part of it, as the hook reads it.
+            let (location, len) = crate::judging::statement_with_leading_comments(&bytes[..location], (*raw).stmt_len);
+            let location = usize::try_from(location).unwrap_or(0);
+            let end = match usize::try_from(len) {
                 Ok(l) if l > 0 => (location + l).min(bytes.len()),
                 _ => bytes.len(),
             };

@@ -372,14 +372,9 @@ unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *c
             return (b"", 0);
         }
         let (location, len) = ((*pstmt).stmt_location, (*pstmt).stmt_len);
-        // PostgreSQL 18 starts a statement at its first token; the comments before it (where
-        // an annotation usually is) belong to it as on earlier versions.
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
         let (location, len) = match usize::try_from(location) {
             Ok(at) if at > 0 => {
-                let before = std::slice::from_raw_parts(query_string.cast::<u8>(), at);
-                let start = sqltext::start_after_previous_statement(before, at);
-                (start as i32, if len > 0 { len + (at - start) as i32 } else { len })
+                crate::judging::statement_with_leading_comments(std::slice::from_raw_parts(query_string.cast::<u8>(), at), len)
             }
             _ => (location, len),
         };

@@ -157,3 +157,19 @@ pub(crate) fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         hint: None,
     })
 }
+
+/// A statement's bounds (`stmt_location`, `stmt_len`) as PostgreSQL 17 and earlier give
+/// them, from the query text before its location (`before`, `stmt_location` bytes long) and
+/// its length. PostgreSQL 18 starts a statement at its first token; the comments before it
+/// (where an annotation usually is) belong to it as on earlier versions
+/// ([`crate::sqltext::start_after_previous_statement`]). Earlier versions: unchanged.
+pub fn statement_with_leading_comments(before: &[u8], len: i32) -> (i32, i32) {
+    let at = before.len();
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+    return (at as i32, len);
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    {
+        let start = crate::sqltext::start_after_previous_statement(before, at);
+        (start as i32, if len > 0 { len + (at - start) as i32 } else { len })
+    }
+}
