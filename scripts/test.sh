@@ -15,7 +15,10 @@
 #   5. PostgreSQL's own regression suite without the guard, with it (every rule off: identical
 #      results) and with it in mode warn (only added guard WARNINGs): scripts/regress.sh;
 #   6. packaging and operations tests (tests/packaging/run.sh): the Debian package, upgrade
-#      and dump/restore, the tools DBAs run beside the guard, a physical standby.
+#      and dump/restore, the tools DBAs run beside the guard, a physical standby;
+#   7. the Citus tests (tests/citus/run.sh, ports 55580-55585) when a Citus installation
+#      exists (PGMG_CITUS_TREE, default /var/tmp/pgmg/pg15-citus; docs/citus.md); otherwise
+#      they are skipped, and the last lines say so.
 # A version whose server scripts/setup.sh could not set up (its source package was not
 # served) is skipped, and the last lines say so.
 # Environment: PGMG_TEST_MAJORS; PGMG_TEST_PORT (cluster A's port, default 55433; B and C
@@ -81,10 +84,23 @@ test_version() {
 
     echo "== PostgreSQL 15: packaging: Debian package, upgrade and restore, DBA tools, standby (tests/packaging)"
     PG_MAJOR=15 tests/packaging/run.sh
+
+    echo "== PostgreSQL 15: Citus: a coordinator and two workers (tests/citus/run.sh)"
+    local citus_rc=0
+    PG_MAJOR=15 tests/citus/run.sh || citus_rc=$?
+    if [ "$citus_rc" = 77 ]; then
+      citus_summary="Citus: SKIPPED (no Citus installation in ${PGMG_CITUS_TREE:-/var/tmp/pgmg/pg15-citus}; docs/citus.md says how to build one)"
+      echo "== $citus_summary"
+    elif [ "$citus_rc" != 0 ]; then
+      exit "$citus_rc"
+    else
+      citus_summary="Citus (tests/citus/run.sh): passed"
+    fi
   fi
 }
 
 summary=()
+citus_summary=''
 for major in $MAJORS; do
   select_pg_major "$major"
   if [ ! -x "$PG_CONFIG" ]; then
@@ -95,5 +111,6 @@ for major in $MAJORS; do
   test_version
   summary+=("PostgreSQL $major ($("$PG_CONFIG" --version | cut -d' ' -f2)): passed in $(( $(date +%s) - started )) s")
 done
+[ -z "$citus_summary" ] || summary+=("$citus_summary")
 echo "== all tests passed"
 printf '   %s\n' "${summary[@]}"

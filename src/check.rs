@@ -835,6 +835,8 @@ impl Checker {
             invisible_to_others: c.temporary || c.txn == self.txn,
             size_bytes: if c.filled { size } else { 0 },
             estimated_rows: None,
+            // Created by the script: its data is on this server.
+            shards: None,
         }
     }
 

@@ -11,11 +11,13 @@ use pgrx::prelude::*;
 
 // The pure core (no PostgreSQL calls), re-exported under the paths the rest of the
 // extension uses.
+pub use pg_migration_guard_core::citus as citus_core;
 pub use pg_migration_guard_core::{decision, model, overrides, rules, sqltext};
 
 mod api;
 mod audit;
 mod check;
+mod citus;
 mod guc;
 mod hook;
 mod judging;
@@ -175,6 +177,24 @@ mod pg_migration_guard {
             )
         });
         TableIterator::new(rows)
+    }
+
+    /// `pg_migration_guard.relations_size(relations text[]) → TABLE(found integer, bytes
+    /// bigint, estimated_rows float8)`
+    ///
+    /// One row: how many of `relations` (names as `to_regclass` reads them, schema-qualified
+    /// or found through search_path) exist, the sum of their main fork and TOAST bytes (as
+    /// `pg_relation_size` of each, by their files), and the sum of their `pg_class.reltuples`
+    /// (NULL when none was ever analyzed). Takes no lock, so it never waits; names that do not
+    /// exist are skipped. On a Citus cluster the coordinator calls it on the nodes that hold
+    /// a distributed table's shards to judge the table's real size (docs/citus.md). Any role
+    /// may call it, as anyone may call pg_relation_size. Errors: a malformed name, as
+    /// to_regclass reports it.
+    #[pg_extern(volatile, parallel_safe)]
+    fn relations_size(
+        relations: Vec<Option<String>>,
+    ) -> TableIterator<'static, (name!(found, i32), name!(bytes, i64), name!(estimated_rows, Option<f64>))> {
+        TableIterator::once(super::api::relations_size(&relations))
     }
 
     /// `pg_migration_guard.lock_targets(statement text) → TABLE(relid oid, relation text,

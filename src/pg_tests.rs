@@ -1947,3 +1947,38 @@ fn pg16_reindex_database_leaves_the_system_catalogs_out() {
     assert!(!database.iter().any(|n| n.starts_with("pg_catalog.")), "{database:?}");
     assert!(names("REINDEX SYSTEM").iter().any(|n| n == "pg_catalog.pg_class"));
 }
+
+#[pg_test]
+fn relations_size_measures_like_the_judging_and_skips_missing_names() {
+    let (found, bytes, rows) = Spi::get_three::<i32, i64, f64>(
+        "SELECT found, bytes, estimated_rows FROM pg_migration_guard.relations_size(\
+         ARRAY['guard_fixture.orders', 'guard_fixture.documents', 'guard_fixture.no_such_table'])",
+    )
+    .expect("SPI");
+    assert_eq!(found, Some(2));
+    // Main fork plus TOAST, as pg_relation_size of each fork: what the guard judges.
+    let expected = Spi::get_one::<i64>(
+        "SELECT sum(pg_relation_size(c.oid) + COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0))::int8 \
+         FROM pg_class c WHERE c.oid IN ('guard_fixture.orders'::regclass, 'guard_fixture.documents'::regclass)",
+    );
+    assert_eq!(bytes, expected.expect("SPI"));
+    let reltuples = Spi::get_one::<f64>(
+        "SELECT sum(greatest(reltuples, 0))::float8 FROM pg_class \
+         WHERE oid IN ('guard_fixture.orders'::regclass, 'guard_fixture.documents'::regclass) AND reltuples >= 0",
+    )
+    .expect("SPI");
+    assert_eq!(rows, reltuples);
+    assert_eq!(Spi::get_one::<i32>("SELECT found FROM pg_migration_guard.relations_size('{}')"), Ok(Some(0)));
+}
+
+/// Without Citus installed, citus_internal = trust changes nothing: a session that calls
+/// itself `citus_internal gpid=N` is judged as any other, and sizes are the local ones.
+#[pg_test]
+fn without_citus_an_internal_application_name_is_judged_as_any_other() {
+    allowed("SET LOCAL pg_migration_guard.citus_internal = trust");
+    allowed("SET LOCAL application_name = 'citus_internal gpid=10000000001'");
+    let f = rejected("CREATE INDEX orders_quantity_idx ON guard_fixture.orders (quantity)", "require-concurrent-index-creation");
+    assert!(!f.detail.contains("shard"), "{f:?}");
+    allowed("SET LOCAL application_name = 'citus_rebalancer gpid=10000000001'");
+    rejected("CREATE INDEX orders_quantity_idx ON guard_fixture.orders (quantity)", "require-concurrent-index-creation");
+}

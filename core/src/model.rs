@@ -177,17 +177,33 @@ pub struct Relation {
     pub size_bytes: u64,
     /// `pg_class.reltuples` (summed like `size_bytes`); `None` when never analyzed.
     pub estimated_rows: Option<f64>,
+    /// For a Citus distributed table (or one of its partitions, or a reference table) judged
+    /// on the coordinator: how many shards `size_bytes` and `estimated_rows` are summed over
+    /// (one placement of each shard, measured on the node that holds it; see `docs/citus.md`).
+    /// `None` for a relation whose data is all on this server.
+    pub shards: Option<u32>,
 }
 
 impl Relation {
-    /// `public.orders (68 MB, about 1000000 rows)`
+    /// `public.orders (68 MB, about 1000000 rows)`; for a distributed table
+    /// `public.orders (90 MB over 32 shards, about 1000000 rows)`, and
+    /// `public.orders (size unknown over 32 shards)` when its shards could not be measured
+    /// (`(size of its shards unknown)` when not even their number could be read).
     pub fn describe(&self) -> String {
+        let size = match self.shards {
+            Some(0) if self.size_bytes == UNMEASURED => return format!("{} (size of its shards unknown)", self.name),
+            Some(n) if self.size_bytes == UNMEASURED => {
+                return format!("{} (size unknown over {n} shard{})", self.name, if n == 1 { "" } else { "s" });
+            }
+            Some(n) => format!("{} over {n} shard{}", pretty_size(self.size_bytes), if n == 1 { "" } else { "s" }),
+            None => pretty_size(self.size_bytes),
+        };
         match self.estimated_rows {
             Some(rows) if rows >= 0.0 => {
                 let rows = rows.round() as u64;
-                format!("{} ({}, about {rows} row{})", self.name, pretty_size(self.size_bytes), if rows == 1 { "" } else { "s" })
+                format!("{} ({size}, about {rows} row{})", self.name, if rows == 1 { "" } else { "s" })
             }
-            _ => format!("{} ({})", self.name, pretty_size(self.size_bytes)),
+            _ => format!("{} ({size})", self.name),
         }
     }
 }
@@ -728,10 +744,28 @@ mod tests {
             invisible_to_others: false,
             size_bytes: 8192,
             estimated_rows: Some(rows),
+            shards: None,
         };
         assert_eq!(rel(1.0).describe(), "public.t (8192 bytes, about 1 row)");
         assert_eq!(rel(2.0).describe(), "public.t (8192 bytes, about 2 rows)");
         assert_eq!(rel(0.0).describe(), "public.t (8192 bytes, about 0 rows)");
+    }
+
+    #[test]
+    fn a_distributed_table_is_described_with_its_shards() {
+        let rel = |size_bytes, rows, shards| super::Relation {
+            name: "public.orders".into(),
+            kind: super::RelKind::Table,
+            invisible_to_others: false,
+            size_bytes,
+            estimated_rows: rows,
+            shards: Some(shards),
+        };
+        assert_eq!(rel(94_371_840, Some(1e6), 32).describe(), "public.orders (90 MB over 32 shards, about 1000000 rows)");
+        assert_eq!(rel(8192, None, 1).describe(), "public.orders (8192 bytes over 1 shard)");
+        assert_eq!(rel(super::UNMEASURED, None, 32).describe(), "public.orders (size unknown over 32 shards)");
+        // Citus' catalog could not be read: not even the number of shards is known.
+        assert_eq!(rel(super::UNMEASURED, None, 0).describe(), "public.orders (size of its shards unknown)");
     }
 
     /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.

@@ -344,12 +344,14 @@ pub(crate) unsafe fn relation_model(oid: pg_sys::Oid) -> Option<Relation> {
 /// [`relation`] for a relation the caller has open already.
 unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
     let oid = unsafe { (*rel.0).rd_id };
+    let (size_bytes, estimated_rows, shards) = unsafe { measure(rel, sizes) };
     let mut out = Relation {
         name: rel.qualified_name(),
         kind: rel.kind(),
         invisible_to_others: rel.invisible_to_others(),
-        size_bytes: sizes.of(rel),
-        estimated_rows: rel.reltuples(),
+        size_bytes,
+        estimated_rows,
+        shards,
     };
     if out.kind == RelKind::PartitionedTable {
         out.estimated_rows = None;
@@ -367,16 +369,49 @@ unsafe fn relation_of(rel: &OpenRel, reach: Reach, sizes: Sizes) -> Relation {
     };
     for child in children {
         if let Some(crel) = unsafe { OpenRel::new(child) } {
-            out.size_bytes = out.size_bytes.saturating_add(sizes.of(&crel));
+            let (bytes, rows, shards) = unsafe { measure(&crel, sizes) };
+            out.size_bytes = out.size_bytes.saturating_add(bytes);
             // Exempt only when every relation the statement reaches is new: a partition
             // attached from an old table is as visible as ever.
             out.invisible_to_others &= crel.invisible_to_others();
-            if let Some(t) = crel.reltuples() {
+            if let Some(t) = rows {
                 *out.estimated_rows.get_or_insert(0.0) += t;
+            }
+            if let Some(n) = shards {
+                *out.shards.get_or_insert(0) += n;
             }
         }
     }
     out
+}
+
+/// A relation's size, row estimate and, for a Citus table measured on the coordinator, its
+/// number of shards. With `Sizes::Measured`, a Citus table (`crate::citus::distributed_size`)
+/// counts its shards, measured on the nodes that hold them, on top of its local (shell)
+/// table; when they cannot all be measured its size is [`UNMEASURED`]: unknown, judged as
+/// large.
+unsafe fn measure(rel: &OpenRel, sizes: Sizes) -> (u64, Option<f64>, Option<u32>) {
+    let local = sizes.of(rel);
+    if sizes == Sizes::Measured {
+        if let Some(d) = unsafe { crate::citus::distributed_size((*rel.0).rd_id) } {
+            return match d.bytes {
+                Some(bytes) => (local.saturating_add(bytes), d.rows, Some(d.shards)),
+                None => (UNMEASURED, None, Some(d.shards)),
+            };
+        }
+    }
+    (local, rel.reltuples(), None)
+}
+
+/// Main fork and TOAST bytes and `reltuples` (`None` when never analyzed) of relation
+/// `oid`, measured as the guard measures a judged relation: no lock taken. `None` when it
+/// does not exist.
+///
+/// # Safety
+/// Inside a transaction.
+pub(crate) unsafe fn local_size(oid: pg_sys::Oid) -> Option<(u64, Option<f64>)> {
+    let rel = unsafe { OpenRel::new(oid) }?;
+    Some((rel.size_with_toast(), rel.reltuples()))
 }
 
 unsafe fn create_index(stmt: *mut pg_sys::IndexStmt, text: &StatementText, sizes: Sizes) -> Option<CreateIndex> {

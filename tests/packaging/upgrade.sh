@@ -20,8 +20,9 @@
 #     primary key builds (as README says); with it, the restore is clean and keeps every
 #     audit row.
 #  5. Rolling the library back (the previous release's file, restart) with the new
-#     version's SQL objects in place: DDL is judged and audited; check(), which 0.3.0 added,
-#     fails with PostgreSQL's "could not find function" (sql/pg_migration_guard--0.2.0--0.3.0.sql).
+#     version's SQL objects in place: DDL is judged and audited; check() and
+#     relations_size(), which 0.3.0 added, fail with PostgreSQL's "could not find function"
+#     (sql/pg_migration_guard--0.2.0--0.3.0.sql).
 #
 # Usage: tests/packaging/upgrade.sh   (builds and installs the extension with install_extension)
 # Environment: PGMG_OLD_LIB=/path/to/pg_migration_guard.so of the previous release, instead

@@ -416,6 +416,7 @@ pub(crate) mod testutil {
             invisible_to_others: false,
             size_bytes: mb * 1024 * 1024,
             estimated_rows: Some(1_000_000.0),
+            shards: None,
         }
     }
 
