@@ -605,7 +605,7 @@ unsafe fn reads_constraints(node: *mut pg_sys::Node) -> bool {
             return false;
         }
         PgList::<pg_sys::AlterTableCmd>::from_pg((*(node as *mut pg_sys::AlterTableStmt)).cmds).iter_ptr().any(|c| {
-            matches!((*c).subtype, AT_SetNotNull | AT_AttachPartition | AT_AddIndexConstraint)
+            matches!((*c).subtype, AT_SetNotNull | AT_AttachPartition | AT_AddIndexConstraint | AT_AlterConstraint)
                 || ((*c).subtype == AT_AddConstraint
                     && is_a((*c).def, pg_sys::NodeTag::T_Constraint)
                     && (*((*c).def as *mut pg_sys::Constraint)).contype == pg_sys::ConstrType::CONSTR_PRIMARY)
@@ -708,16 +708,21 @@ fn applied_setting(name: &str) -> bool {
     name.starts_with("pg_migration_guard.") || matches!(name.as_str(), "lock_timeout" | "search_path" | "timezone")
 }
 
-/// Whether the current role has any privilege on the relation or owns it: `check()`
-/// describes only such relations (see docs/check.md, "Privileges").
+/// Whether the current role has any privilege on the relation (MAINTAIN included, from
+/// PostgreSQL 17 on, which pg_maintain's members hold on every relation) or owns it:
+/// `check()` describes only such relations (see docs/check.md, "Privileges").
 unsafe fn may_describe(oid: pg_sys::Oid) -> bool {
-    const ANY: u32 = pg_sys::ACL_INSERT
+    const TABLE_PRIVILEGES: u32 = pg_sys::ACL_INSERT
         | pg_sys::ACL_SELECT
         | pg_sys::ACL_UPDATE
         | pg_sys::ACL_DELETE
         | pg_sys::ACL_TRUNCATE
         | pg_sys::ACL_REFERENCES
         | pg_sys::ACL_TRIGGER;
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    const ANY: u32 = TABLE_PRIVILEGES;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    const ANY: u32 = TABLE_PRIVILEGES | pg_sys::ACL_MAINTAIN;
     unsafe {
         subxact::in_subtransaction(|| {
             pg_sys::pg_class_aclmask(oid, pg_sys::GetUserId(), ANY as _, pg_sys::AclMaskHow::ACLMASK_ANY) != 0
