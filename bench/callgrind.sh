@@ -26,6 +26,11 @@
 #   utility  bench/utility.sql: BEGIN; SET LOCAL work_mem; SHOW work_mem; SELECT 1; COMMIT
 #   select   pgbench -S's statement: SELECT abalance FROM pgbench_accounts WHERE aid = ?
 #   tpcb     pgbench's TPC-B-like transaction (BEGIN; 3 UPDATE; SELECT; INSERT; END)
+#   ddl      bench/run.sh's DDL migration, one "transaction" per table (CREATE TABLE with a
+#            primary key, ADD COLUMN with a default, CREATE INDEX, COMMENT, ADD COLUMN), in a
+#            schema of the backend's own (so the warm-up run and both measured runs create
+#            their tables afresh); backend mode only is meaningful: WORKLOADS=ddl MODES=backend
+#            REPS=600 measures 300 more tables, 1500 statements
 # Prints Ir per transaction for both configurations, the guard's functions (calls, self and
 # inclusive Ir per call) and the functions whose own cost differs between the two.
 # Profiles stay in /tmp/pgmg-bench-cg/out/MODE/WORKLOAD.CONFIG.N.cg (callgrind_annotate them
@@ -38,7 +43,10 @@ REPS=${REPS:-2000}
 SCALE=${SCALE:-1}
 WORKLOADS=${WORKLOADS:-utility select tpcb}
 MODES=${MODES:-single backend}
-W=/tmp/pgmg-bench-cg
+W=${CG_DIR:-/tmp/pgmg-bench-cg}
+# Ports of the template cluster and of the postmaster under callgrind (backend mode).
+PORT=${PORT:-55445}
+PORT2=${PORT2:-$((PORT + 1))}
 N1=$(( REPS / 2 ))
 N2=$REPS
 
@@ -48,10 +56,21 @@ stop_cluster "$W/template"
 rm -rf "$W"
 install -d -o postgres "$W" "$W/out"
 trap 'stop_cluster "$W/template"' EXIT
-start_cluster "$W/template" 55445 ''
-pgbench -q -i -s "$SCALE" -h /tmp -p 55445 -U postgres postgres >/dev/null 2>&1
-psql -X -q -h /tmp -p 55445 -U postgres -d postgres -c 'VACUUM ANALYZE'
-VERSION=$(psql -X -At -h /tmp -p 55445 -U postgres -d postgres -c 'SHOW server_version')
+start_cluster "$W/template" "$PORT" ''
+pgbench -q -i -s "$SCALE" -h /tmp -p "$PORT" -U postgres postgres >/dev/null 2>&1
+# The ddl workload audits its decisions as a migration does: the extension (its audit
+# table) exists in the template, so the guard configuration queues every record for its
+# audit writer. For the none configuration it is catalog rows nothing uses.
+# (CREATE EXTENSION needs the library preloaded: the template restarts with it once.)
+case " $WORKLOADS " in
+  *" ddl "*)
+    as_pg "$PG_BIN/pg_ctl" -D "$W/template/data" -m fast -w stop >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$W/template/data" -w -l "$W/template/server.log" \
+      -o "-p $PORT -k /tmp -c listen_addresses= -c shared_preload_libraries=pg_migration_guard -c dynamic_library_path='$GUARD_LIB_DIR:\$libdir'" start >/dev/null
+    psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c 'CREATE EXTENSION pg_migration_guard';;
+esac
+psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -c 'VACUUM ANALYZE'
+VERSION=$(psql -X -At -h /tmp -p "$PORT" -U postgres -d postgres -c 'SHOW server_version')
 stop_cluster "$W/template"
 
 python3 - "$W" "$N1" "$N2" "$SCALE" bench/utility.sql <<'PY'
@@ -77,8 +96,26 @@ def txn(kind):
             f"UPDATE pgbench_branches SET bbalance = bbalance + {d} WHERE bid = {b};",
             f"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({t}, {b}, {a}, {d}, CURRENT_TIMESTAMP);",
             "END;"]
-for kind in ("utility", "select", "tpcb"):
+def ddl(i):
+    return [f"CREATE TABLE t{i} (id bigint PRIMARY KEY, name text);",
+            f"ALTER TABLE t{i} ADD COLUMN created_at timestamptz DEFAULT now();",
+            f"CREATE INDEX t{i}_name_idx ON t{i} (name);",
+            f"COMMENT ON TABLE t{i} IS 'table {i}';",
+            f"ALTER TABLE t{i} ADD COLUMN note varchar(40);"]
+for kind in ("utility", "select", "tpcb", "ddl"):
     seed = 12345
+    if kind == "ddl":
+        # A schema named after the backend, created by a DO block (its CREATE SCHEMA is
+        # judged like any other statement): the same constant work in every run.
+        head = ["SET client_min_messages = warning;",
+                "DO $$BEGIN EXECUTE format('CREATE SCHEMA ddl_%s', pg_backend_pid()); END$$;",
+                "SELECT set_config('search_path', 'ddl_' || pg_backend_pid(), false);"]
+        lines = [head] + [ddl(i) for i in range(n2)]
+        for n in (n1, n2):
+            with open(f"{w}/{kind}.{n}.sql", "w") as f:
+                for t in lines[:n + 1]:
+                    f.write("\n".join(t) + "\n")
+        continue
     lines = [txn(kind) for _ in range(n2)]
     for n in (n1, n2):
         with open(f"{w}/{kind}.{n}.sql", "w") as f:
@@ -106,8 +143,8 @@ backend_start() { # (server options in pre)
   rm -f "$W/pm"/*
   as_pg bash -c 'cd /tmp; log=$1; shift; "$@" > "$log" 2>&1 &' - "$W/pm.log" \
     valgrind --tool=callgrind --callgrind-out-file="$W/pm/cg.%p" \
-    "$PG_BIN/postgres" -D "$W/run" -p 55446 -k /tmp -c listen_addresses= -c fsync=off -c autovacuum=off "${pre[@]}"
-  for _ in $(seq 1 120); do pg_isready -q -h /tmp -p 55446 -U postgres && return 0; sleep 1; done
+    "$PG_BIN/postgres" -D "$W/run" -p "$PORT2" -k /tmp -c listen_addresses= -c fsync=off -c autovacuum=off "${pre[@]}"
+  for _ in $(seq 1 120); do pg_isready -q -h /tmp -p "$PORT2" -U postgres && return 0; sleep 1; done
   echo "postmaster under valgrind did not start, see $W/pm.log" >&2; return 1
 }
 backend_stop() {
@@ -115,7 +152,7 @@ backend_stop() {
   return 0
 }
 run_backend() { # workload n outfile
-  psql -X -q -At -h /tmp -p 55446 -U postgres -d postgres -v ON_ERROR_STOP=1 \
+  psql -X -q -At -h /tmp -p "$PORT2" -U postgres -d postgres -v ON_ERROR_STOP=1 \
     -c 'SELECT pg_backend_pid()' -f "$W/$1.$2.sql" > "$3.stdout" 2> "$3.log"
   local pid
   pid=$(head -1 "$3.stdout")

@@ -66,6 +66,23 @@ pub fn on_judging_error() -> crate::decision::OnJudgingError {
     }
 }
 
+/// `pg_migration_guard.log_decisions`: which decisions get a LOG line in the server log.
+/// The audit table records every decision whatever the setting.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogDecisions {
+    /// Every decision (the default): the server log alone reconstructs every decision,
+    /// as pgaudit's log does every DDL statement.
+    #[name = c"all"]
+    All,
+    /// Warned, rejected, overridden and exempt decisions; an allowed one only when its
+    /// audit record cannot be queued (no audit table in the database, a hot standby, the
+    /// queue full), so that every decision is in the audit table or the server log.
+    #[name = c"flagged"]
+    Flagged,
+}
+
+pub static LOG_DECISIONS: GucSetting<LogDecisions> = GucSetting::<LogDecisions>::new(LogDecisions::All);
+
 /// `pg_migration_guard.lock_attempt_timeout`, in ms: the longest single wait in the lock queue.
 pub static LOCK_ATTEMPT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
 
@@ -481,6 +498,17 @@ reading the catalog, or a fact could not be decided without waiting for another 
 as rejected; allow lets it run unjudged with a WARNING naming the cause and audits it as allowed. \
 In mode warn a statement that could not be judged always runs, with the WARNING. Only superusers can change it.",
         &ON_JUDGING_ERROR,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_migration_guard.log_decisions",
+        c"Which of pg_migration_guard's decisions are written to the server log: all or flagged.",
+        c"all (default) writes one LOG line per decision, as pgaudit does per DDL statement. flagged writes the lines of \
+warned, rejected, overridden and exempt decisions only; an allowed decision then goes to the audit table only \
+(pg_migration_guard.audit_log), unless its record cannot be queued there (no audit table in the database, a hot \
+standby, the audit queue full), in which case its line is written after all. Only superusers can change it.",
+        &LOG_DECISIONS,
         GucContext::Suset,
         GucFlags::default(),
     );
