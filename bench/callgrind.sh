@@ -4,6 +4,10 @@
 # not. Not part of the test command; run by hand (~5 minutes).
 #   GUARD_SO=/path/to/pg_migration_guard.so ./bench/callgrind.sh
 #       # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend" SCALE=1
+#       # PORT=55445 (template cluster; PORT2=PORT+1 for backend mode) CG_DIR=/tmp/pgmg-bench-cg
+#       # GUARD_SETTINGS="-c name=value ..." (more options for the guard configuration)
+#   GUARD_SO=... WORKLOADS=ddl MODES=backend REPS=200 ./bench/callgrind.sh
+#       # the DDL migration of bench/run.sh row 3: instructions per table (five statements)
 # Without GUARD_SO it copies $GUARD_LIB_DIR/pg_migration_guard.so (set by install_extension),
 # so run alone it needs one of the two.
 #
@@ -171,7 +175,9 @@ for mode in $MODES; do
   echo "== callgrind $mode: {$WORKLOADS} x {none, guard} x {$N1, $N2} transactions" >&2
   for c in none guard; do
     pre=(-c shared_preload_libraries=)
-    if [ "$c" = guard ]; then pre=("${GUARD_OPTS[@]}"); fi
+    # GUARD_SETTINGS: more server options for the guard configuration, e.g.
+    # GUARD_SETTINGS="-c pg_migration_guard.log_decisions=flagged"
+    if [ "$c" = guard ]; then pre=("${GUARD_OPTS[@]}" ${GUARD_SETTINGS:-}); fi
     if [ "$mode" = backend ]; then backend_start; fi
     for wl in $WORKLOADS; do
       # The backends share one cluster: a first, discarded run pays its one-off costs

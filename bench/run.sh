@@ -37,27 +37,38 @@ fi
 # recently deleted inodes, fs/ext4/ialloc.c recently_deleted(); perf showed it at 30 % of
 # a run), so each round's DROP of the migration's tables made the next rounds 2-2.5x slower.
 W=${BENCH_DIR:-/dev/shm/pgmg-bench}
-# Ports PORT_BASE .. PORT_BASE+3: none, guard, pgaudit, evtrig.
+# Ports PORT_BASE .. PORT_BASE+5: none, guard, pgaudit, evtrig, flagged, before. CONFIGS
+# selects them (none must be first: the base of the ratios). Not measured by default:
+# flagged, the guard with pg_migration_guard.log_decisions = flagged, and before, the guard
+# library in BEFORE_LIB_DIR (an earlier build, to compare two builds in one run).
 PORT_BASE=${PORT_BASE:-55441}
-CONFIGS="none guard pgaudit evtrig"
+CONFIGS=${CONFIGS:-none guard pgaudit evtrig}
 install -d "$W"
 trap 'for c in $CONFIGS; do stop_cluster "$W/$c"; done' EXIT
 # max_locks_per_transaction: each round's reset drops the migration's tables in one
 # transaction (five relations per table), which the default 64 cannot hold.
 opts="-c max_locks_per_transaction=1024"
-start_cluster "$W/none" $((PORT_BASE)) '' "$opts"
-start_cluster "$W/guard" $((PORT_BASE + 1)) 'pg_migration_guard' "$opts ${GUARD_OPTIONS:-}"
-start_cluster "$W/pgaudit" $((PORT_BASE + 2)) 'pgaudit' "$opts"
-start_cluster "$W/evtrig" $((PORT_BASE + 3)) '' "$opts"
-port() { case $1 in none) echo $((PORT_BASE));; guard) echo $((PORT_BASE + 1));; pgaudit) echo $((PORT_BASE + 2));; evtrig) echo $((PORT_BASE + 3));; esac; }
+port() { case $1 in none) echo $((PORT_BASE));; guard) echo $((PORT_BASE + 1));; pgaudit) echo $((PORT_BASE + 2));; evtrig) echo $((PORT_BASE + 3));; flagged) echo $((PORT_BASE + 4));; before) echo $((PORT_BASE + 5));; esac; }
 psql_c() { psql -X -q -h /tmp -p "$(port "$1")" -U postgres -d postgres "${@:2}"; }
-psql_c guard -c 'CREATE EXTENSION pg_migration_guard'
-psql_c pgaudit -c "ALTER SYSTEM SET pgaudit.log = 'ddl'" -c 'SELECT pg_reload_conf()' >/dev/null
+for c in $CONFIGS; do
+  case $c in
+    none|evtrig) start_cluster "$W/$c" "$(port $c)" '' "$opts";;
+    guard) start_cluster "$W/$c" "$(port $c)" 'pg_migration_guard' "$opts ${GUARD_OPTIONS:-}";;
+    flagged) start_cluster "$W/$c" "$(port $c)" 'pg_migration_guard' "$opts -c pg_migration_guard.log_decisions=flagged ${GUARD_OPTIONS:-}";;
+    before) GUARD_LIB_DIR=$BEFORE_LIB_DIR start_cluster "$W/$c" "$(port $c)" 'pg_migration_guard' "$opts ${GUARD_OPTIONS:-}";;
+    pgaudit) start_cluster "$W/$c" "$(port $c)" 'pgaudit' "$opts";;
+    *) echo "unknown configuration $c" >&2; exit 1;;
+  esac
+done
+is_guard() { [ "$1" = guard ] || [ "$1" = flagged ] || [ "$1" = before ]; }
+has() { case " $CONFIGS " in *" $1 "*) return 0;; esac; return 1; }
+for c in guard flagged before; do ! has $c || psql_c $c -c 'CREATE EXTENSION pg_migration_guard'; done
+! has pgaudit || psql_c pgaudit -c "ALTER SYSTEM SET pgaudit.log = 'ddl'" -c 'SELECT pg_reload_conf()' >/dev/null
 # evtrig: the do-it-yourself DDL audit many teams deploy instead of an extension: an event
 # trigger at ddl_command_end that inserts one row per pg_event_trigger_ddl_commands() entry
 # (a CREATE TABLE with a primary key has two: the table and its index) with the
 # statement's text (current_query()) into a table.
-psql_c evtrig -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+! has evtrig || psql_c evtrig -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 CREATE TABLE ddl_audit (
   id bigserial PRIMARY KEY,
   logged_at timestamptz NOT NULL DEFAULT now(),
@@ -85,7 +96,7 @@ stats() { # [DECIMALS, default 1]: prints "median min max" of the numbers on std
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a/b}'; }
 # rotation R: the configurations in the order of round R (each starts a round in turn)
-rotation() { local a=($CONFIGS) n=4 i; for i in 0 1 2 3; do printf '%s ' "${a[$(( (i + $1) % n ))]}"; done; }
+rotation() { local a=($CONFIGS) i; for i in "${!a[@]}"; do printf '%s ' "${a[$(( (i + $1) % ${#a[@]} ))]}"; done; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
 declare -A R
@@ -111,7 +122,7 @@ ddl_reset() {
   psql_c "$1" -c 'SET client_min_messages = warning' \
     -c 'DROP SCHEMA IF EXISTS bench_ddl CASCADE' -c 'CREATE SCHEMA bench_ddl' \
     -c 'VACUUM' -c 'CHECKPOINT'
-  [ "$1" != guard ] || drain_audit_queue
+  ! is_guard "$1" || drain_audit_queue "$1"
 }
 # cluster_cpu CONFIG: CPU milliseconds (user + system) used so far by the cluster's
 # processes: the postmaster's own and its reaped children's (cutime, cstime: backends and
@@ -127,37 +138,42 @@ cluster_cpu() {
       { t += $12 + $13 }
       END { printf "%d", t * 1000 / hz }'
 }
-drain_audit_queue() {
+drain_audit_queue() { # CONFIG
   local i
   for i in $(seq 1 1200); do
-    [ "$(psql_c guard -At -c 'SELECT pending_records FROM pg_migration_guard.audit_queue_status()')" = 0 ] && return
+    [ "$(psql_c "$1" -At -c 'SELECT pending_records FROM pg_migration_guard.audit_queue_status()')" = 0 ] && return
     sleep 0.1
   done
   echo "audit queue not drained after 120 s" >&2; exit 1
 }
-ddl_time() { # config file reset -> "wall_ms cpu_ms": the run's wall time, and the cluster's
-  local s e c0 c1       # CPU time until the audit writer has inserted its records
-  "$3" "$1"
+# The migration's own backend: its pid (first) and, at the end, its CPU time in clock
+# ticks (utime + stime, proc(5) fields 14-15, counted after "(comm) "), printed by psql.
+printf '%s\n' 'SELECT pg_backend_pid() AS bench_pid \gset' > "$W/head.sql"
+printf '%s\n' '\setenv BENCH_PID :bench_pid' \
+  '\! sed "s/^.*) //" /proc/$BENCH_PID/stat | awk "{print \"backend-ticks\", \$12 + \$13}"' > "$W/tail.sql"
+ddl_time() { # config file reset -> "wall_ms cpu_ms backend_ms": the run's wall time, the
+  local s e c0 c1 out   # cluster's CPU time until the audit writer has inserted its
+  "$3" "$1"             # records, and the CPU time of the migration's backend alone
   c0=$(cluster_cpu "$1")
   s=$(date +%s%N)
-  psql_c "$1" -v ON_ERROR_STOP=1 -f "$2" >/dev/null
+  out=$(psql_c "$1" -v ON_ERROR_STOP=1 -f "$W/head.sql" -f "$2" -f "$W/tail.sql")
   e=$(date +%s%N)
-  [ "$1" != guard ] || drain_audit_queue
+  ! is_guard "$1" || drain_audit_queue "$1"
   sleep 0.2   # the postmaster reaps the backend
   c1=$(cluster_cpu "$1")
-  echo "$(( (e - s) / 1000000 )) $(( c1 - c0 ))"
+  echo "$(( (e - s) / 1000000 )) $(( c1 - c0 )) $(echo "$out" | awk -v hz="$(getconf CLK_TCK)" '$1 == "backend-ticks" {printf "%d", $2 * 1000 / hz}')"
 }
 # measure ROWKEY FILE RESET ROUNDS: runs FILE on every configuration ROUNDS times in
 # rotating order (RESET CONFIG before each run, untimed) and stores in R[ROWKEY.*] the
 # median (min..max) of each configuration's wall time and of its per-round ratios to none.
 measure() {
   local key=$1 file=$2 reset=$3 rounds=$4 r c
-  declare -A tw=() rw=() rc=()
+  declare -A tw=() rw=() rc=() rb=()
   local loads=""
   for r in $(seq 1 "$rounds"); do
-    declare -A t=() u=()
+    declare -A t=() u=() b=()
     loads+="$(loadavg)"$'\n'
-    for c in $(rotation "$r"); do read -r t[$c] u[$c] < <(ddl_time "$c" "$file" "$reset"); done
+    for c in $(rotation "$r"); do read -r t[$c] u[$c] b[$c] < <(ddl_time "$c" "$file" "$reset"); done
     local line="round $r ($(rotation "$r")): wall"
     for c in $CONFIGS; do
       tw[$c]+="${t[$c]}"$'\n'
@@ -165,9 +181,11 @@ measure() {
       # the machine moves numerator and denominator together
       rw[$c]+=$(ratio "${t[$c]}" "${t[none]}")$'\n'
       rc[$c]+=$(ratio "${u[$c]}" "${u[none]}")$'\n'
+      rb[$c]+=$(ratio "${b[$c]}" "${b[none]}")$'\n'
       line+=" $c ${t[$c]} ms"
     done
     line+="; server CPU"; for c in $CONFIGS; do line+=" $c ${u[$c]} ms"; done
+    line+="; backend CPU"; for c in $CONFIGS; do line+=" $c ${b[$c]} ms"; done
     echo "$line; load average $(loadavg)" >&2
   done
   loads+="$(loadavg)"$'\n'
@@ -175,18 +193,20 @@ measure() {
     R[$key.$c]=$(printf '%s' "${tw[$c]}" | stats)
     R[$key.r.$c]=$(printf '%s' "${rw[$c]}" | stats 3)
     R[$key.c.$c]=$(printf '%s' "${rc[$c]}" | stats 3)
+    R[$key.b.$c]=$(printf '%s' "${rb[$c]}" | stats 3)
   done
   R[$key.load]=$(printf '%s' "$loads" | stats 2)
 }
 measure ddl "$W/ddl.sql" ddl_reset "${DDL_ROUNDS:-4}"
 psql_c guard -At -c "SELECT 'audit rows in the guard cluster: ' || count(*) FROM pg_migration_guard.audit_log" >&2
-psql_c evtrig -At -c "SELECT 'rows in the event trigger''s table: ' || count(*) FROM ddl_audit" >&2
+! has evtrig || psql_c evtrig -At -c "SELECT 'rows in the event trigger''s table: ' || count(*) FROM ddl_audit" >&2
 
 # Row 5: the same cheap DDL on a partitioned table with SCALE_PARTITIONS partitions, which
 # PostgreSQL applies to every partition (ATSimpleRecursion, and ATExecAddColumn's
 # recursion): SET STATISTICS SCALE_STATEMENTS times, then one nullable ADD COLUMN (a new
 # column each run). The guard predicts and takes ahead a lock on every partition.
 SCALE_PARTITIONS=${SCALE_PARTITIONS:-2000}
+if [ "$SCALE_PARTITIONS" -gt 0 ]; then
 echo "== 5: ALTER TABLE on a parent with $SCALE_PARTITIONS partitions" >&2
 for c in $CONFIGS; do
   psql_c "$c" -c 'SET client_min_messages = warning' -c 'DROP SCHEMA IF EXISTS bench_ddl CASCADE' \
@@ -209,10 +229,11 @@ scale_reset() { # writes the next run's statements (a fresh column name each run
     echo "ALTER TABLE bench_scale.parent ADD COLUMN c$scale_run int;"
   } > "$W/scale.sql"
   psql_c "$1" -c 'CHECKPOINT'
-  [ "$1" != guard ] || drain_audit_queue
+  ! is_guard "$1" || drain_audit_queue "$1"
 }
 rm -f "$W/scale.n"
 measure scale "$W/scale.sql" scale_reset "${SCALE_ROUNDS:-8}"
+fi
 
 echo "== 4: decision latency" >&2
 psql_c guard -c 'CREATE TABLE IF NOT EXISTS bench_orders AS SELECT g AS id, g % 7 AS qty FROM generate_series(1, 200000) g' >/dev/null
@@ -245,12 +266,12 @@ echo
 echo "Row 3 side by side: $((DDL_TABLES * 5)) DDL statements, ${DDL_ROUNDS:-4} rounds in rotating order; row 5: ${SCALE_ROUNDS:-8} rounds;"
 echo "load average (1 min) at the rounds' starts: row 3 median $(med "${R[ddl.load]}") (max $(echo "${R[ddl.load]}" | cut -d' ' -f3)), row 5 median $(med "${R[scale.load]}") (max $(echo "${R[scale.load]}" | cut -d' ' -f3))"
 echo
-echo "| configuration | row 3 wall ms, median (min..max) | row 3 ratio to none, per round | row 3 server CPU ratio | row 5 wall ms | row 5 ratio to none, per round |"
-echo "|---|---|---|---|---|---|"
+echo "| configuration | row 3 wall ms, median (min..max) | row 3 wall ratio to none, per round | row 3 backend CPU ratio, per round | row 3 server CPU ratio (with the audit writer) | row 5 wall ms | row 5 wall ratio to none, per round |"
+echo "|---|---|---|---|---|---|---|"
 for c in $CONFIGS; do
   case $c in
     none) name="none (nothing preloaded)";; guard) name="guard (pg_migration_guard, defaults)";;
-    pgaudit) name="pgaudit (pgaudit.log = 'ddl')";; evtrig) name="evtrig (ddl_command_end event trigger inserting into a table)";;
+    pgaudit) name="pgaudit (pgaudit.log = 'ddl')";; flagged) name="guard with log_decisions = flagged";; before) name="guard, library in BEFORE_LIB_DIR";; evtrig) name="evtrig (ddl_command_end event trigger inserting into a table)";;
   esac
-  echo "| $name | $(ms "${R[ddl.$c]}") | $(cell ddl "$c") | $(med "${R[ddl.c.$c]}") | $(ms "${R[scale.$c]}") | $(cell scale "$c") |"
+  echo "| $name | $(ms "${R[ddl.$c]}") | $(cell ddl "$c") | $(med "${R[ddl.b.$c]}") ($(spread "${R[ddl.b.$c]}")) | $(med "${R[ddl.c.$c]}") | $(ms "${R[scale.$c]}") | $(cell scale "$c") |"
 done

@@ -82,9 +82,23 @@ pub unsafe fn reads_catalog(node: *mut pg_sys::Node) -> bool {
     unsafe {
         match (*node).type_ {
             T_CreateStmt => !create_table_is_self_contained(node.cast()),
-            T_AlterTableStmt | T_IndexStmt | T_DropStmt | T_RenameStmt | T_CreateTrigStmt | T_CreatePolicyStmt | T_AlterPolicyStmt
-            | T_RuleStmt | T_ReindexStmt | T_VacuumStmt | T_ClusterStmt | T_RefreshMatViewStmt | T_TruncateStmt | T_AlterDomainStmt
-            | T_AlterObjectSchemaStmt | T_CommentStmt | T_AlterTableMoveAllStmt => true,
+            T_AlterTableStmt
+            | T_IndexStmt
+            | T_DropStmt
+            | T_RenameStmt
+            | T_CreateTrigStmt
+            | T_CreatePolicyStmt
+            | T_AlterPolicyStmt
+            | T_RuleStmt
+            | T_ReindexStmt
+            | T_VacuumStmt
+            | T_ClusterStmt
+            | T_RefreshMatViewStmt
+            | T_TruncateStmt
+            | T_AlterDomainStmt
+            | T_AlterObjectSchemaStmt
+            | T_CommentStmt
+            | T_AlterTableMoveAllStmt => true,
             _ => false,
         }
     }
@@ -100,7 +114,10 @@ unsafe fn create_table_is_self_contained(stmt: *mut pg_sys::CreateStmt) -> bool 
             return false;
         }
         let foreign = |con: *mut pg_sys::Constraint| (*con).contype == pg_sys::ConstrType::CONSTR_FOREIGN;
-        for elt in PgList::<pg_sys::Node>::from_pg((*stmt).tableElts).iter_ptr().chain(PgList::<pg_sys::Node>::from_pg((*stmt).constraints).iter_ptr()) {
+        for elt in PgList::<pg_sys::Node>::from_pg((*stmt).tableElts)
+            .iter_ptr()
+            .chain(PgList::<pg_sys::Node>::from_pg((*stmt).constraints).iter_ptr())
+        {
             if is_a(elt, pg_sys::NodeTag::T_Constraint) {
                 if foreign(elt.cast()) {
                     return false;
