@@ -6,8 +6,10 @@
 #       # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend" SCALE=1
 #       # PORT=55445 (template cluster; PORT2=PORT+1 for backend mode) CG_DIR=/tmp/pgmg-bench-cg
 #       # GUARD_SETTINGS="-c name=value ..." (more options for the guard configuration)
-#   GUARD_SO=... WORKLOADS=ddl MODES=backend REPS=200 ./bench/callgrind.sh
-#       # the DDL migration of bench/run.sh row 3: instructions per table (five statements)
+#   GUARD_SO=... WORKLOADS=ddl MODES=backend REPS=200 PEERS="pgaudit evtrig" ./bench/callgrind.sh
+#       # the DDL migration of bench/run.sh row 3: instructions per table (five statements);
+#       # PEERS adds bench/run.sh's peers (pgaudit with pgaudit.log = ddl; evtrig, the event
+#       # trigger of bench/evtrig.sql), backend mode only
 # Without GUARD_SO it copies $GUARD_LIB_DIR/pg_migration_guard.so (set by install_extension),
 # so run alone it needs one of the two.
 #
@@ -54,6 +56,10 @@ PORT2=${PORT2:-$((PORT + 1))}
 N1=$(( REPS / 2 ))
 N2=$REPS
 
+# PEERS may name "before": the library BEFORE_SO (an earlier build), preloaded the same way.
+case " ${PEERS:-} " in
+  *" before "*) GUARD_SO=$BEFORE_SO guard_lib_copy; BEFORE_OPTS=("${GUARD_OPTS[@]}"); BEFORE_DESC=$GUARD_LIB_DESC;;
+esac
 guard_lib_copy
 
 stop_cluster "$W/template"
@@ -173,12 +179,17 @@ trap 'backend_stop; stop_cluster "$W/template"' EXIT
 for mode in $MODES; do
   install -d -o postgres "$W/out/$mode"
   echo "== callgrind $mode: {$WORKLOADS} x {none, guard} x {$N1, $N2} transactions" >&2
-  for c in none guard; do
+  for c in none guard ${PEERS:-}; do
     pre=(-c shared_preload_libraries=)
+    [ "$c" != pgaudit ] || pre=(-c shared_preload_libraries=pgaudit -c pgaudit.log=ddl)
+    [ "$c" != before ] || pre=("${BEFORE_OPTS[@]}" ${GUARD_SETTINGS:-})
     # GUARD_SETTINGS: more server options for the guard configuration, e.g.
     # GUARD_SETTINGS="-c pg_migration_guard.log_decisions=flagged"
     if [ "$c" = guard ]; then pre=("${GUARD_OPTS[@]}" ${GUARD_SETTINGS:-}); fi
     if [ "$mode" = backend ]; then backend_start; fi
+    if [ "$c" = evtrig ]; then
+      psql -X -q -h /tmp -p "$PORT2" -U postgres -d postgres -v ON_ERROR_STOP=1 -f bench/evtrig.sql >/dev/null
+    fi
     for wl in $WORKLOADS; do
       # The backends share one cluster: a first, discarded run pays its one-off costs
       # (first reads of the tables, hint bits, relcache init file).
@@ -201,6 +212,7 @@ echo
 echo "callgrind (bench/callgrind.sh): $(date -u +%Y-%m-%dT%H:%MZ), $(valgrind --version), PostgreSQL $VERSION,"
 echo "fsync=off, pgbench scale $SCALE, REPS=$REPS"
 echo "guard: $GUARD_LIB_DESC"
+[ -z "${BEFORE_DESC:-}" ] || echo "before: $BEFORE_DESC"
 for mode in $MODES; do
   echo
   case $mode in
@@ -208,5 +220,5 @@ for mode in $MODES; do
     backend) echo "### normal backend (postmaster under callgrind, one psql connection, simple query protocol)";;
   esac
   echo
-  python3 bench/cgstat.py "$W/out/$mode" "$N1" "$N2" $WORKLOADS
+  PEERS="${PEERS:-}" python3 bench/cgstat.py "$W/out/$mode" "$N1" "$N2" $WORKLOADS
 done

@@ -64,27 +64,9 @@ is_guard() { [ "$1" = guard ] || [ "$1" = flagged ] || [ "$1" = before ]; }
 has() { case " $CONFIGS " in *" $1 "*) return 0;; esac; return 1; }
 for c in guard flagged before; do ! has $c || psql_c $c -c 'CREATE EXTENSION pg_migration_guard'; done
 ! has pgaudit || psql_c pgaudit -c "ALTER SYSTEM SET pgaudit.log = 'ddl'" -c 'SELECT pg_reload_conf()' >/dev/null
-# evtrig: the do-it-yourself DDL audit many teams deploy instead of an extension: an event
-# trigger at ddl_command_end that inserts one row per pg_event_trigger_ddl_commands() entry
-# (a CREATE TABLE with a primary key has two: the table and its index) with the
-# statement's text (current_query()) into a table.
-! has evtrig || psql_c evtrig -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
-CREATE TABLE ddl_audit (
-  id bigserial PRIMARY KEY,
-  logged_at timestamptz NOT NULL DEFAULT now(),
-  session_role text NOT NULL DEFAULT session_user,
-  command_tag text, object_type text, schema_name text, object_identity text,
-  in_extension boolean, query text);
-CREATE FUNCTION ddl_audit_log() RETURNS event_trigger LANGUAGE plpgsql AS $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
-    INSERT INTO ddl_audit (command_tag, object_type, schema_name, object_identity, in_extension, query)
-    VALUES (r.command_tag, r.object_type, r.schema_name, r.object_identity, r.in_extension, current_query());
-  END LOOP;
-END $$;
-CREATE EVENT TRIGGER ddl_audit ON ddl_command_end EXECUTE FUNCTION ddl_audit_log();
-SQL
+# evtrig: the do-it-yourself DDL audit many teams deploy instead of an extension
+# (bench/evtrig.sql): an event trigger inserting a row per DDL command into a table.
+! has evtrig || psql_c evtrig -v ON_ERROR_STOP=1 -f bench/evtrig.sql >/dev/null
 # Rows 3 and 5 run with autovacuum off in all the clusters (each round's reset VACUUMs
 # instead): an autovacuum of pg_attribute landing inside one configuration's timed run
 # moved it by 50 % in the first version of this script.
@@ -206,6 +188,7 @@ psql_c guard -At -c "SELECT 'audit rows in the guard cluster: ' || count(*) FROM
 # recursion): SET STATISTICS SCALE_STATEMENTS times, then one nullable ADD COLUMN (a new
 # column each run). The guard predicts and takes ahead a lock on every partition.
 SCALE_PARTITIONS=${SCALE_PARTITIONS:-2000}
+SCALE_STATEMENTS=${SCALE_STATEMENTS:-10}
 if [ "$SCALE_PARTITIONS" -gt 0 ]; then
 echo "== 5: ALTER TABLE on a parent with $SCALE_PARTITIONS partitions" >&2
 for c in $CONFIGS; do
@@ -218,7 +201,6 @@ for i in range(int(sys.argv[1])):
 " "$SCALE_PARTITIONS" | psql_c "$c" -v ON_ERROR_STOP=1 >/dev/null
   psql_c "$c" -c 'VACUUM' -c 'CHECKPOINT'
 done
-SCALE_STATEMENTS=${SCALE_STATEMENTS:-10}
 scale_reset() { # writes the next run's statements (a fresh column name each run; the
   local scale_run  # counter is a file: ddl_time runs in a subshell)
   scale_run=$(( $(cat "$W/scale.n" 2>/dev/null || echo 0) + 1 ))

@@ -37,7 +37,6 @@ use std::borrow::Cow;
 use std::fmt::Write;
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::AsPgCStr;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -112,36 +111,42 @@ pub fn log_decision(j: &mut Event) {
 /// server log and cannot imitate the lines that follow it.
 pub fn log_line(j: &Event) {
     let decision = j.verdict.decision.as_str();
-    let line = match j.message() {
-        Some(message) if !message.is_empty() => {
-            format!("pg_migration_guard: {decision} {}: {message}; statement: {}", j.command_tag, j.statement)
-        }
-        _ => format!("pg_migration_guard: {decision} {}; statement: {}", j.command_tag, j.statement),
-    };
-    let line = match escape_log_text(&line) {
-        Cow::Borrowed(_) => line,
-        Cow::Owned(escaped) => escaped,
-    };
+    let message = j.message().filter(|m| !m.is_empty());
+    // The line built in one buffer, NUL-terminated, in the order it reads.
+    let mut line = String::with_capacity(64 + j.command_tag.len() + message.map_or(0, str::len) + j.statement.len());
+    line.push_str("pg_migration_guard: ");
+    line.push_str(decision);
+    line.push(' ');
+    line.push_str(&j.command_tag);
+    if let Some(message) = message {
+        line.push_str(": ");
+        line.push_str(message);
+    }
+    line.push_str("; statement: ");
+    line.push_str(&j.statement);
+    if let Cow::Owned(escaped) = escape_log_text(&line) {
+        line = escaped;
+    }
+    // (an interior NUL, impossible in statement text PostgreSQL received as a C string,
+    // would end the line there)
+    line.push('\0');
     // ereport() by hand: errstart and errfinish are not in pgrx's bindings, and pgrx's
-    // ErrorReport has no errhidestmt. Only raw pointers to palloc'd copies are live while
-    // PostgreSQL's functions run: an ERROR inside errfinish (out of memory) would longjmp
-    // over this frame, which must then own nothing with a destructor.
+    // ErrorReport has no errhidestmt. No value with a destructor is live while PostgreSQL's
+    // functions run: an ERROR inside errfinish (out of memory) would longjmp over this
+    // frame (the line is then leaked, not freed).
     unsafe extern "C-unwind" {
         fn errstart(elevel: std::ffi::c_int, domain: *const std::ffi::c_char) -> bool;
         fn errfinish(filename: *const std::ffi::c_char, lineno: std::ffi::c_int, funcname: *const std::ffi::c_char);
     }
+    let line = std::mem::ManuallyDrop::new(line);
     unsafe {
-        // (an interior NUL, impossible in statement text PostgreSQL received as a C
-        // string, would end the copy)
-        let line_c = line.as_pg_cstr();
-        drop(line);
         if errstart(pg_sys::LOG as _, c"pg_migration_guard".as_ptr()) {
-            pg_sys::errmsg_internal(c"%s".as_ptr(), line_c);
+            pg_sys::errmsg_internal(c"%s".as_ptr(), line.as_ptr());
             pg_sys::errhidestmt(true);
             errfinish(c"src/audit.rs".as_ptr(), line!() as _, c"log_line".as_ptr());
         }
-        pg_sys::pfree(line_c.cast());
     }
+    drop(std::mem::ManuallyDrop::into_inner(line));
 }
 
 /// `text` with the characters that could end a server-log line or forge another escaped,
@@ -177,6 +182,10 @@ pub fn escape_log_text(text: &str) -> Cow<'_, str> {
 /// Whether [`escape_log_text`] changes `b` (UTF-8): a C0 control, DEL or backslash, a C1
 /// control (0xC2 0x80..0x9F) or U+2028/U+2029 (0xE2 0x80 0xA8/0xA9).
 fn needs_escape(b: &[u8]) -> bool {
+    // Printable ASCII other than backslash, nearly every statement: one branch-free pass.
+    if b.iter().fold(true, |plain, &c| plain & (0x20..0x7f).contains(&c) & (c != b'\\')) {
+        return false;
+    }
     b.iter().enumerate().any(|(i, &c)| match c {
         0..=0x1f | 0x7f | b'\\' => true,
         0xc2 => matches!(b.get(i + 1), Some(0x80..=0x9f)),
@@ -550,7 +559,9 @@ fn encode_record(u: Unbounded<'_>, max_payload: usize) -> Option<Vec<u8>> {
         locks: u.locks.map(bound_locks),
         error_sqlstate: u.error_sqlstate,
     };
-    let payload = postcard::to_allocvec(&rec).ok()?;
+    // Sized for the record at once: postcard's to_allocvec grows its vector as it goes.
+    let capacity = 512 + u.statement.len() + rec.message.as_ref().map_or(0, |m| m.len()) + rec.locks.as_ref().map_or(0, |l| 64 * l.len());
+    let payload = postcard::to_extend(&rec, Vec::with_capacity(capacity.min(max_payload + 64))).ok()?;
     if payload.len() <= max_payload {
         return Some(payload);
     }
