@@ -7,11 +7,27 @@
 # linked), whose pg_config reports the tree's own lib/ as PKGLIBDIR, so `cargo pgrx test`
 # installs its test build there; and the clusters the scripts start load the guard library
 # from a content-addressed directory (install_extension), never rewritten once written.
-PG_MAJOR=${PG_MAJOR:-15}
-SYSTEM_PG_BIN=/usr/lib/postgresql/${PG_MAJOR}/bin
-PG_TREE=${PGMG_PG_TREE:-/var/tmp/pgmg/pg${PG_MAJOR}}
-PG_BIN=${PG_TREE}/bin
-PG_CONFIG=${PG_BIN}/pg_config
+#
+# PG_MAJOR (default 15) selects the server: 15 is Debian's packaged server, its programs in
+# the private tree /var/tmp/pgmg/pg15; 17 and 18 are built by scripts/setup.sh from
+# Debian's source packages into /var/tmp/pgmg/pg17 and /var/tmp/pgmg/pg18, each with its
+# own SHAREDIR. PGMG_TREES (default /var/tmp/pgmg) moves all trees.
+PG_MAJORS_SUPPORTED="15 17 18"
+pg_tree_of() { echo "${PGMG_TREES:-/var/tmp/pgmg}/pg$1"; }
+# select_pg_major N: points PG_MAJOR, PG_TREE, PG_BIN and PG_CONFIG at version N.
+select_pg_major() {
+  case " $PG_MAJORS_SUPPORTED " in
+    *" $1 "*) ;;
+    *) echo "PG_MAJOR=$1: supported versions are $PG_MAJORS_SUPPORTED" >&2; return 1 ;;
+  esac
+  PG_MAJOR=$1
+  PG_TREE=$(pg_tree_of "$PG_MAJOR")
+  PG_BIN=${PG_TREE}/bin
+  PG_CONFIG=${PG_BIN}/pg_config
+}
+select_pg_major "${PG_MAJOR:-15}" || return 1
+# Debian's PostgreSQL 15 programs, which scripts/setup.sh copies into the 15 tree.
+SYSTEM_PG_BIN=/usr/lib/postgresql/15/bin
 # Where install_extension puts each build of the library: <dir>/<sha256 prefix>/.
 GUARD_LIB_ROOT=${PGMG_LIB_ROOT:-/var/tmp/pgmg/lib}
 
@@ -76,4 +92,30 @@ install_extension() {
   done < <(find "$out" -path '*/extension/*' -type f)
   export GUARD_LIB_DIR
   echo "install_extension: library $GUARD_LIB_DIR/pg_migration_guard.so" >&2
+}
+
+# The deb-src-only apt source through which scripts/setup.sh (PostgreSQL 17/18) and
+# scripts/regress.sh (the regression suite of 15) get Debian's source packages: sources
+# only, so no binary package of another Debian release enters this system.
+SRC_LIST=/etc/apt/sources.list.d/pgmg-src.sources
+SRC_LIST_CONTENT='Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm trixie sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'
+# ensure_deb_src PACKAGE: apt knows PACKAGE's source package (writes SRC_LIST and runs
+# apt-get update when needed).
+ensure_deb_src() {
+  local sudo='' updated=0
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  if [ "$(cat "$SRC_LIST" 2>/dev/null)" != "$SRC_LIST_CONTENT" ]; then
+    echo "adding $SRC_LIST (deb-src only)" >&2
+    printf '%s\n' "$SRC_LIST_CONTENT" | $sudo tee "$SRC_LIST.new" >/dev/null
+    $sudo mv -f "$SRC_LIST.new" "$SRC_LIST"
+    $sudo apt-get update -qq
+    updated=1
+  fi
+  if ! apt-cache showsrc "$1" 2>/dev/null | grep -q '^Package:'; then
+    [ "$updated" -eq 1 ] || $sudo apt-get update -qq
+  fi
 }

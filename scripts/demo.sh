@@ -3,16 +3,19 @@
 # load a 1M-row data set, apply examples/migrations/*.sql in order as a migration tool
 # would (each file through psql, stopping at its first error), print each verdict and the
 # audit table, stop the cluster.
+# Environment: PG_MAJOR (15, 17 or 18; default 15), PGMG_DEMO_PORT (default 55432),
+# PGMG_DEMO_DIR (default /tmp/pgmg-demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
 ./scripts/setup.sh
-echo "== building and installing pg_migration_guard (release)"
+[ -x "$PG_CONFIG" ] || { echo "demo: PostgreSQL $PG_MAJOR is not set up (see setup's WARNING above)" >&2; exit 1; }
+echo "== building and installing pg_migration_guard (release) for PostgreSQL $PG_MAJOR"
 install_extension
 
-DEMO=/tmp/pgmg-demo
-PORT=55432
+DEMO=${PGMG_DEMO_DIR:-/tmp/pgmg-demo}
+PORT=${PGMG_DEMO_PORT:-55432}
 trap 'stop_cluster "$DEMO"' EXIT
 echo "== starting a throwaway cluster on port $PORT (shared_preload_libraries = pg_migration_guard)"
 start_cluster "$DEMO" "$PORT" pg_migration_guard

@@ -37,7 +37,6 @@ CACHE=${PGMG_REGRESS_CACHE:-/var/tmp/pgmg/regress-${PG_MAJOR}}
 WORK=${PGMG_REGRESS_WORK:-/tmp/pgmg-regress}
 PORT=${PGMG_REGRESS_PORT:-55470}
 MAX_SKEW=${PGMG_REGRESS_MAX_SKEW:-10}
-SRC_LIST=/etc/apt/sources.list.d/pgmg-src.sources
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -52,21 +51,6 @@ fi
   exit 1
 }
 
-# The source package's apt entry: deb-src only, so no binary of another release is mixed
-# into this system.
-ensure_deb_src() {
-  local want
-  want=$(printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' \
-    'Suites: bookworm trixie sid' 'Components: main' \
-    'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg')
-  if [ "$(cat "$SRC_LIST" 2>/dev/null)" != "$want" ]; then
-    printf '%s\n' "$want" | $SUDO tee "$SRC_LIST" >/dev/null
-    $SUDO apt-get update -qq
-  elif ! apt-cache showsrc "postgresql-${PG_MAJOR}" 2>/dev/null | grep -q "^Version: ${PG_MAJOR}\."; then
-    $SUDO apt-get update -qq
-  fi
-}
-
 # Builds the cache: CACHE/bin/psql, CACHE/lib/libpq.so*, CACHE/regress/ (pg_regress, the
 # C modules, the schedule, sql/, expected/, data/), CACHE/VERSION last.
 build_suite() {
@@ -79,7 +63,7 @@ build_suite() {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
   fi
-  ensure_deb_src
+  ensure_deb_src "postgresql-${PG_MAJOR}"
   $SUDO rm -rf "$CACHE"
   $SUDO install -d -m 755 -o "$(id -u)" "$CACHE"
   build=$CACHE/build

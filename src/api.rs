@@ -69,7 +69,8 @@ pub fn lock_targets(statement: &str) -> Vec<(pg_sys::Oid, String, String, bool, 
         Ok(t) => t,
         Err(cause) => invalid(format!("the guard could not list the locks: {cause}")),
     };
-    let ahead = unsafe { crate::lockqueue::taken_ahead(&targets) };
+    let command_tag = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))) };
+    let ahead = unsafe { crate::lockqueue::taken_ahead(&targets, &command_tag.to_string_lossy()) };
     targets
         .into_iter()
         .zip(ahead)

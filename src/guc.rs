@@ -423,7 +423,12 @@ pub fn context() -> Context {
         session_lock_timeout_ms: unsafe { pg_sys::LockTimeout }.max(0) as u32,
         max_lock_timeout_ms: MAX_LOCK_TIMEOUT_MS.get().max(1) as u32,
     });
-    Context { small_table_bytes: SMALL_TABLE_THRESHOLD_KB.get().max(0) as u64 * 1024, require_lock_timeout }
+    Context {
+        small_table_bytes: SMALL_TABLE_THRESHOLD_KB.get().max(0) as u64 * 1024,
+        require_lock_timeout,
+        // The version the library was built for: it only loads into a server of that major.
+        server_version_num: pg_sys::PG_VERSION_NUM,
+    }
 }
 
 /// Opens a GUC nest level and sets `name = value` in it (GUC_ACTION_SAVE), as a function's

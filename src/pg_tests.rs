@@ -186,7 +186,12 @@ fn validating_check_is_rejected_and_not_valid_runs() {
 #[pg_test]
 fn set_not_null_scans_unless_a_validated_check_proves_it() {
     let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
     assert!(f.hint.contains("CHECK (status IS NOT NULL) NOT VALID;"), "{f:?}");
+    // PostgreSQL 18's HINT takes the not-null constraint route (see the pg18_ tests); the
+    // CHECK route below still works there.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    assert!(f.hint.contains("NOT NULL status NOT VALID;"), "{f:?}");
     // The safe recipe from the hint runs, step by step, and SET NOT NULL is then instant.
     allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID");
     // A NOT VALID check proves nothing yet.
@@ -894,6 +899,14 @@ fn exemption_reason() -> Option<String> {
     unsafe { crate::guc::exemption() }
 }
 
+/// Revokes the membership in g_listed that g_creator granted the session user: on
+/// PostgreSQL 16 and later a REVOKE removes only the grant of the grantor it names (the
+/// bootstrap superuser by default, for a superuser).
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+const REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR: &str = "REVOKE g_listed FROM SESSION_USER";
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+const REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR: &str = "REVOKE g_listed FROM SESSION_USER GRANTED BY g_creator";
+
 #[pg_test]
 fn exempt_roles_count_only_memberships_granted_by_superusers() {
     Spi::run(
@@ -902,24 +915,36 @@ fn exempt_roles_count_only_memberships_granted_by_superusers() {
     )
     .unwrap();
     assert_eq!(exemption_reason(), None, "not a member");
+    // PostgreSQL 16 and later record a grantor only if it holds ADMIN OPTION on the role
+    // (check_role_grantor in user.c); a CREATEROLE role no longer may grant any role.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed TO g_creator WITH ADMIN OPTION").unwrap();
     // What a CREATEROLE role's GRANT g_listed TO itself records: itself as grantor.
     Spi::run("GRANT g_listed TO SESSION_USER GRANTED BY g_creator").unwrap();
     assert_eq!(exemption_reason(), None, "a membership a non-superuser granted");
-    Spi::run("REVOKE g_listed FROM SESSION_USER; GRANT g_listed TO SESSION_USER").unwrap();
+    Spi::run(REVOKE_FROM_SESSION_USER_GRANTED_BY_CREATOR).unwrap();
+    Spi::run("GRANT g_listed TO SESSION_USER").unwrap();
     let reason = exemption_reason().expect("a membership the superuser granted exempts");
     assert!(reason.contains("\"g_listed\""), "{reason}");
 }
 
 #[pg_test]
 fn exempt_roles_follow_chains_of_superuser_grants_only() {
+    Spi::run("CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE").unwrap();
+    // PostgreSQL 16 and later: a recorded grantor needs ADMIN OPTION (check_role_grantor).
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed, g_team TO g_creator WITH ADMIN OPTION").unwrap();
     Spi::run(
-        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_team NOLOGIN; CREATE ROLE g_creator NOLOGIN CREATEROLE; \
-         GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
+        "GRANT g_listed TO g_team; GRANT g_team TO SESSION_USER GRANTED BY g_creator; \
          SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
     )
     .unwrap();
     assert_eq!(exemption_reason(), None, "the first link granted by a non-superuser");
-    Spi::run("REVOKE g_team FROM SESSION_USER; GRANT g_team TO SESSION_USER").unwrap();
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    Spi::run("REVOKE g_team FROM SESSION_USER").unwrap();
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("REVOKE g_team FROM SESSION_USER GRANTED BY g_creator").unwrap();
+    Spi::run("GRANT g_team TO SESSION_USER").unwrap();
     assert!(exemption_reason().is_some(), "every link granted by a superuser");
     Spi::run("REVOKE g_listed FROM g_team; GRANT g_listed TO g_team GRANTED BY g_creator").unwrap();
     assert_eq!(exemption_reason(), None, "the second link granted by a non-superuser");
@@ -927,9 +952,12 @@ fn exempt_roles_follow_chains_of_superuser_grants_only() {
 
 #[pg_test]
 fn exempt_roles_judge_the_grantor_as_it_is_now() {
+    Spi::run("CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER").unwrap();
+    // PostgreSQL 16 and later: a recorded grantor needs ADMIN OPTION, superuser or not.
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    Spi::run("GRANT g_listed TO g_admin WITH ADMIN OPTION").unwrap();
     Spi::run(
-        "CREATE ROLE g_listed NOLOGIN; CREATE ROLE g_admin NOLOGIN SUPERUSER; \
-         GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
+        "GRANT g_listed TO SESSION_USER GRANTED BY g_admin; \
          SET LOCAL pg_migration_guard.exempt_roles = 'g_listed'",
     )
     .unwrap();
@@ -938,9 +966,35 @@ fn exempt_roles_judge_the_grantor_as_it_is_now() {
     assert_eq!(exemption_reason(), None, "the grantor is no longer a superuser");
     Spi::run("ALTER ROLE g_admin SUPERUSER").unwrap();
     assert!(exemption_reason().is_some(), "the grantor is a superuser again");
-    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists.
-    Spi::run("DROP ROLE g_admin").unwrap();
-    assert_eq!(exemption_reason(), None, "the grantor was dropped");
+    // PostgreSQL 15 keeps the membership, naming a grantor that no longer exists. 16 and
+    // later refuse to drop a role that granted memberships (DropRole in user.c).
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    {
+        Spi::run("DROP ROLE g_admin").unwrap();
+        assert_eq!(exemption_reason(), None, "the grantor was dropped");
+    }
+}
+
+/// PostgreSQL 16 and later: a CREATEROLE role that creates a role gets ADMIN OPTION on it,
+/// recorded as granted by the bootstrap superuser without INHERIT or SET, and, with
+/// `createrole_self_grant`, a membership it granted itself (CreateRole in user.c). It is
+/// then a member as far as PostgreSQL is concerned, but neither row exempts it: creating
+/// a listed role that does not exist yet is no way out of the guard.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+#[pg_test]
+fn exempt_roles_ignore_what_createrole_gives_the_creator_of_a_listed_role() {
+    Spi::run(
+        "CREATE ROLE g_creator NOLOGIN CREATEROLE; SET LOCAL createrole_self_grant = 'set, inherit'; \
+         SET LOCAL ROLE g_creator; CREATE ROLE g_listed NOLOGIN; RESET ROLE",
+    )
+    .unwrap();
+    let oid = |name: &str| Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regrole::oid")).unwrap().unwrap();
+    assert_eq!(Spi::get_one::<bool>("SELECT pg_has_role('g_creator', 'g_listed', 'MEMBER')"), Ok(Some(true)));
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT count(*) FROM pg_auth_members WHERE roleid = 'g_listed'::regrole AND member = 'g_creator'::regrole"),
+        Ok(Some(2))
+    );
+    assert_eq!(unsafe { crate::guc::exempting_role(oid("g_creator"), &[oid("g_listed")]) }, None);
 }
 
 #[pg_test]
@@ -1184,7 +1238,14 @@ fn primary_key_using_index_on_a_nullable_column_scans_unless_a_check_proves_it()
     let f = rejected(using_index, "adding-not-nullable-field");
     assert!(f.message.contains("adding PRIMARY KEY orders_note_pkey would scan guard_fixture.orders"), "{f:?}");
     assert!(f.message.ends_with("to set note NOT NULL"), "{f:?}");
-    assert!(f.hint.contains("ADD CONSTRAINT orders_note_not_null CHECK (note IS NOT NULL) NOT VALID;"), "{f:?}");
+    // The route to NOT NULL without a blocking scan: a validated CHECK, or from PostgreSQL 18 on
+    // a NOT NULL constraint added NOT VALID and validated.
+    let route = if pg_sys::PG_VERSION_NUM >= 180000 {
+        "ADD CONSTRAINT orders_note_not_null NOT NULL note NOT VALID;"
+    } else {
+        "ADD CONSTRAINT orders_note_not_null CHECK (note IS NOT NULL) NOT VALID;"
+    };
+    assert!(f.hint.contains(route), "{f:?}");
     // ADD PRIMARY KEY (note): the index build, and the same implicit SET NOT NULL.
     let f = rejected("ALTER TABLE guard_fixture.orders ADD PRIMARY KEY (note)", "disallowed-unique-constraint");
     assert!(f.message.ends_with("(and 1 more finding)"), "{f:?}");
@@ -1589,4 +1650,111 @@ fn small_table_threshold_range_is_the_documented_one() {
     allowed("SET LOCAL pg_migration_guard.small_table_threshold = '2047GB'");
     let f = run("SET LOCAL pg_migration_guard.small_table_threshold = '2TB'").expect_err("2TB is out of range");
     assert_eq!(f.sqlstate, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "{f:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Facts that depend on the PostgreSQL version, each tested on the versions where it holds.
+// ---------------------------------------------------------------------------------------
+
+/// PostgreSQL 18: a generated column is VIRTUAL unless STORED is written; adding one is a
+/// catalog change, adding a STORED one still rewrites the table.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_adding_a_virtual_generated_column_is_instant_a_stored_one_rewrites() {
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2)");
+    allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual2 integer GENERATED ALWAYS AS (quantity * 3) VIRTUAL");
+    rejected(
+        "ALTER TABLE guard_fixture.orders ADD COLUMN q_stored integer GENERATED ALWAYS AS (quantity * 2) STORED",
+        "adding-field-with-default",
+    );
+}
+
+/// PostgreSQL 18: ADD CONSTRAINT ... NOT NULL scans like SET NOT NULL; with NOT VALID it does
+/// not, and the HINT gives that route; SET NOT NULL on a column whose not-null constraint is
+/// NOT VALID validates it (a scan); once VALIDATE CONSTRAINT ran, SET NOT NULL is a no-op.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_not_null_constraints_not_valid_then_validate_is_the_safe_route() {
+    let f = rejected("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_nn NOT NULL status", "adding-not-nullable-field");
+    assert!(f.hint.contains("ADD CONSTRAINT orders_status_not_null NOT NULL status NOT VALID;"), "{f:?}");
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    assert!(f.hint.contains("VALIDATE CONSTRAINT orders_status_not_null;"), "{f:?}");
+    allowed("ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_status_nn NOT NULL status NOT VALID");
+    rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL", "adding-not-nullable-field");
+    // VALIDATE in the same transaction as the ADD would scan under the ADD's lock: the
+    // guard flags that; here it only sets the stage.
+    Spi::run("SET LOCAL pg_migration_guard.mode = off; ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_status_nn; \
+              RESET pg_migration_guard.mode")
+        .unwrap();
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN status SET NOT NULL");
+}
+
+/// PostgreSQL 17+: ALTER COLUMN ... SET EXPRESSION rewrites the table for a stored generated
+/// column (and, on 18, only changes the catalog for a virtual one).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_set_expression_rewrites_a_stored_generated_column() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD COLUMN q_stored integer GENERATED ALWAYS AS (quantity * 2) STORED; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    rejected("ALTER TABLE guard_fixture.orders ALTER COLUMN q_stored SET EXPRESSION AS (quantity * 4)", "table-rewrite");
+    #[cfg(not(feature = "pg17"))]
+    {
+        allowed("ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2) VIRTUAL");
+        allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN q_virtual SET EXPRESSION AS (quantity * 4)");
+    }
+}
+
+/// PostgreSQL 17+: a role holding MAINTAIN on a table it does not own may VACUUM, CLUSTER,
+/// REINDEX or REFRESH it; the lock-queue protection then takes the statement's locks ahead
+/// as it does for the owner, and still not those of a statement MAINTAIN does not allow.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_maintain_holders_get_lock_queue_protection_for_what_maintain_allows() {
+    let ahead = |sql: &str| -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT relation || ' ' || mode || ' ' || taken_ahead FROM pg_migration_guard.lock_targets($1)",
+                None,
+                &[sql.into()],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        })
+    };
+    Spi::run("SET LOCAL ROLE guard_app_user").unwrap();
+    assert_eq!(ahead("VACUUM FULL guard_fixture.orders"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
+    Spi::run("RESET ROLE; GRANT MAINTAIN ON guard_fixture.orders TO guard_app_user; SET LOCAL ROLE guard_app_user").unwrap();
+    assert_eq!(ahead("VACUUM FULL guard_fixture.orders"), ["guard_fixture.orders ACCESS EXCLUSIVE true"]);
+    assert!(ahead("REINDEX TABLE guard_fixture.orders").iter().all(|l| l.ends_with(" true")));
+    assert_eq!(ahead("ALTER TABLE guard_fixture.orders ADD COLUMN z integer"), ["guard_fixture.orders ACCESS EXCLUSIVE false"]);
+}
+
+/// PostgreSQL 18: ALTER CONSTRAINT ... ENFORCED on a NOT ENFORCED foreign key checks every
+/// row under ACCESS EXCLUSIVE; the HINT replaces it by a NOT VALID constraint. Altering an
+/// enforced one (its deferrability) scans nothing.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_enforcing_a_not_enforced_foreign_key_is_a_scan() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT ENFORCED; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let f = rejected("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk ENFORCED", "constraint-missing-not-valid");
+    assert!(f.detail.contains("ACCESS EXCLUSIVE lock on guard_fixture.orders ("), "{f:?}");
+    assert!(
+        f.hint.contains(
+            "ALTER TABLE guard_fixture.orders DROP CONSTRAINT orders_customer_fk, ADD CONSTRAINT orders_customer_fk \
+             FOREIGN KEY (customer_id) REFERENCES guard_fixture.customers(id) NOT VALID;"
+        ),
+        "{f:?}"
+    );
+    allowed("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED");
 }

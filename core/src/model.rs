@@ -639,6 +639,17 @@ pub enum AlterTableCmd {
     /// SET LOGGED / SET UNLOGGED / SET TABLESPACE / SET ACCESS METHOD: the whole table is
     /// copied into a new relfilenode under ACCESS EXCLUSIVE.
     Rewrite { action: &'static str },
+    /// ALTER CONSTRAINT name ENFORCED on a NOT ENFORCED foreign key (PostgreSQL 18,
+    /// ATExecAlterFKConstrEnforceability): PostgreSQL creates its triggers and checks every
+    /// existing row (ALTER TABLE phase 3) under the statement's lock.
+    EnforceForeignKey {
+        /// Quoted constraint name.
+        constraint: String,
+        /// Its definition as pg_get_constraintdef gives it, without NOT ENFORCED.
+        definition: Option<String>,
+        /// The referenced table.
+        referenced: Option<Relation>,
+    },
     /// Any other subcommand: not judged by the current rules.
     Other,
 }

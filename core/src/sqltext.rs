@@ -185,6 +185,80 @@ pub fn clean_query_bounds(query: &[u8], location: i32, len: i32) -> (usize, usiz
     (start, end)
 }
 
+/// Where a statement starts under the rule of PostgreSQL 17 and earlier, given where
+/// PostgreSQL 18 says it starts. 18 starts a statement at its first token (gram.y:
+/// `makeRawStmt($3, @3)`), earlier versions right after the previous statement's semicolon,
+/// or at the start of the string for the first statement (`makeRawStmt($3, @2 + 1)`,
+/// `makeRawStmt($1, 0)`): under 18 the comments before a statement fall outside its bounds.
+///
+/// Returns the position after the nearest semicolon before `location` that only whitespace
+/// and comments follow up to `location`, else 0 when only whitespace and comments precede
+/// `location`, else `location`. The real separator is always found: between it and the
+/// next statement's first token the parser saw no token. A semicolon inside a comment of
+/// that gap can be taken for it when what follows it up to `location` also reads as
+/// comments; the bounds then hold the end of that comment only, never text outside the
+/// comments. At most `MAX_SEMICOLONS_TRIED` semicolons are tried, so that the cost stays
+/// within a small multiple of the gap's length; past them, `location`.
+pub fn start_after_previous_statement(query: &[u8], location: usize) -> usize {
+    const MAX_SEMICOLONS_TRIED: usize = 64;
+    let location = location.min(query.len());
+    let mut tried = 0;
+    for q in (0..location).rev() {
+        if query[q] == b';' {
+            if only_whitespace_and_comments(&query[q + 1..location]) {
+                return q + 1;
+            }
+            tried += 1;
+            if tried == MAX_SEMICOLONS_TRIED {
+                return location;
+            }
+        }
+    }
+    if only_whitespace_and_comments(&query[..location]) {
+        0
+    } else {
+        location
+    }
+}
+
+/// Whether `text` holds nothing but whitespace and complete comments, as scan.l reads
+/// them: `--` to the end of the line (`\n` or `\r`), `/* */` nested.
+fn only_whitespace_and_comments(text: &[u8]) -> bool {
+    let mut i = 0;
+    while i < text.len() {
+        match (text[i], text.get(i + 1)) {
+            (b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c', _) => i += 1,
+            (b'-', Some(b'-')) => {
+                while i < text.len() && !matches!(text[i], b'\n' | b'\r') {
+                    i += 1;
+                }
+            }
+            (b'/', Some(b'*')) => {
+                let mut depth = 0usize;
+                loop {
+                    match (text.get(i), text.get(i + 1)) {
+                        (Some(b'/'), Some(b'*')) => {
+                            depth += 1;
+                            i += 2;
+                        }
+                        (Some(b'*'), Some(b'/')) => {
+                            depth -= 1;
+                            i += 2;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        (Some(_), _) => i += 1,
+                        (None, _) => return false,
+                    }
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Removes trailing whitespace and semicolons.
 pub fn trim_statement(stmt: &str) -> &str {
     stmt.trim_end_matches(|c: char| c.is_whitespace() || c == ';').trim_start()
@@ -505,6 +579,36 @@ mod tests {
         assert_eq!(suffixed_identifier("ab", "_new"), "ab_new");
         assert_eq!(suffixed_identifier("\"Ab\"", "_new"), "\"Ab_new\"");
         assert_eq!(suffixed_identifier(&"a".repeat(63), "_new").len(), 63);
+    }
+
+    #[test]
+    fn start_after_previous_statement_takes_in_the_comments_before_a_statement() {
+        let at = |q: &str, token: &str| start_after_previous_statement(q.as_bytes(), q.find(token).unwrap());
+        // PostgreSQL 18's start of each statement is its first token.
+        let q = "-- allow x\n/* y */ CREATE INDEX i ON t (a)";
+        assert_eq!(at(q, "CREATE"), 0);
+        let q = "SELECT 1; -- allow x\nCREATE INDEX i ON t (a)";
+        assert_eq!(at(q, "CREATE"), 9);
+        let q = "SELECT 1;CREATE INDEX i ON t (a)";
+        assert_eq!(at(q, "CREATE"), 9);
+        // A semicolon inside the comments is not taken for the separator when what follows
+        // it does not read as comments.
+        let q = "SELECT 1; /* a; b */ CREATE INDEX i ON t (a)";
+        assert_eq!(at(q, "CREATE"), 9);
+        let q = "/* a; /* nested; */ b */ -- c; d\nCREATE INDEX i ON t (a)";
+        assert_eq!(at(q, "CREATE"), 0);
+        // A semicolon inside a literal of the previous statement is never reached: the
+        // real separator comes first.
+        let q = "SELECT $$;-- not a comment$$;\nCREATE INDEX i ON t (a)";
+        assert_eq!(at(q, "CREATE"), q.find(";\n").unwrap() + 1);
+        // Tokens before the statement and no semicolon: its own start (not expected from
+        // PostgreSQL, which always separates statements by one).
+        let q = "SELECT 1 CREATE";
+        assert_eq!(at(q, "CREATE"), q.find("CREATE").unwrap());
+        // An unterminated comment before the location is not a gap of comments.
+        let q = "SELECT 1; /* x CREATE";
+        assert_eq!(at(q, "CREATE"), q.find("CREATE").unwrap());
+        assert_eq!(start_after_previous_statement(b"abc", 10), 3);
     }
 
     #[test]

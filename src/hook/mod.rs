@@ -361,6 +361,17 @@ unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *c
             return (b"", 0);
         }
         let (location, len) = ((*pstmt).stmt_location, (*pstmt).stmt_len);
+        // PostgreSQL 18 starts a statement at its first token; the comments before it (where
+        // an annotation usually is) belong to it as on earlier versions.
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+        let (location, len) = match usize::try_from(location) {
+            Ok(at) if at > 0 => {
+                let before = std::slice::from_raw_parts(query_string.cast::<u8>(), at);
+                let start = sqltext::start_after_previous_statement(before, at);
+                (start as i32, if len > 0 { len + (at - start) as i32 } else { len })
+            }
+            _ => (location, len),
+        };
         // The window of the query string that holds the statement: from its location, and
         // `len` bytes long when known (the parser's locations lie within the string);
         // otherwise to the end of the string (the last statement, or a single one).

@@ -628,6 +628,19 @@ unsafe fn alter_table_cmd(
             }
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
             AT_SetAccessMethod => vec![AlterTableCmd::Rewrite { action: "SET ACCESS METHOD" }],
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+            AT_AlterConstraint if is_a(def, pg_sys::NodeTag::T_ATAlterConstraint) => {
+                vec![enforce_foreign_key(rel, def.cast(), sizes)]
+            }
+            // ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17+) recomputes a stored generated
+            // column by rewriting the table (ATExecSetExpression: AT_REWRITE_COLUMN_REWRITE);
+            // a virtual one (18+) only changes the catalog.
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+            AT_SetExpression
+                if attribute(rel, cstr_bytes((*cmd).name)).is_some_and(|a| a.attgenerated as u8 == pg_sys::ATTRIBUTE_GENERATED_STORED) =>
+            {
+                vec![AlterTableCmd::Rewrite { action: "ALTER COLUMN ... SET EXPRESSION" }]
+            }
             _ => vec![AlterTableCmd::Other],
         }
     }
@@ -672,12 +685,18 @@ unsafe fn add_column(
         let mut not_null = (*def).is_not_null;
         let mut identity = (*def).identity != 0;
         let mut generated = (*def).generated != 0;
+        // A generated column is written into every row only when STORED: always before
+        // PostgreSQL 18, where VIRTUAL is the default (computed when read, no rewrite).
+        let mut stored = generated;
         for con in PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr() {
             match (*con).contype {
                 CONSTR_DEFAULT => raw_default = (*con).raw_expr,
                 CONSTR_NOTNULL => not_null = true,
                 CONSTR_IDENTITY => identity = true,
-                CONSTR_GENERATED => generated = true,
+                CONSTR_GENERATED => {
+                    generated = true;
+                    stored = generated_stored(con);
+                }
                 CONSTR_FOREIGN | CONSTR_CHECK | CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION => {
                     out.extend(add_constraint(rel, con, Some(&colname), text, sizes, ctx))
                 }
@@ -705,7 +724,7 @@ unsafe fn add_column(
             let type_name = cstr(pg_sys::format_type_with_typemod(typid, typmod));
             let rewrite = if identity {
                 Some(AddColumnRewrite::Identity)
-            } else if generated {
+            } else if stored {
                 Some(AddColumnRewrite::GeneratedStored)
             } else if pg_sys::DomainHasConstraints(typid) {
                 Some(AddColumnRewrite::DomainWithConstraints)
@@ -753,6 +772,18 @@ unsafe fn add_column(
         );
         out
     }
+}
+
+/// Whether a `GENERATED ALWAYS AS (...)` column is stored: PostgreSQL 18 adds VIRTUAL
+/// columns and makes them the default (gram.y `opt_virtual_or_stored`); before 18 every
+/// generated column is stored.
+unsafe fn generated_stored(con: *mut pg_sys::Constraint) -> bool {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+    let _ = con;
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+    return true;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    return unsafe { (*con).generated_kind as u8 } == pg_sys::ATTRIBUTE_GENERATED_STORED;
 }
 
 /// Cooks the default the way ALTER TABLE will (cookDefault: transformExpr as a column
@@ -971,6 +1002,16 @@ unsafe fn add_constraint(
                 let constraint = NewConstraint { name: name_for(&[], "excl"), named, definition: written };
                 vec![AlterTableCmd::AddExclusion { constraint }]
             }
+            // PostgreSQL 18: ADD [CONSTRAINT name] NOT NULL col scans the table for NULLs as
+            // SET NOT NULL does (set_attnotnull, NotNullImpliedByRelConstraints); NOT VALID
+            // skips the scan, VALIDATE CONSTRAINT then scans under SHARE UPDATE EXCLUSIVE.
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+            CONSTR_NOTNULL if inline_column.is_none() && !(*con).skip_validation => {
+                match PgList::<pg_sys::String>::from_pg((*con).keys).get_ptr(0).and_then(|key| attribute(rel, cstr_bytes((*key).sval))) {
+                    Some(att) => vec![set_not_null(rel, att, None)],
+                    None => vec![AlterTableCmd::Other],
+                }
+            }
             _ => vec![AlterTableCmd::Other],
         }
     }
@@ -1115,7 +1156,7 @@ unsafe fn make_column_var(att: &pg_sys::FormData_pg_attribute) -> *mut pg_sys::V
 unsafe fn set_not_null(rel: &OpenRel, att: &pg_sys::FormData_pg_attribute, primary_key: Option<&str>) -> AlterTableCmd {
     unsafe {
         let column = String::from_utf8_lossy(name_bytes(&att.attname)).into_owned();
-        let already_not_null = att.attnotnull;
+        let already_not_null = att.attnotnull && not_null_constraint_valid(rel, att);
         // NotNullImpliedByRelConstraints (tablecmds.c): does a valid CHECK constraint prove
         // "col IS NOT NULL"? PartConstraintImpliedByRelConstraint runs the same predicate
         // proof (ConstraintImpliedByRelConstraint) over the relation's valid constraints.
@@ -1136,6 +1177,65 @@ unsafe fn set_not_null(rel: &OpenRel, att: &pg_sys::FormData_pg_attribute, prima
             already_not_null,
             proven_by_check,
         }
+    }
+}
+
+/// ALTER CONSTRAINT name ENFORCED (PostgreSQL 18): on a foreign key that is NOT ENFORCED
+/// now, PostgreSQL checks every existing row (ATExecAlterFKConstrEnforceability queues the
+/// constraint for phase 3); anything else is `Other`.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+unsafe fn enforce_foreign_key(rel: &OpenRel, alter: *mut pg_sys::ATAlterConstraint, sizes: Sizes) -> AlterTableCmd {
+    unsafe {
+        if !(*alter).alterEnforceability || !(*alter).is_enforced || (*alter).conname.is_null() {
+            return AlterTableCmd::Other;
+        }
+        let name = cstr((*alter).conname);
+        let relid = (*rel.0).rd_id;
+        let found = crate::lockqueue::internal_query(|| {
+            pgrx::Spi::connect(|client| {
+                let rows = client.select(
+                    &format!(
+                        "SELECT confrelid, pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint \
+                         WHERE conrelid = {} AND conname = $1 AND contype = 'f' AND NOT conenforced",
+                        u32::from(relid)
+                    ),
+                    None,
+                    &[name.as_str().into()],
+                )?;
+                let mut out = None;
+                for row in rows {
+                    out = Some((row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?));
+                }
+                Ok::<_, pgrx::spi::Error>(out)
+            })
+        });
+        let Ok(Ok(Some((Some(confrelid), definition)))) = found else { return AlterTableCmd::Other };
+        AlterTableCmd::EnforceForeignKey {
+            constraint: quote_ident(&name),
+            definition: definition.map(|d| d.replace(" NOT ENFORCED", "")),
+            referenced: relation(confrelid, Reach::Itself, sizes),
+        }
+    }
+}
+
+/// Whether the not-null constraint of a column whose `attnotnull` is set is valid. Always
+/// before PostgreSQL 18; from 18 on, `attnotnull` is set for a NOT VALID one too
+/// (pg_attribute.h), SET NOT NULL then validates it with a scan (ATExecSetNotNull →
+/// ATExecValidateConstraint), and the relcache tells which (CompactAttribute
+/// `attnullability`, set by CheckNNConstraintFetch).
+unsafe fn not_null_constraint_valid(rel: &OpenRel, att: &pg_sys::FormData_pg_attribute) -> bool {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+    let _ = (rel, att);
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+    return true;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    unsafe {
+        let desc = (*rel.0).rd_att;
+        let i = usize::try_from(att.attnum - 1).unwrap_or(usize::MAX);
+        if i >= usize::try_from((*desc).natts).unwrap_or(0) {
+            return true;
+        }
+        (*(*desc).compact_attrs.as_ptr().add(i)).attnullability as u8 != pg_sys::ATTNULLABLE_INVALID
     }
 }
 
@@ -1331,6 +1431,32 @@ pub unsafe fn owned_by_current_user(oid: pg_sys::Oid) -> bool {
         let owner = (*(pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class)).relowner;
         pg_sys::ReleaseSysCache(tuple);
         pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner)
+    }
+}
+
+/// Whether the current user may run `command_tag` on the relation through the MAINTAIN
+/// privilege without owning it: PostgreSQL 17 and later check MAINTAIN (pg_class_aclcheck
+/// with ACL_MAINTAIN, which also grants it to pg_maintain's members) instead of ownership
+/// for VACUUM, ANALYZE, CLUSTER, REINDEX, REFRESH MATERIALIZED VIEW and LOCK TABLE; for an
+/// index, on its table (RangeVarCallbackForReindexIndex). Always false before 17.
+///
+/// # Safety
+/// Inside a valid transaction.
+pub unsafe fn maintain_allowed(oid: pg_sys::Oid, command_tag: &str) -> bool {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    let _ = (oid, command_tag);
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    return false;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    unsafe {
+        if !matches!(command_tag, "VACUUM" | "ANALYZE" | "CLUSTER" | "REINDEX" | "REFRESH MATERIALIZED VIEW" | "LOCK TABLE") {
+            return false;
+        }
+        let table = match pg_sys::IndexGetRelation(oid, true) {
+            t if t == pg_sys::InvalidOid => oid,
+            t => t,
+        };
+        pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), pg_sys::ACL_MAINTAIN as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
     }
 }
 

@@ -44,8 +44,11 @@
 //! inheritor for any ALTER TABLE ... ADD CONSTRAINT that recurses (ATPrepCmd: "recurses at
 //! exec time; lock descendants"), also a FOREIGN KEY on an inheritance parent, and recurses
 //! SET / DROP NOT NULL and the identity subcommands at execution time (not-null constraints
-//! are catalogued since 18). This module models PostgreSQL 15, the version built and tested
-//! here.
+//! are catalogued since 18). This module models PostgreSQL 15; built for 18, it follows 18
+//! where the differential lock test (tests/integration/tests/locks_differential.rs) showed a
+//! difference: ADD CONSTRAINT's locking of every inheritor, and no AT_CheckNotNull. SET
+//! EXPRESSION (17+) recurses as ATSimpleRecursion does. PostgreSQL 17 (as of its branch
+//! point) recurses ADD CONSTRAINT as 15 does.
 
 // The matches follow PostgreSQL's own switches (ATPrepCmd, ATExecCmd) one case per arm,
 // with the recursion test inside the arm as PostgreSQL has it.
@@ -290,11 +293,17 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                     }
                 }
                 // ATPrepCmd: ATSimpleRecursion.
-                AT_ColumnDefault | AT_DropNotNull | AT_CheckNotNull | AT_DropExpression | AT_SetStatistics | AT_SetStorage => {
+                AT_ColumnDefault | AT_DropNotNull | AT_DropExpression | AT_SetStatistics | AT_SetStorage => {
                     if recurse {
                         t.add_inheritors(oid, mode);
                     }
                 }
+                // Before PostgreSQL 18 (which has no AT_CheckNotNull), ATSimpleRecursion.
+                #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+                AT_CheckNotNull if recurse => t.add_inheritors(oid, mode),
+                // SET EXPRESSION (PostgreSQL 17 and later): ATSimpleRecursion.
+                #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+                AT_SetExpression if recurse => t.add_inheritors(oid, mode),
                 AT_SetNotNull => set_not_null(t, oid, (*cmd).name, mode, recurse),
                 AT_DropColumn => {
                     if composite {
@@ -310,6 +319,12 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                 }
                 AT_AlterColumnType => alter_column_type(t, oid, (*cmd).name, mode, recurse, composite, cascade),
                 AT_AddConstraint if is_a(def, pg_sys::NodeTag::T_Constraint) => {
+                    // PostgreSQL 18's ATPrepCmd first locks every inheritor with the
+                    // statement's mode ("recurses at exec time; lock descendants").
+                    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+                    if recurse {
+                        t.add_inheritors(oid, mode);
+                    }
                     add_constraint(t, oid, def.cast(), mode, recurse, None);
                 }
                 AT_DropConstraint if !(*cmd).name.is_null() => drop_constraint(t, oid, (*cmd).name, mode, recurse),
@@ -380,6 +395,8 @@ unsafe fn typed_tables(t: &mut Targets, type_rel: pg_sys::Oid, mode: LockMode, c
 }
 
 /// A live column of `oid` by name: (attnum, attinhcount, attislocal, attnotnull).
+// attinhcount is an int16 from PostgreSQL 18 on, an int32 before.
+#[allow(clippy::useless_conversion)]
 unsafe fn column(oid: pg_sys::Oid, name: *const std::ffi::c_char) -> Option<(i16, i32, bool, bool)> {
     if name.is_null() {
         return None;
@@ -388,7 +405,7 @@ unsafe fn column(oid: pg_sys::Oid, name: *const std::ffi::c_char) -> Option<(i16
     let rel = unsafe { OpenRel::new(oid) }?;
     let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel.0).rd_att) };
     let att = desc.iter().find(|a| !a.attisdropped && name_bytes(&a.attname) == wanted)?;
-    Some((att.attnum, att.attinhcount, att.attislocal, att.attnotnull))
+    Some((att.attnum, i32::from(att.attinhcount), att.attislocal, att.attnotnull))
 }
 
 /// ATPrepSetNotNull: on a partitioned table whose column is NOT NULL already, nothing

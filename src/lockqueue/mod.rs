@@ -115,7 +115,9 @@ enum Round {
 /// - the current user has the privileges of the relation's owner: PostgreSQL checks
 ///   ownership before it takes such a lock (RangeVarCallbackForAlterRelation and friends),
 ///   and the guard must not let a role queue for, or hold, a strong lock on someone else's
-///   table (the audit table included); or
+///   table (the audit table included); on PostgreSQL 17 and later, for the statements the
+///   MAINTAIN privilege allows (`facts::maintain_allowed`), holding MAINTAIN counts as
+///   owning, as it does for PostgreSQL's own check; or
 /// - the mode is ACCESS SHARE or ROW SHARE, which PostgreSQL lets any role take on any
 ///   relation: parse analysis locks a query's relations in these modes before any
 ///   privilege is checked (addRangeTableEntry, then ExecCheckRTPerms at executor start).
@@ -126,8 +128,10 @@ enum Round {
 ///
 /// # Safety
 /// Inside a transaction.
-pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
-    let owned: Vec<bool> = targets.iter().map(|t| unsafe { crate::judging::facts::owned_by_current_user(t.oid) }).collect();
+pub unsafe fn taken_ahead(targets: &[Target], command_tag: &str) -> Vec<bool> {
+    use crate::judging::facts::{maintain_allowed, owned_by_current_user};
+    let owned: Vec<bool> =
+        targets.iter().map(|t| unsafe { owned_by_current_user(t.oid) || maintain_allowed(t.oid, command_tag) }).collect();
     let protected = targets.iter().zip(&owned).any(|(t, owned)| *owned && t.request.can_stall_others());
     targets
         .iter()
@@ -144,7 +148,7 @@ pub unsafe fn taken_ahead(targets: &[Target]) -> Vec<bool> {
 /// # Safety
 /// Called from the ProcessUtility hook, inside a transaction, before the statement runs.
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
-    let ahead = unsafe { taken_ahead(targets) };
+    let ahead = unsafe { taken_ahead(targets, command_tag) };
     let chosen: Vec<&Target> = targets.iter().zip(ahead).filter(|(_, a)| *a).map(|(t, _)| t).collect();
     if chosen.is_empty() || unsafe { take_without_waiting(&chosen) } {
         return;
@@ -633,7 +637,7 @@ unsafe fn transactions_to_wait_for(targets: &[&Target], cancelled: &Cancelled) -
 }
 
 fn same_vxid(a: &pg_sys::VirtualTransactionId, b: &pg_sys::VirtualTransactionId) -> bool {
-    a.backendId == b.backendId && a.localTransactionId == b.localTransactionId
+    vxid_proc_number(a) == vxid_proc_number(b) && a.localTransactionId == b.localTransactionId
 }
 
 /// `ProcArrayLock`'s place in `MainLWLockArray` (src/include/storage/lwlocknames.h, generated
@@ -692,19 +696,38 @@ unsafe fn lock_holders(target: &Target) -> Vec<Holder> {
         let procs = (*pg_sys::ProcGlobal).allProcs;
         for i in 0..(*pg_sys::ProcGlobal).allProcCount as usize {
             let proc = &*procs.add(i);
-            if proc.pid == 0 || proc.lxid == 0 {
+            let (proc_number, lxid) = proc_vxid(proc);
+            if proc.pid == 0 || lxid == 0 {
                 continue;
             }
-            let Some(h) = holders.iter_mut().find(|h| h.vxid.backendId == proc.backendId && h.vxid.localTransactionId == proc.lxid) else {
+            let Some(h) = holders.iter_mut().find(|h| vxid_proc_number(&h.vxid) == proc_number && h.vxid.localTransactionId == lxid) else {
                 continue;
             };
-            h.backend = Some((proc.pid, proc.lxid));
+            h.backend = Some((proc.pid, lxid));
             let flags = u32::from(proc.statusFlags);
             h.cancellable_autovacuum = flags & pg_sys::PROC_IS_AUTOVACUUM != 0 && flags & pg_sys::PROC_VACUUM_FOR_WRAPAROUND == 0;
         }
         pg_sys::LWLockRelease(lock);
         holders
     }
+}
+
+/// The virtual transaction a PGPROC runs, as (backend id or proc number, local
+/// transaction id). PostgreSQL 17 moved both into `PGPROC.vxid` and renamed the backend id
+/// the proc number (src/include/storage/proc.h).
+fn proc_vxid(proc: &pg_sys::PGPROC) -> (i32, u32) {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    return (proc.backendId, proc.lxid);
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    return (proc.vxid.procNumber, proc.vxid.lxid);
+}
+
+/// A `VirtualTransactionId`'s backend id (proc number on PostgreSQL 17 and later).
+fn vxid_proc_number(vxid: &pg_sys::VirtualTransactionId) -> i32 {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    return vxid.backendId;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    return vxid.procNumber;
 }
 
 /// ERROR 55P03 once the budget is spent, naming the blocking sessions.

@@ -21,7 +21,8 @@
 #
 # Usage: tests/clients/run.sh [django] [alembic] [node-pg-migrate] [knex]   (default: all)
 # Environment: PGMG_CLIENTS_CACHE (default ~/.cache/pg_migration_guard/clients),
-# PGMG_CLIENTS_PORT (default 55460). Cluster and logs: /tmp/pgmg-clients.
+# PGMG_CLIENTS_PORT (default 55460), PGMG_CLIENTS_DIR (cluster and logs, default
+# /tmp/pgmg-clients). PG_MAJOR selects the server (scripts/common.sh).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -29,7 +30,7 @@ source scripts/common.sh
 
 CLIENTS=$ROOT/tests/clients
 PORT=${PGMG_CLIENTS_PORT:-55460}
-DIR=/tmp/pgmg-clients
+DIR=${PGMG_CLIENTS_DIR:-/tmp/pgmg-clients}
 WORK=$DIR/work
 LOGS=$DIR/logs
 CACHE=${PGMG_CLIENTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pg_migration_guard/clients}

@@ -4,7 +4,8 @@
 --
 -- Format: a case starts with "-- expect: allowed | warned <rule> | rejected <rule> | error
 -- <SQLSTATE>", optionally followed by "autocommit" (run outside a transaction block, for
--- CONCURRENTLY forms and fixtures that later cases use); its SQL follows, one statement per line
+-- CONCURRENTLY forms and fixtures that later cases use) and "since N" (a version fact: the
+-- case runs on PostgreSQL N and later only); its SQL follows, one statement per line
 -- ending with ";". Every statement but the last must run (allowed or warned); the last gets the
 -- expected verdict ("error": PostgreSQL's own error with that SQLSTATE, the guard having let the
 -- statement through without a finding). Cases run in BEGIN ... ROLLBACK unless autocommit;
@@ -437,3 +438,44 @@ ALTER TABLE shop_review ALTER COLUMN stars TYPE bigint;
 CREATE TABLE shop_order_archive AS SELECT * FROM shop_order WHERE id <= 100000;
 CREATE INDEX ON shop_order_archive (placed_at);
 ALTER TABLE shop_order_archive ALTER COLUMN status SET NOT NULL;
+
+-- ===== version facts: cases that hold from one PostgreSQL version on
+-- 18: a generated column is VIRTUAL unless STORED is written: adding one changes the catalog
+-- only (STORED still rewrites: the case in the columns section above).
+-- expect: allowed since 18
+ALTER TABLE shop_order ADD COLUMN total_x2 numeric GENERATED ALWAYS AS (total * 2);
+-- expect: allowed since 18
+ALTER TABLE shop_order ADD COLUMN total_x3 numeric GENERATED ALWAYS AS (total * 3) VIRTUAL;
+ALTER TABLE shop_order ALTER COLUMN total_x3 SET EXPRESSION AS (total * 4);
+-- 17: SET EXPRESSION on a STORED generated column recomputes every row: a rewrite. The
+-- setup adds the column with the guard off (that ADD is itself a rewrite).
+-- expect: rejected table-rewrite since 17
+SET LOCAL pg_migration_guard.mode = off;
+ALTER TABLE shop_order ADD COLUMN total_cents bigint GENERATED ALWAYS AS ((total * 100)::bigint) STORED;
+RESET pg_migration_guard.mode;
+ALTER TABLE shop_order ALTER COLUMN total_cents SET EXPRESSION AS ((total * 1000)::bigint);
+-- 18: a not-null constraint has a NOT VALID form: ADD ... NOT VALID, VALIDATE in its own
+-- transaction (SHARE UPDATE EXCLUSIVE), then SET NOT NULL finds it validated: no scan.
+-- expect: rejected adding-not-nullable-field since 18
+ALTER TABLE shop_order ADD CONSTRAINT shop_order_status_nn NOT NULL status;
+-- expect: rejected constraint-missing-not-valid since 18
+ALTER TABLE shop_order ADD CONSTRAINT shop_order_status_nn NOT NULL status NOT VALID;
+ALTER TABLE shop_order VALIDATE CONSTRAINT shop_order_status_nn;
+-- expect: rejected adding-not-nullable-field since 18
+ALTER TABLE shop_order ADD CONSTRAINT shop_order_status_nn NOT NULL status NOT VALID;
+ALTER TABLE shop_order ALTER COLUMN status SET NOT NULL;
+-- expect: allowed autocommit since 18
+ALTER TABLE shop_order ADD CONSTRAINT shop_order_status_nn NOT NULL status NOT VALID;
+ALTER TABLE shop_order VALIDATE CONSTRAINT shop_order_status_nn;
+ALTER TABLE shop_order ALTER COLUMN status SET NOT NULL;
+-- then: ALTER TABLE shop_order ALTER COLUMN status DROP NOT NULL
+-- 18: ALTER CONSTRAINT ... ENFORCED on a NOT ENFORCED foreign key checks every row under
+-- ACCESS EXCLUSIVE (no NOT VALID form of it).
+-- expect: rejected constraint-missing-not-valid since 18
+ALTER TABLE shop_order ADD CONSTRAINT shop_order_customer_ne FOREIGN KEY (customer_id) REFERENCES shop_customer (id) NOT ENFORCED;
+ALTER TABLE shop_order ALTER CONSTRAINT shop_order_customer_ne ENFORCED;
+-- 17: a member of pg_maintain may REINDEX a table it does not own: judged like the owner.
+-- expect: rejected require-concurrent-reindex since 17
+CREATE ROLE corpus_maintainer IN ROLE pg_maintain;
+SET LOCAL ROLE corpus_maintainer;
+REINDEX TABLE shop_customer;

@@ -14,6 +14,12 @@
 //! - ALTER DOMAIN ... SET NOT NULL reads every column of the domain in every table, holding
 //!   SHARE locks on those tables (src/backend/commands/typecmds.c, AlterDomainNotNull and
 //!   get_rels_with_domain); there is no CHECK that lets it skip the scan.
+//! - PostgreSQL 18 catalogues not-null constraints: `ADD CONSTRAINT name NOT NULL col NOT
+//!   VALID` takes its lock without a scan, and `VALIDATE CONSTRAINT name` then scans under
+//!   SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes; the validated constraint
+//!   makes the column NOT NULL. `ADD CONSTRAINT ... NOT NULL` without NOT VALID scans as SET
+//!   NOT NULL does (the facts give it as a SET NOT NULL), and SET NOT NULL on a column whose
+//!   not-null constraint is NOT VALID validates it, a scan under ACCESS EXCLUSIVE.
 
 use super::{lock_detail, Context, Finding, ADDING_NOT_NULLABLE_FIELD};
 use crate::model::{AlterDomain, AlterTable, AlterTableCmd, DomainAction, LockMode, Statement};
@@ -30,28 +36,43 @@ pub fn adding_not_nullable_field(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Con
         return;
     }
     let t = &at.table.name;
-    let recipe = format!(
-        "ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
-         ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
-         ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
-         ALTER TABLE {t} DROP CONSTRAINT {c};"
-    );
+    // PostgreSQL 18 catalogues not-null constraints: one NOT VALID + VALIDATE pair makes the
+    // column NOT NULL. Before 18, a validated CHECK lets SET NOT NULL skip its scan.
+    let (route, recipe) = if ctx.server_version_num >= 180000 {
+        (
+            "a NOT NULL constraint added NOT VALID and validated under a SHARE UPDATE EXCLUSIVE lock, which blocks \
+             neither reads nor writes (the validated constraint makes the column NOT NULL, PostgreSQL 18+)",
+            format!(
+                "ALTER TABLE {t} ADD CONSTRAINT {c} NOT NULL {column} NOT VALID;\n\
+                 ALTER TABLE {t} VALIDATE CONSTRAINT {c};"
+            ),
+        )
+    } else {
+        (
+            "a CHECK constraint validated without blocking (SET NOT NULL then skips the scan, PostgreSQL 12+)",
+            format!(
+                "ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
+                 ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
+                 ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
+                 ALTER TABLE {t} DROP CONSTRAINT {c};"
+            ),
+        )
+    };
     let (message, activity, hint) = match primary_key {
         None => (
             format!("SET NOT NULL on {t}.{column} would scan the table under {} lock", at.lock.with_article()),
             format!("it scans every row for NULLs in {column}"),
             format!(
-                "Prove there are no NULLs with a CHECK constraint validated without blocking; \
-                 SET NOT NULL then skips the scan (PostgreSQL 12+). Run the ADD in its own \
-                 transaction: VALIDATE in the same one would scan under the ADD's lock.\n{recipe}"
+                "Prove there are no NULLs with {route}. Run the ADD in its own transaction: VALIDATE in the same one \
+                 would scan under the ADD's lock.\n{recipe}"
             ),
         ),
         Some(pk) => (
             format!("adding PRIMARY KEY {pk} would scan {t} under {} lock to set {column} NOT NULL", at.lock.with_article()),
             format!("it scans every row for NULLs in {column}: a primary key sets its columns NOT NULL, even USING INDEX"),
             format!(
-                "Make {column} NOT NULL first, through a CHECK constraint validated without blocking (SET NOT NULL then \
-                 skips the scan, PostgreSQL 12+), each statement in its own transaction, then add the primary key:\n{recipe}"
+                "Make {column} NOT NULL first, through {route}, each statement in its own transaction, then add the \
+                 primary key:\n{recipe}"
             ),
         ),
     };
@@ -114,6 +135,22 @@ mod tests {
             .hint
             .contains("ALTER TABLE public.orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID;"));
         assert!(f[0].hint.contains("VALIDATE CONSTRAINT orders_status_not_null;"));
+    }
+
+    #[test]
+    fn on_postgresql_18_the_hint_adds_a_not_valid_not_null_constraint() {
+        let ctx = crate::rules::Context { server_version_num: 180006, ..Default::default() };
+        let f = crate::rules::check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![set_not_null(false, false)]), &ctx);
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].hint.contains(
+                "ALTER TABLE public.orders ADD CONSTRAINT orders_status_not_null NOT NULL status NOT VALID;\n\
+             ALTER TABLE public.orders VALIDATE CONSTRAINT orders_status_not_null;"
+            ),
+            "{}",
+            f[0].hint
+        );
+        assert!(!f[0].hint.contains("CHECK"), "{}", f[0].hint);
     }
 
     #[test]

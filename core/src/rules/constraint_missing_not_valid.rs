@@ -29,6 +29,9 @@
 //!   holding SHARE locks on those tables (src/backend/commands/typecmds.c,
 //!   AlterDomainAddConstraint, AlterDomainValidateConstraint, validateDomainConstraint and
 //!   get_rels_with_domain): a domain constraint has no validation that lets writes go on.
+//! - PostgreSQL 18: ALTER CONSTRAINT ... ENFORCED on a NOT ENFORCED foreign key checks every
+//!   existing row under the ALTER TABLE's ACCESS EXCLUSIVE lock (there is no NOT VALID form
+//!   of it); the route is to replace the constraint by a NOT VALID one and validate that.
 
 use super::{lock_detail, Context, Finding, CONSTRAINT_MISSING_NOT_VALID};
 use crate::model::{AlterDomain, AlterTable, AlterTableCmd, DomainAction, LockHolder, LockMode, NewConstraint, RelKind, Statement};
@@ -41,6 +44,28 @@ pub fn constraint_missing_not_valid(at: &AlterTable, cmd: &AlterTableCmd, ctx: &
         return;
     }
     match cmd {
+        AlterTableCmd::EnforceForeignKey { constraint, definition, referenced } => {
+            let t = &at.table.name;
+            let against = referenced.as_ref().map_or("the referenced table".to_string(), |r| r.name.clone());
+            let definition = definition.as_deref().unwrap_or("FOREIGN KEY (...) REFERENCES ...");
+            out.push(Finding {
+                rule: &CONSTRAINT_MISSING_NOT_VALID,
+                message: format!("ALTER CONSTRAINT {constraint} ENFORCED would check every row of {t} while blocking reads and writes"),
+                detail: lock_detail(
+                    "ALTER CONSTRAINT ... ENFORCED",
+                    at.lock,
+                    &at.table.describe(),
+                    &format!("it checks every existing row of {t} against {against}"),
+                ),
+                hint: format!(
+                    "Enforcing a NOT ENFORCED foreign key checks every row under the ALTER TABLE's lock. Replace it by a \
+                     NOT VALID constraint instead, then validate that under a SHARE UPDATE EXCLUSIVE lock, which blocks \
+                     neither reads nor writes, in a transaction of its own:\n\
+                     ALTER TABLE {t} DROP CONSTRAINT {constraint}, ADD CONSTRAINT {constraint} {definition} NOT VALID;\n\
+                     ALTER TABLE {t} VALIDATE CONSTRAINT {constraint};"
+                ),
+            });
+        }
         AlterTableCmd::AddForeignKey { constraint, referenced, validates: true, inline_column } => {
             let partitioned = at.table.kind == RelKind::PartitionedTable;
             // The referenced table gets SHARE ROW EXCLUSIVE (ATAddForeignKeyConstraint),
@@ -393,5 +418,28 @@ mod tests {
     fn several_subcommands_each_reported() {
         let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![fk(true, false), check_cmd(true)]));
         assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn enforcing_a_not_enforced_foreign_key_is_flagged_with_the_not_valid_route() {
+        let cmd = AlterTableCmd::EnforceForeignKey {
+            constraint: "orders_customer_fk".into(),
+            definition: Some("FOREIGN KEY (customer_id) REFERENCES customers(id)".into()),
+            referenced: Some(table("public.customers", 9)),
+        };
+        let f = check(&alter(table("public.orders", 68), LockMode::AccessExclusive, vec![cmd.clone()]));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule.id, "constraint-missing-not-valid");
+        assert!(f[0].detail.contains("ACCESS EXCLUSIVE lock on public.orders (68 MB"), "{}", f[0].detail);
+        assert!(
+            f[0].hint.contains(
+                "ALTER TABLE public.orders DROP CONSTRAINT orders_customer_fk, ADD CONSTRAINT orders_customer_fk \
+             FOREIGN KEY (customer_id) REFERENCES customers(id) NOT VALID;\n\
+             ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_fk;"
+            ),
+            "{}",
+            f[0].hint
+        );
+        assert!(check(&alter(table("public.tiny", 0), LockMode::AccessExclusive, vec![cmd])).is_empty());
     }
 }

@@ -308,6 +308,9 @@ pub struct Context {
     pub small_table_bytes: u64,
     /// Set when `pg_migration_guard.lock_timeout_policy = require`.
     pub require_lock_timeout: Option<RequireLockTimeout>,
+    /// The server's `server_version_num` (e.g. 180006), for the facts that depend on the
+    /// version; 0 when unknown, read as the oldest behaviour.
+    pub server_version_num: u32,
 }
 
 /// The settings `require-lock-timeout` compares.
@@ -321,7 +324,7 @@ pub struct RequireLockTimeout {
 
 impl Default for Context {
     fn default() -> Self {
-        Context { small_table_bytes: 1024 * 1024, require_lock_timeout: None }
+        Context { small_table_bytes: 1024 * 1024, require_lock_timeout: None, server_version_num: 0 }
     }
 }
 

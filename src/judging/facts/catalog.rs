@@ -111,7 +111,7 @@ pub(super) unsafe fn reindexed_tables(target: ReindexTarget, name: *const c_char
             if target == ReindexTarget::System && !pg_sys::IsSystemClass(row.oid, &mut form) {
                 continue;
             }
-            if row.relisshared && !pg_sys::pg_class_ownercheck(row.oid, user) {
+            if row.relisshared && !may_maintain(row.oid, user) {
                 continue;
             }
             out.extend(relation(row.oid, Reach::Itself, sizes));
@@ -120,8 +120,25 @@ pub(super) unsafe fn reindexed_tables(target: ReindexTarget, name: *const c_char
     }
 }
 
-/// A bare CLUSTER: the tables it reclusters, each with an index marked clustered and owned by
-/// the user (src/backend/commands/cluster.c, get_tables_to_cluster).
+/// Whether `user` may CLUSTER or REINDEX the relation as one of many that a bare CLUSTER or a
+/// REINDEX SCHEMA/DATABASE/SYSTEM lists: the relation's owner up to PostgreSQL 16
+/// (pg_class_ownercheck, object_ownercheck from 16), a holder of the MAINTAIN privilege from
+/// 17 on (src/backend/commands/cluster.c, cluster_is_permitted_for_relation;
+/// src/backend/commands/indexcmds.c, ReindexMultipleTables).
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn may_maintain(oid: pg_sys::Oid, user: pg_sys::Oid) -> bool {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    return unsafe { pg_sys::pg_class_ownercheck(oid, user) };
+    #[cfg(feature = "pg16")]
+    return unsafe { pg_sys::object_ownercheck(pg_sys::RelationRelationId, oid, user) };
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    return unsafe { pg_sys::pg_class_aclcheck(oid, user, pg_sys::ACL_MAINTAIN as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK };
+}
+
+/// A bare CLUSTER: the tables it reclusters, each with an index marked clustered that the
+/// user may maintain ([`may_maintain`]; src/backend/commands/cluster.c, get_tables_to_cluster).
 ///
 /// # Safety
 /// Inside a transaction.
@@ -136,11 +153,7 @@ pub(super) unsafe fn clustered_tables(sizes: Sizes) -> Vec<Relation> {
             |t| tables.push((*(pg_sys::GETSTRUCT(t) as *const pg_sys::FormData_pg_index)).indrelid),
         );
         let user = pg_sys::GetUserId();
-        tables
-            .into_iter()
-            .filter(|oid| pg_sys::pg_class_ownercheck(*oid, user))
-            .filter_map(|oid| relation(oid, Reach::Itself, sizes))
-            .collect()
+        tables.into_iter().filter(|oid| may_maintain(*oid, user)).filter_map(|oid| relation(oid, Reach::Itself, sizes)).collect()
     }
 }
 

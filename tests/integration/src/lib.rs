@@ -55,6 +55,13 @@ pub fn connect(name: &str) -> Client {
     connect_as(name, "postgres", "integration-test").0
 }
 
+/// The server's `server_version_num` (150000 and up for 15, 180000 for 18), for the tests
+/// whose expectations follow PostgreSQL's version.
+pub fn server_version_num(c: &mut Client) -> i32 {
+    let v: String = c.query_one("SHOW server_version_num", &[]).unwrap().get(0);
+    v.parse().unwrap()
+}
+
 /// The server's error for a statement that must fail.
 pub fn expect_db_error(result: Result<impl std::fmt::Debug, postgres::Error>) -> postgres::error::DbError {
     match result {

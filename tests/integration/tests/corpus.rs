@@ -27,6 +27,9 @@ struct Case {
     expect_text: String,
     expect: Expect,
     autocommit: bool,
+    /// `since N`: the case holds from PostgreSQL N on and is skipped on older servers (a
+    /// version fact: older servers lack the syntax, or behave otherwise).
+    since: Option<i32>,
     statements: Vec<String>,
     cleanup: Vec<String>,
 }
@@ -41,6 +44,9 @@ fn parse(text: &str) -> Vec<Case> {
             }
             let words: Vec<&str> = rest.split_whitespace().collect();
             let autocommit = words.contains(&"autocommit");
+            let since = words.iter().position(|w| *w == "since").map(|at| {
+                words.get(at + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("line {}: since needs a major version", i + 1))
+            });
             let expect = match words[0] {
                 "allowed" => Expect::Allowed,
                 "warned" => Expect::Warned(words[1].to_string()),
@@ -48,8 +54,15 @@ fn parse(text: &str) -> Vec<Case> {
                 "error" => Expect::Error(words[1].to_string()),
                 other => panic!("line {}: unknown verdict {other}", i + 1),
             };
-            current =
-                Some(Case { line: i + 1, expect_text: rest.trim().to_string(), expect, autocommit, statements: vec![], cleanup: vec![] });
+            current = Some(Case {
+                line: i + 1,
+                expect_text: rest.trim().to_string(),
+                expect,
+                autocommit,
+                since,
+                statements: vec![],
+                cleanup: vec![],
+            });
         } else if let Some(rest) = line.strip_prefix("-- then: ") {
             current.as_mut().expect("-- then: outside a case").cleanup.push(rest.to_string());
         } else if line.starts_with("--") || line.trim().is_empty() {
@@ -146,20 +159,45 @@ fn normalise(text: &str) -> String {
     out
 }
 
+/// `text` with the size of public.shop_daily_sales written SIZE, for the comparison only:
+/// the view's size lies on the rounding boundary of 21 and 22 MB (PostgreSQL 15 stores it
+/// in 21 MB, 18 in 21.5 MB, shown as 22), where its one row per minute of the seed's run
+/// can move it either way. The expected file keeps the size the blessing server reported.
+fn without_view_size(text: &str) -> String {
+    const VIEW: &str = "public.shop_daily_sales (";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(VIEW) {
+        let (before, from_view) = rest.split_at(at + VIEW.len());
+        out.push_str(before);
+        rest = from_view;
+        if let Some(comma) = rest.find(", about ").filter(|&c| rest[..c].ends_with(" MB") && !rest[..c].contains(')')) {
+            out.push_str("SIZE");
+            rest = &rest[comma..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The messages received since the last call, rendered, in the order they came.
 fn drain(notices: &std::sync::Mutex<Vec<postgres::error::DbError>>) -> String {
     notices.lock().unwrap().drain(..).map(|n| Message::from_db_error(&n).render()).collect()
 }
 
-fn expected_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/expected/shop.out")
+/// The expected output for a server of `major`: `shop.out` up to PostgreSQL 17,
+/// `shop.pg18.out` from 18 on, whose messages differ (the NOT NULL route of
+/// adding-not-nullable-field's HINT). Blessing writes the file of the server's version.
+fn expected_path(major: i32) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/expected");
+    dir.join(if major >= 18 { "shop.pg18.out" } else { "shop.out" })
 }
 
 /// Compares `actual` with the expected-output file, or writes it there when `PGMG_BLESS=1`.
 /// On a difference, the actual output goes to the test's temporary directory and the
 /// message shows the first differing lines.
-fn check_expected_output(actual: &str) -> Result<(), String> {
-    let path = expected_path();
+fn check_expected_output(actual: &str, major: i32) -> Result<(), String> {
+    let path = expected_path(major);
     if std::env::var_os("PGMG_BLESS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -168,7 +206,7 @@ fn check_expected_output(actual: &str) -> Result<(), String> {
     }
     let expected = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (run the corpus test with PGMG_BLESS=1 to create it)", path.display()))?;
-    if expected == actual {
+    if expected == actual || without_view_size(&expected) == without_view_size(actual) {
         return Ok(());
     }
     let actual_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-shop.out");
@@ -196,9 +234,10 @@ fn corpus_verdicts_are_all_right() {
     let (mut c, notices) = connect_as("A", "postgres", "corpus");
     let rows: i64 = c.query_one("SELECT count(*) FROM shop_order", &[]).unwrap().get(0);
     assert!(rows >= 1_000_000);
+    let major = server_version_num(&mut c) / 10000;
     let mut wrong = Vec::new();
     let mut transcript = String::from(EXPECTED_HEADER);
-    for case in &cases {
+    for case in cases.iter().filter(|case| case.since.is_none_or(|since| major >= since)) {
         notices.lock().unwrap().clear();
         if !case.autocommit {
             c.batch_execute("BEGIN").unwrap();
@@ -259,15 +298,19 @@ fn corpus_verdicts_are_all_right() {
             c.batch_execute(stmt).unwrap_or_else(|e| panic!("cleanup {stmt}: {e}"));
         }
     }
-    let messages = check_expected_output(&normalise(&transcript));
+    let messages = check_expected_output(&normalise(&transcript), major);
     assert!(wrong.is_empty(), "{} wrong verdicts out of {}:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
     messages.unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
 fn corpus_parser_reads_cases() {
-    let cases = parse("-- expect: rejected r\nA;\n-- expect: allowed autocommit\nB;\nC;\n-- then: D\n-- expect: error 42703\nE;\n");
-    assert_eq!(cases.len(), 3);
+    let cases = parse(
+        "-- expect: rejected r\nA;\n-- expect: allowed autocommit\nB;\nC;\n-- then: D\n-- expect: error 42703\nE;\n\
+         -- expect: allowed since 18\nF;\n",
+    );
+    assert_eq!(cases.len(), 4);
+    assert_eq!((cases[0].since, cases[3].since), (None, Some(18)));
     assert_eq!(cases[0].expect, Expect::Rejected("r".into()));
     assert_eq!(cases[2].expect, Expect::Error("42703".into()));
     assert!(cases[1].autocommit);
@@ -288,6 +331,17 @@ fn messages_render_like_psql_verbose() {
     assert_eq!(m.render(), "ERROR:  55000: rule: text\nDETAIL:  Detail.\nHINT:  Do this:\nSELECT 1;\n");
     let w = Message { severity: "WARNING".into(), sqlstate: "01000".into(), detail: None, hint: None, ..m };
     assert_eq!(w.render(), "WARNING:  01000: rule: text\n");
+}
+
+#[test]
+fn without_view_size_replaces_only_the_view_size() {
+    assert_eq!(
+        without_view_size("on public.shop_daily_sales (22 MB, about N rows), then public.shop_order (71 MB, about 1000000 rows)"),
+        "on public.shop_daily_sales (SIZE, about N rows), then public.shop_order (71 MB, about 1000000 rows)"
+    );
+    for text in ["public.shop_daily_sales (21 MB) and (about 7 rows)", "public.shop_daily_sales_day_idx (21 MB, about 3 rows)", "x"] {
+        assert_eq!(without_view_size(text), text);
+    }
 }
 
 #[test]
