@@ -9,7 +9,8 @@
 #   GUARD_SO=... WORKLOADS=ddl MODES=backend REPS=200 PEERS="pgaudit evtrig" ./bench/callgrind.sh
 #       # the DDL migration of bench/run.sh row 3: instructions per table (five statements);
 #       # PEERS adds bench/run.sh's peers (pgaudit with pgaudit.log = ddl; evtrig, the event
-#       # trigger of bench/evtrig.sql), backend mode only
+#       # trigger of bench/evtrig.sql), backend mode only; also flagged (the guard with
+#       # log_decisions = flagged) and before (the library BEFORE_SO, an earlier build)
 # Without GUARD_SO it copies $GUARD_LIB_DIR/pg_migration_guard.so (set by install_extension),
 # so run alone it needs one of the two.
 #
@@ -183,6 +184,7 @@ for mode in $MODES; do
     pre=(-c shared_preload_libraries=)
     [ "$c" != pgaudit ] || pre=(-c shared_preload_libraries=pgaudit -c pgaudit.log=ddl)
     [ "$c" != before ] || pre=("${BEFORE_OPTS[@]}" ${GUARD_SETTINGS:-})
+    [ "$c" != flagged ] || pre=("${GUARD_OPTS[@]}" ${GUARD_SETTINGS:-} -c pg_migration_guard.log_decisions=flagged)
     # GUARD_SETTINGS: more server options for the guard configuration, e.g.
     # GUARD_SETTINGS="-c pg_migration_guard.log_decisions=flagged"
     if [ "$c" = guard ]; then pre=("${GUARD_OPTS[@]}" ${GUARD_SETTINGS:-}); fi

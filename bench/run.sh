@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# Overhead benchmark. Not part of the test command: run by hand, ~30 minutes.
-#   ./bench/run.sh            # row 3: DDL_ROUNDS=12, clusters in BENCH_DIR=/dev/shm/pgmg-bench
-#                             # rows 1-2: TPS_ROUNDS=6 TPS_SECONDS=30 CLIENTS=4 SCALE=10 PIN=1
+# Overhead benchmark. Not part of the test command: run by hand, ~40 minutes (rows 3-5:
+# ~15 minutes on a quiet machine).
+#   ./bench/run.sh            # rows 1-2: TPS_ROUNDS=6 TPS_SECONDS=30 CLIENTS=4 SCALE=10 PIN=1
+#                             # rows 3-5: clusters in BENCH_DIR=/dev/shm/pgmg-bench, ports
+#                             # PORT_BASE=55441.., DDL_TABLES=4200 DDL_ROUNDS=4,
+#                             # SCALE_PARTITIONS=2000 SCALE_STATEMENTS=10 SCALE_ROUNDS=8
 #   GUARD_LIB_DIR=/var/tmp/pgmg/lib/<sha256 prefix> INSTALL=0 ./bench/run.sh
 #                             # measure a build installed earlier (no cargo pgrx package);
 #                             # without GUARD_LIB_DIR bench/tps.sh finds no library, and the
-#                             # row 3-4 clusters load pg_migration_guard from $libdir
-#   TPS=0 ./bench/run.sh      # rows 3-4 only (rows 1-2 take ~25 minutes of the run)
+#                             # row 3-5 clusters load pg_migration_guard from $libdir
+#   TPS=0 ./bench/run.sh      # rows 3-5 only (rows 1-2 take ~25 minutes of the run)
+#   CONFIGS="none guard pgaudit evtrig flagged before" BEFORE_LIB_DIR=<dir> TPS=0 ./bench/run.sh
+#                             # also the guard with log_decisions = flagged, and an earlier
+#                             # build of the library, in the same rounds
 # Prints one table: each row measured with and without the guard in the same run,
-# changing the order every round (rows 1-2: ABBA; row 3: none, guard and pgaudit in
-# rotation), medians and spread (min..max) over the rounds.
+# changing the order every round (rows 1-2: ABBA; rows 3 and 5: the configurations in
+# rotation, each starting a round in turn), medians and spread (min..max) over the rounds;
+# then rows 3 and 5 side by side, one line per configuration, with the machine's load.
 #   1. pgbench TPC-B-like and select-only (-S)       TPS ratio guard/none    (bench/tps.sh:
 #   2. utility-heavy script (BEGIN; SET LOCAL; SHOW; SELECT 1; COMMIT)   TPS ratio   one
 #      cluster restarted with and without the preload, ABBA, pinned client and server)
-#   3. DDL-heavy migration (3000 allowed DDL statements)   wall-time ratio guard/none and
-#      pgaudit (pgaudit.log = 'ddl')/none
+#   3. DDL-heavy migration (DDL_TABLES x 5 allowed DDL statements): wall time, CPU time of
+#      the migration's backend and of the whole cluster, each as a ratio to none, for
+#      none (nothing preloaded), guard (defaults), pgaudit (pgaudit.log = 'ddl') and evtrig
+#      (the event-trigger audit of bench/evtrig.sql)
 #   4. decision latency of one ALTER TABLE (pg_migration_guard.judge_timing), median and p99
-# Instruction counts for rows 1-2 (repeatable on a busy machine): bench/callgrind.sh.
+#   5. ALTER TABLE on a parent of SCALE_PARTITIONS partitions (SET STATISTICS and ADD
+#      COLUMN, which recurse to every partition), the same four configurations
+# Instruction counts (repeatable on a busy machine): bench/callgrind.sh, rows 1-2 and,
+# with WORKLOADS=ddl, row 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -24,8 +36,13 @@ CLIENTS=${CLIENTS:-4}
 SCALE=${SCALE:-10}
 
 ./scripts/setup.sh
-dpkg-query -W -f='${Status}' postgresql-15-pgaudit 2>/dev/null | grep -q "install ok installed" \
-  || { apt-get install -y -qq postgresql-15-pgaudit >/dev/null; }
+# pgaudit for the pgaudit configuration of rows 3 and 5 (Debian's package for 15), once;
+# the package lists are refreshed only when the first attempt fails.
+if ! dpkg-query -W -f='${Status}' postgresql-15-pgaudit 2>/dev/null | grep -q "install ok installed"; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq postgresql-15-pgaudit >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq postgresql-15-pgaudit >/dev/null; }
+fi
 [ "${INSTALL:-1}" = 0 ] || install_extension
 
 if [ "${TPS:-1}" != 0 ]; then
