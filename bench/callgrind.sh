@@ -6,6 +6,9 @@
 #       # REPS=2000 WORKLOADS="utility select tpcb" MODES="single backend" SCALE=1
 #       # PORT=55445 (template cluster; PORT2=PORT+1 for backend mode) CG_DIR=/tmp/pgmg-bench-cg
 #       # GUARD_SETTINGS="-c name=value ..." (more options for the guard configuration)
+#   GUARD_SO=... WORKLOADS=scale MODES=backend REPS=20 ./bench/callgrind.sh
+#       # bench/run.sh row 5: ALTER TABLE ... SET STATISTICS on a parent of SCALE_PARTITIONS
+#       # (2000) partitions, instructions per statement
 #   GUARD_SO=... WORKLOADS=ddl MODES=backend REPS=200 PEERS="pgaudit evtrig" ./bench/callgrind.sh
 #       # the DDL migration of bench/run.sh row 3: instructions per table (five statements);
 #       # PEERS adds bench/run.sh's peers (pgaudit with pgaudit.log = ddl; evtrig, the event
@@ -69,6 +72,14 @@ install -d -o postgres "$W" "$W/out"
 trap 'stop_cluster "$W/template"' EXIT
 start_cluster "$W/template" "$PORT" ''
 pgbench -q -i -s "$SCALE" -h /tmp -p "$PORT" -U postgres postgres >/dev/null 2>&1
+# The scale workload's table: a parent of SCALE_PARTITIONS (2000) range partitions.
+case " $WORKLOADS " in
+  *" scale "*)
+    { echo "CREATE SCHEMA bench_scale; CREATE TABLE bench_scale.parent (id int, v int) PARTITION BY RANGE (id);"
+      for i in $(seq 0 $(( ${SCALE_PARTITIONS:-2000} - 1 ))); do
+        echo "CREATE TABLE bench_scale.p$i PARTITION OF bench_scale.parent FOR VALUES FROM ($((i * 1000))) TO ($(((i + 1) * 1000)));"
+      done; } | psql -X -q -h /tmp -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null;;
+esac
 # The ddl workload audits its decisions as a migration does: the extension (its audit
 # table) exists in the template, so the guard configuration queues every record for its
 # audit writer. For the none configuration it is catalog rows nothing uses.
@@ -113,7 +124,7 @@ def ddl(i):
             f"CREATE INDEX t{i}_name_idx ON t{i} (name);",
             f"COMMENT ON TABLE t{i} IS 'table {i}';",
             f"ALTER TABLE t{i} ADD COLUMN note varchar(40);"]
-for kind in ("utility", "select", "tpcb", "ddl"):
+for kind in ("utility", "select", "tpcb", "ddl", "scale"):
     seed = 12345
     if kind == "ddl":
         # A schema named after the backend, created by a DO block (its CREATE SCHEMA is
@@ -127,7 +138,10 @@ for kind in ("utility", "select", "tpcb", "ddl"):
                 for t in lines[:n + 1]:
                     f.write("\n".join(t) + "\n")
         continue
-    lines = [txn(kind) for _ in range(n2)]
+    if kind == "scale":
+        lines = [[f"ALTER TABLE bench_scale.parent ALTER COLUMN v SET STATISTICS {100 + i % 2};"] for i in range(n2)]
+    else:
+        lines = [txn(kind) for _ in range(n2)]
     for n in (n1, n2):
         with open(f"{w}/{kind}.{n}.sql", "w") as f:
             for t in lines[:n]:

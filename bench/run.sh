@@ -153,6 +153,8 @@ printf '%s\n' '\setenv BENCH_PID :bench_pid' \
 ddl_time() { # config file reset -> "wall_ms cpu_ms backend_ms": the run's wall time, the
   local s e c0 c1 out   # cluster's CPU time until the audit writer has inserted its
   "$3" "$1"             # records, and the CPU time of the migration's backend alone
+  sleep 0.3   # the postmaster reaps the reset's backend, whose CPU time (the DROP of the
+              # previous run's tables) must not count in this run's
   c0=$(cluster_cpu "$1")
   s=$(date +%s%N)
   out=$(psql_c "$1" -v ON_ERROR_STOP=1 -f "$W/head.sql" -f "$2" -f "$W/tail.sql")
@@ -265,12 +267,12 @@ echo
 echo "Row 3 side by side: $((DDL_TABLES * 5)) DDL statements, ${DDL_ROUNDS:-4} rounds in rotating order; row 5: ${SCALE_ROUNDS:-8} rounds;"
 echo "load average (1 min) at the rounds' starts: row 3 median $(med "${R[ddl.load]}") (max $(echo "${R[ddl.load]}" | cut -d' ' -f3)), row 5 median $(med "${R[scale.load]}") (max $(echo "${R[scale.load]}" | cut -d' ' -f3))"
 echo
-echo "| configuration | row 3 wall ms, median (min..max) | row 3 wall ratio to none, per round | row 3 backend CPU ratio, per round | row 3 server CPU ratio (with the audit writer) | row 5 wall ms | row 5 wall ratio to none, per round |"
-echo "|---|---|---|---|---|---|---|"
+echo "| configuration | row 3 wall ms, median (min..max) | row 3 wall ratio to none, per round | row 3 backend CPU ratio, per round | row 3 server CPU ratio (with the audit writer) | row 5 wall ms | row 5 wall ratio to none, per round | row 5 backend CPU ratio, per round |"
+echo "|---|---|---|---|---|---|---|---|"
 for c in $CONFIGS; do
   case $c in
     none) name="none (nothing preloaded)";; guard) name="guard (pg_migration_guard, defaults)";;
     pgaudit) name="pgaudit (pgaudit.log = 'ddl')";; flagged) name="guard with log_decisions = flagged";; before) name="guard, library in BEFORE_LIB_DIR";; evtrig) name="evtrig (ddl_command_end event trigger inserting into a table)";;
   esac
-  echo "| $name | $(ms "${R[ddl.$c]}") | $(cell ddl "$c") | $(med "${R[ddl.b.$c]}") ($(spread "${R[ddl.b.$c]}")) | $(med "${R[ddl.c.$c]}") | $(ms "${R[scale.$c]}") | $(cell scale "$c") |"
+  echo "| $name | $(ms "${R[ddl.$c]}") | $(cell ddl "$c") | $(med "${R[ddl.b.$c]}") ($(spread "${R[ddl.b.$c]}")) | $(med "${R[ddl.c.$c]}") | $(ms "${R[scale.$c]}") | $(cell scale "$c") | $(med "${R[scale.b.$c]}") ($(spread "${R[scale.b.$c]}")) |"
 done

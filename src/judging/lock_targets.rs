@@ -54,6 +54,8 @@
 // with the recursion test inside the arm as PostgreSQL has it.
 #![allow(clippy::collapsible_match)]
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{c_void, CString};
 
 use pgrx::pg_sys;
@@ -126,18 +128,21 @@ pub struct Target {
 }
 
 /// The targets in the order PostgreSQL takes them; one entry per relation, with the
-/// strongest mode asked for.
+/// strongest mode asked for. `index` finds a relation's entry in constant time: a statement
+/// on a parent of thousands of partitions adds each of them.
 #[derive(Default)]
-struct Targets(Vec<Target>);
+struct Targets(Vec<Target>, HashMap<pg_sys::Oid, usize>);
 
 impl Targets {
     unsafe fn add(&mut self, oid: pg_sys::Oid, mode: LockMode) {
-        if let Some(t) = self.0.iter_mut().find(|t| t.oid == oid) {
+        if let Some(&i) = self.1.get(&oid) {
+            let t = &mut self.0[i];
             t.request.mode = t.request.mode.max(mode);
             return;
         }
         let Some(rel) = (unsafe { OpenRel::new(oid) }) else { return };
         let request = LockRequest { relation: rel.qualified_name(), mode, invisible_to_others: rel.invisible_to_others() };
+        self.1.insert(oid, self.0.len());
         self.0.push(Target { oid, request });
     }
 
@@ -186,6 +191,52 @@ impl Targets {
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
 pub unsafe fn lock_targets(node: *mut pg_sys::Node) -> Vec<Target> {
+    let memoized = MEMO.with(|m| match &mut *m.borrow_mut() {
+        Some((n, targets)) if *n == node as usize => targets.clone(),
+        _ => None,
+    });
+    if let Some(targets) = memoized {
+        return targets;
+    }
+    let targets = unsafe { compute(node) };
+    MEMO.with(|m| {
+        if let Some((n, memo)) = &mut *m.borrow_mut() {
+            if *n == node as usize {
+                *memo = Some(targets.clone());
+            }
+        }
+    });
+    targets
+}
+
+thread_local! {
+    /// While a [`Memo`] is alive: the statement it is for, and its lock targets once computed.
+    static MEMO: RefCell<Option<(usize, Option<Vec<Target>>)>> = const { RefCell::new(None) };
+}
+
+/// Keeps the lock targets of one statement while it lives, so that judging computes them
+/// once: the facts of a statement that recurses to partitions or inheritance children need
+/// them too ([`reached_inheritors`]), before the lock-queue protection does, and a second
+/// judging pass (measured sizes) needs them again. Judging reads the catalog without
+/// changing it, so the targets stay what a new computation would give; dropped at the end
+/// of judging (also when an error unwinds it).
+pub struct Memo(());
+
+impl Memo {
+    /// Starts keeping the targets of `node`.
+    pub fn new(node: *mut pg_sys::Node) -> Memo {
+        MEMO.with(|m| *m.borrow_mut() = Some((node as usize, None)));
+        Memo(())
+    }
+}
+
+impl Drop for Memo {
+    fn drop(&mut self) {
+        MEMO.with(|m| *m.borrow_mut() = None);
+    }
+}
+
+unsafe fn compute(node: *mut pg_sys::Node) -> Vec<Target> {
     use pg_sys::NodeTag::*;
     use LockMode::*;
     let mut t = Targets::default();
@@ -243,6 +294,7 @@ pub unsafe fn reached_inheritors(node: *mut pg_sys::Node, oid: pg_sys::Oid) -> V
         if all.is_empty() {
             return all;
         }
+        let all: HashSet<pg_sys::Oid> = all.into_iter().collect();
         lock_targets(node).into_iter().map(|t| t.oid).filter(|o| all.contains(o)).collect()
     }
 }

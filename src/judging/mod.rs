@@ -157,6 +157,9 @@ pub unsafe fn verdict_for(
             // makes every size-dependent rule fire, facts::Sizes); only when something fired,
             // a second with the real sizes.
             subxact::in_subtransaction(|| -> Result<_, Caught> {
+                // Lock targets computed once for the facts (partitions reached) and for
+                // the lock-queue protection.
+                let _memo = lock_targets::Memo::new(node);
                 let stmt = facts::statement_facts(node, text, facts::Sizes::Unmeasured);
                 let targets = lock_targets::lock_targets(node);
                 let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
