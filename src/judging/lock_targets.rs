@@ -128,22 +128,31 @@ pub struct Target {
 }
 
 /// The targets in the order PostgreSQL takes them; one entry per relation, with the
-/// strongest mode asked for. `index` finds a relation's entry in constant time: a statement
-/// on a parent of thousands of partitions adds each of them.
+/// strongest mode asked for. Beyond [`Targets::SCAN_MAX`] entries an index (oid → entry)
+/// finds a relation's entry in constant time: a statement on a parent of thousands of
+/// partitions adds each of them, and a scan per addition would make that quadratic.
 #[derive(Default)]
 struct Targets(Vec<Target>, HashMap<pg_sys::Oid, usize>);
 
 impl Targets {
+    /// Up to this many entries, an entry is found by scanning them (no index to build).
+    const SCAN_MAX: usize = 16;
+
     unsafe fn add(&mut self, oid: pg_sys::Oid, mode: LockMode) {
-        if let Some(&i) = self.1.get(&oid) {
+        let found = if self.1.is_empty() { self.0.iter().position(|t| t.oid == oid) } else { self.1.get(&oid).copied() };
+        if let Some(i) = found {
             let t = &mut self.0[i];
             t.request.mode = t.request.mode.max(mode);
             return;
         }
         let Some(rel) = (unsafe { OpenRel::new(oid) }) else { return };
         let request = LockRequest { relation: rel.qualified_name(), mode, invisible_to_others: rel.invisible_to_others() };
-        self.1.insert(oid, self.0.len());
         self.0.push(Target { oid, request });
+        if !self.1.is_empty() {
+            self.1.insert(oid, self.0.len() - 1);
+        } else if self.0.len() > Self::SCAN_MAX {
+            self.1 = self.0.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+        }
     }
 
     unsafe fn add_all(&mut self, oids: impl IntoIterator<Item = pg_sys::Oid>, mode: LockMode) {
