@@ -90,13 +90,25 @@ unsafe fn partition_parent(partition: pg_sys::Oid) -> pg_sys::Oid {
 /// Every partition and inheritance child of `oid` at every level, as `find_all_inheritors`
 /// lists them, without `oid` itself; nothing when the relation never had children
 /// (`relhassubclass`, the test ATSimpleRecursion makes first).
+/// While a [`Memo`] is alive, each relation's list is looked up once (the facts and the
+/// lock targets of a statement on a partitioned table both need it).
 unsafe fn inheritors(oid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    unsafe {
+    let memoized = MEMO.with(|m| m.borrow().as_ref().and_then(|memo| memo.inheritors.get(&oid).cloned()));
+    if let Some(list) = memoized {
+        return list;
+    }
+    let list: Vec<pg_sys::Oid> = unsafe {
         if !OpenRel::new(oid).is_some_and(|r| r.form().relhassubclass) {
             return vec![];
         }
         PgList::<c_void>::from_pg(find_all_inheritors(oid)).iter_oid().filter(|c| *c != oid).collect()
-    }
+    };
+    MEMO.with(|m| {
+        if let Some(memo) = m.borrow_mut().as_mut() {
+            memo.inheritors.insert(oid, list.clone());
+        }
+    });
+    list
 }
 
 fn relkind(oid: pg_sys::Oid) -> u8 {
@@ -132,7 +144,7 @@ pub struct Target {
 /// finds a relation's entry in constant time: a statement on a parent of thousands of
 /// partitions adds each of them, and a scan per addition would make that quadratic.
 #[derive(Default)]
-struct Targets(Vec<Target>, HashMap<pg_sys::Oid, usize>);
+struct Targets(Vec<Target>, HashMap<pg_sys::Oid, usize>, Option<(pg_sys::Oid, Option<String>)>);
 
 impl Targets {
     /// Up to this many entries, an entry is found by scanning them (no index to build).
@@ -146,12 +158,33 @@ impl Targets {
             return;
         }
         let Some(rel) = (unsafe { OpenRel::new(oid) }) else { return };
-        let request = LockRequest { relation: rel.qualified_name(), mode, invisible_to_others: rel.invisible_to_others() };
+        let request = LockRequest { relation: self.qualified_name(&rel), mode, invisible_to_others: rel.invisible_to_others() };
         self.0.push(Target { oid, request });
         if !self.1.is_empty() {
             self.1.insert(oid, self.0.len() - 1);
         } else if self.0.len() > Self::SCAN_MAX {
             self.1 = self.0.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+        }
+    }
+
+    /// `rel`'s name as [`OpenRel::qualified_name`] gives it (`quote_qualified_identifier`:
+    /// the quoted schema name, a dot, the quoted relation name), with the quoted name of the
+    /// last schema kept: the partitions of a table are usually all in one schema.
+    fn qualified_name(&mut self, rel: &OpenRel) -> String {
+        let nsp = rel.form().relnamespace;
+        if !matches!(&self.2, Some((n, _)) if *n == nsp) {
+            // SAFETY: a syscache lookup and PostgreSQL's quoting, inside the transaction.
+            let quoted = unsafe {
+                let name = pg_sys::get_namespace_name(nsp);
+                (!name.is_null()).then(|| cstr(pg_sys::quote_identifier(name)))
+            };
+            self.2 = Some((nsp, quoted));
+        }
+        // SAFETY: relname is a NUL-terminated name in the relation's pg_class row.
+        let relname = unsafe { cstr(pg_sys::quote_identifier(rel.form().relname.data.as_ptr())) };
+        match &self.2 {
+            Some((_, Some(schema))) => format!("{schema}.{relname}"),
+            _ => relname,
         }
     }
 
@@ -200,8 +233,8 @@ impl Targets {
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
 pub unsafe fn lock_targets(node: *mut pg_sys::Node) -> Vec<Target> {
-    let memoized = MEMO.with(|m| match &mut *m.borrow_mut() {
-        Some((n, targets)) if *n == node as usize => targets.clone(),
+    let memoized = MEMO.with(|m| match m.borrow().as_ref() {
+        Some(memo) if memo.node == node as usize => memo.targets.clone(),
         _ => None,
     });
     if let Some(targets) = memoized {
@@ -209,21 +242,32 @@ pub unsafe fn lock_targets(node: *mut pg_sys::Node) -> Vec<Target> {
     }
     let targets = unsafe { compute(node) };
     MEMO.with(|m| {
-        if let Some((n, memo)) = &mut *m.borrow_mut() {
-            if *n == node as usize {
-                *memo = Some(targets.clone());
+        if let Some(memo) = m.borrow_mut().as_mut() {
+            if memo.node == node as usize {
+                memo.targets = Some(targets.clone());
             }
         }
     });
     targets
 }
 
-thread_local! {
-    /// While a [`Memo`] is alive: the statement it is for, and its lock targets once computed.
-    static MEMO: RefCell<Option<(usize, Option<Vec<Target>>)>> = const { RefCell::new(None) };
+/// What a [`Memo`] keeps.
+struct Memoized {
+    /// The statement (its parse node's address).
+    node: usize,
+    /// Its lock targets, once computed.
+    targets: Option<Vec<Target>>,
+    /// [`inheritors`] of each relation asked for.
+    inheritors: HashMap<pg_sys::Oid, Vec<pg_sys::Oid>>,
 }
 
-/// Keeps the lock targets of one statement while it lives, so that judging computes them
+thread_local! {
+    /// While a [`Memo`] is alive: what it keeps.
+    static MEMO: RefCell<Option<Memoized>> = const { RefCell::new(None) };
+}
+
+/// Keeps the lock targets of one statement, and the partitions and inheritance children of
+/// each relation looked up ([`inheritors`]), while it lives, so that judging computes them
 /// once: the facts of a statement that recurses to partitions or inheritance children need
 /// them too ([`reached_inheritors`]), before the lock-queue protection does, and a second
 /// judging pass (measured sizes) needs them again. Judging reads the catalog without
@@ -234,7 +278,7 @@ pub struct Memo(());
 impl Memo {
     /// Starts keeping the targets of `node`.
     pub fn new(node: *mut pg_sys::Node) -> Memo {
-        MEMO.with(|m| *m.borrow_mut() = Some((node as usize, None)));
+        MEMO.with(|m| *m.borrow_mut() = Some(Memoized { node: node as usize, targets: None, inheritors: HashMap::new() }));
         Memo(())
     }
 }
