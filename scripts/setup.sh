@@ -32,7 +32,8 @@ for m in ${PG_MAJOR} ${PGMG_MAJORS:-}; do
 done
 SOURCE_MAJORS=${MAJORS#15}
 
-APT_PACKAGES="postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo"
+# jq: tests/check/run.sh reads the client's JSON report with it.
+APT_PACKAGES="postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo jq"
 # What building PostgreSQL from a source tarball needs (17+ tarballs ship no generated
 # parser files: bison and flex are required), all from bookworm.
 [ -n "${SOURCE_MAJORS// /}" ] && APT_PACKAGES="$APT_PACKAGES build-essential bison flex perl pkg-config libreadline-dev zlib1g-dev bzip2 xz-utils dpkg-dev"

@@ -80,3 +80,27 @@ pub fn lock_targets(statement: &str) -> Vec<(pg_sys::Oid, String, String, bool, 
         })
         .collect()
 }
+
+/// `pg_migration_guard.relations_size(relations text[])`: how many of the named relations
+/// exist, their summed main fork and TOAST bytes, and their summed `reltuples` (`None` when
+/// none was ever analyzed), each measured as the guard measures a judged relation: by its
+/// files, without taking a lock. Names are resolved as `to_regclass` does (no lock, a
+/// missing relation is skipped). The coordinator of a Citus cluster calls it on the nodes
+/// holding a distributed table's shards (`crate::citus::distributed_size`).
+pub fn relations_size(relations: &[Option<String>]) -> (i32, i64, Option<f64>) {
+    use pgrx::IntoDatum;
+    let (mut found, mut bytes, mut rows) = (0i32, 0u64, None::<f64>);
+    for name in relations.iter().flatten() {
+        // to_regclass: stringToQualifiedNameList, then RangeVarGetRelid with NoLock
+        let oid = unsafe { pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::to_regclass, &[name.as_str().into_datum()]) };
+        let Some(oid) = oid.filter(|o| *o != pg_sys::InvalidOid) else { continue };
+        if let Some((b, r)) = unsafe { facts::local_size(oid) } {
+            found += 1;
+            bytes = bytes.saturating_add(b);
+            if let Some(r) = r {
+                *rows.get_or_insert(0.0) += r;
+            }
+        }
+    }
+    (found, i64::try_from(bytes).unwrap_or(i64::MAX), rows)
+}

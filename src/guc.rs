@@ -110,6 +110,19 @@ pub static EXEMPT_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 /// `pg_migration_guard.application_name_pattern`: the sessions the guard applies to.
 pub static APPLICATION_NAME_PATTERN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
+/// `pg_migration_guard.citus_internal`: whether the shard DDL Citus sends to a node for a
+/// statement its coordinator judged is judged again there (`judge`, the default) or trusted
+/// (`trust`; see `crate::citus::internal_exemption` and docs/citus.md).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CitusInternal {
+    #[name = c"judge"]
+    Judge,
+    #[name = c"trust"]
+    Trust,
+}
+
+pub static CITUS_INTERNAL: GucSetting<CitusInternal> = GucSetting::<CitusInternal>::new(CitusInternal::Judge);
+
 /// `pg_migration_guard.audit_queue_size`, in kB: shared memory for audit records in transit.
 pub static AUDIT_QUEUE_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
@@ -692,6 +705,21 @@ A session can change its own application_name, so this selects whom the guard wa
             None,
         );
     }
+    GucRegistry::define_enum_guc(
+        c"pg_migration_guard.citus_internal",
+        c"On a Citus node: judge (default) or trust the shard DDL Citus itself sends for statements its coordinator judged.",
+        c"trust: a statement is not judged, and is audited as exempt with the coordinator's global pid, when the \
+session's application_name is one Citus gives its internal connections ('citus_internal gpid=N' or \
+'citus_rebalancer gpid=N', as Citus' IsCitusInternalBackend) and every relation the statement locks is a known \
+shard or, on a worker, a distributed table's copy. This is what lets the coordinator judge each statement once \
+with the table's real size, and lets shard moves and the rebalancer rebuild indexes and constraints on the shards \
+they copy. A session can set its own application_name: trust extends to any session that claims to be Citus, as \
+far as shards and distributed tables go, which is the boundary Citus itself relies on (docs/citus.md). Set it on \
+every node of a Citus cluster. Without Citus installed it has no effect. Only superusers can change it.",
+        &CITUS_INTERNAL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     let prefix = c"pg_migration_guard";
     unsafe {
         #[cfg(any(feature = "pg13", feature = "pg14"))]

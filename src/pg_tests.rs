@@ -1653,6 +1653,107 @@ fn small_table_threshold_range_is_the_documented_one() {
 }
 
 // ---------------------------------------------------------------------------------------
+// check(): a script judged without running it
+// ---------------------------------------------------------------------------------------
+
+/// check(script) as `decision[:first rule][@line:col]` per statement, in order.
+fn checked(script: &str) -> Vec<String> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT decision || coalesce(':' || rules[1], '') || coalesce(':' || sqlstate, '') || '@' || line || ':' || col \
+             FROM pg_migration_guard.check($1) ORDER BY statement_no",
+            None,
+            &[script.into()],
+        )
+        .unwrap()
+        .map(|r| r.get::<String>(1).unwrap().unwrap())
+        .collect()
+    })
+}
+
+/// check() runs nothing: the judged statements leave no trace.
+#[pg_test]
+fn check_judges_without_running() {
+    let script = "CREATE TABLE guard_fixture.new_t (id int);\nCREATE INDEX ON guard_fixture.orders (note);\n\
+                  ALTER TABLE guard_fixture.orders ADD COLUMN added int;";
+    let xid = || Spi::get_one::<String>("SELECT pg_current_xact_id_if_assigned()::text").unwrap();
+    let xid_before = xid();
+    assert_eq!(
+        checked(script),
+        ["allowed@1:1", "rejected:require-concurrent-index-creation:55000@2:1", "allowed@3:1"]
+    );
+    let exists = Spi::get_one::<bool>("SELECT to_regclass('guard_fixture.new_t') IS NOT NULL").unwrap().unwrap();
+    let added = Spi::get_one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'guard_fixture.orders'::regclass AND attname = 'added'")
+        .unwrap()
+        .unwrap();
+    assert!(!exists && added == 0);
+    // No transaction id: where the test's transaction has none yet (on 18 the test
+    // framework's transaction already has one). tests/check/run.sh proves it on every
+    // version on a hot standby, where assigning one is an error.
+    assert_eq!(xid(), xid_before, "check() assigned a transaction id");
+}
+
+/// A table the script creates is new for the statements after it, in its transaction; a
+/// column it adds is known; the catalog's sizes apply to the others.
+#[pg_test]
+fn check_models_created_relations_and_added_columns() {
+    assert_eq!(
+        checked("BEGIN;\nCREATE TABLE guard_fixture.t2 (id int);\nCREATE INDEX ON guard_fixture.t2 (id);\nALTER TABLE guard_fixture.t2 DROP COLUMN id;\nCOMMIT;"),
+        ["allowed@1:1", "allowed@2:1", "allowed@3:1", "allowed@4:1", "allowed@5:1"]
+    );
+    // Committed (autocommit) and empty: rewrite rules exempt it, breaking changes do not.
+    assert_eq!(
+        checked("CREATE TABLE guard_fixture.t3 (id int, v text);\nCREATE INDEX ON guard_fixture.t3 (v);\nALTER TABLE guard_fixture.t3 DROP COLUMN v;"),
+        ["allowed@1:1", "allowed@2:1", "warned:ban-drop-column@3:1"]
+    );
+    // An index on a column added earlier: judged on the big table as live.
+    assert_eq!(
+        checked("ALTER TABLE guard_fixture.orders ADD COLUMN code text;\nCREATE INDEX ON guard_fixture.orders (code);"),
+        ["allowed@1:1", "rejected:require-concurrent-index-creation:55000@2:1"]
+    );
+    // SET NOT NULL of a column added earlier: its facts are not in the catalog.
+    let rows = checked("ALTER TABLE guard_fixture.orders ADD COLUMN code text;\nALTER TABLE guard_fixture.orders ALTER COLUMN code SET NOT NULL;");
+    assert_eq!(rows[1], "unknown:0A000@2:1");
+}
+
+/// BEGIN/COMMIT delimit transactions: NOT VALID + VALIDATE in one is flagged, in two it is
+/// not; CREATE INDEX CONCURRENTLY in a block is PostgreSQL's error.
+#[pg_test]
+fn check_models_transactions() {
+    let add = "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+               REFERENCES guard_fixture.customers (id) NOT VALID;";
+    let validate = "ALTER TABLE guard_fixture.orders VALIDATE CONSTRAINT orders_customer_fk;";
+    assert_eq!(
+        checked(&format!("BEGIN;\n{add}\n{validate}\nCOMMIT;")),
+        ["allowed@1:1", "allowed@2:1", "rejected:constraint-missing-not-valid:55000@3:1", "allowed@4:1"]
+    );
+    assert_eq!(checked(&format!("{add}\n{validate}")), ["allowed@1:1", "allowed@2:1"]);
+    assert_eq!(
+        checked("BEGIN;\nCREATE INDEX CONCURRENTLY ON guard_fixture.orders (note);\nROLLBACK;\nCREATE INDEX CONCURRENTLY ON guard_fixture.orders (note);"),
+        ["allowed@1:1", "rejected:25001@2:1", "allowed@3:1", "allowed@4:1"]
+    );
+}
+
+/// SET in the script applies to what follows (and is reverted afterwards); an annotation is
+/// honoured; a name that leads nowhere is PostgreSQL's error; DO is unknown.
+#[pg_test]
+fn check_settings_annotations_and_unknowns() {
+    assert_eq!(
+        checked("SET pg_migration_guard.rule_levels = 'require-concurrent-index-creation:warning';\nCREATE INDEX ON guard_fixture.orders (note);"),
+        ["allowed@1:1", "warned:require-concurrent-index-creation@2:1"]
+    );
+    let levels = Spi::get_one::<String>("SELECT current_setting('pg_migration_guard.rule_levels')").unwrap().unwrap_or_default();
+    assert_eq!(levels, "", "check() left the script's SET behind");
+    assert_eq!(
+        checked("-- pg_migration_guard:allow require-concurrent-index-creation reason=\"off-peak\"\nCREATE INDEX ON guard_fixture.orders (note);"),
+        ["overridden:require-concurrent-index-creation@2:1"]
+    );
+    assert_eq!(checked("CREATE INDEX ON guard_fixture.no_such_table (id);"), ["rejected:42P01@1:1"]);
+    assert_eq!(checked("DROP TABLE IF EXISTS guard_fixture.no_such_table;"), ["allowed@1:1"]);
+    assert_eq!(checked("DO $$ BEGIN END $$;\nCREATE INDEX ON guard_fixture.no_such_table (id);"), ["unknown@1:1", "unknown@2:1"]);
+}
+
+// ---------------------------------------------------------------------------------------
 // Facts that depend on the PostgreSQL version, each tested on the versions where it holds.
 // ---------------------------------------------------------------------------------------
 
@@ -1757,4 +1858,172 @@ fn pg18_enforcing_a_not_enforced_foreign_key_is_a_scan() {
         "{f:?}"
     );
     allowed("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED");
+}
+
+/// PostgreSQL 17+: SET ACCESS METHOD naming the access method the table has, or DEFAULT when
+/// that is the default, changes nothing (ATPrepSetAccessMethod), and on a partitioned table it
+/// only changes the catalog: the guard passes them. Another access method rewrites the table.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+#[pg_test]
+fn pg17_set_access_method_rewrites_only_when_the_access_method_changes() {
+    Spi::run("SET LOCAL pg_migration_guard.small_table_threshold = 0").unwrap();
+    let before = relfilenode_of("guard_fixture.orders");
+    allowed("ALTER TABLE guard_fixture.orders SET ACCESS METHOD heap");
+    allowed("ALTER TABLE guard_fixture.orders SET ACCESS METHOD DEFAULT");
+    assert_eq!(relfilenode_of("guard_fixture.orders"), before, "no rewrite");
+    allowed("ALTER TABLE guard_fixture.parted SET ACCESS METHOD heap");
+    Spi::run("CREATE ACCESS METHOD guard_heap2 TYPE TABLE HANDLER heap_tableam_handler").unwrap();
+    rejected("ALTER TABLE guard_fixture.orders SET ACCESS METHOD guard_heap2", "table-rewrite");
+}
+
+/// PostgreSQL 18: VACUUM FULL of an inheritance parent rewrites its children too, unless ONLY
+/// is written: the parent is as big as what it processes.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_vacuum_full_of_an_inheritance_parent_counts_its_children() {
+    let size = |sql: &str| match facts_of(sql) {
+        crate::model::Statement::VacuumFull { tables, .. } => tables[0].size_bytes,
+        other => panic!("{sql}: {other:?}"),
+    };
+    assert!(size("VACUUM FULL guard_fixture.inh_parent") > 1024 * 1024);
+    assert_eq!(size("VACUUM FULL ONLY guard_fixture.inh_parent"), 0);
+}
+
+/// PostgreSQL 18: a virtual generated column stores nothing, so changing its type rewrites
+/// nothing; a key WITHOUT OVERLAPS is built as an exclusion constraint's GiST index, which no
+/// CREATE UNIQUE INDEX can build for USING INDEX: ban-exclusion-constraint flags it, not
+/// disallowed-unique-constraint (whose route would give a plain btree key).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_virtual_columns_change_type_in_place_and_temporal_keys_are_exclusion_constraints() {
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE guard_fixture.orders ADD COLUMN q_virtual integer GENERATED ALWAYS AS (quantity * 2) VIRTUAL, \
+         ADD COLUMN during tsrange; \
+         RESET pg_migration_guard.mode",
+    )
+    .unwrap();
+    let before = relfilenode_of("guard_fixture.orders");
+    allowed("ALTER TABLE guard_fixture.orders ALTER COLUMN q_virtual TYPE bigint");
+    assert_eq!(relfilenode_of("guard_fixture.orders"), before, "no rewrite");
+    let f = rejected(
+        "ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_during_key UNIQUE (id, during WITHOUT OVERLAPS)",
+        "ban-exclusion-constraint",
+    );
+    assert!(!f.hint.contains("CREATE UNIQUE INDEX"), "{f:?}");
+}
+
+/// PostgreSQL 18: lock_targets() predicts the strong locks of the new ALTER CONSTRAINT forms
+/// as pg_locks shows them: [NO] INHERIT locks the direct children (also under ONLY); ENFORCED
+/// creates a foreign key's triggers (SHARE ROW EXCLUSIVE on the referenced table), NOT
+/// ENFORCED drops them (ACCESS EXCLUSIVE on it); on a partitioned table every partition is
+/// locked too, as for DEFERRABLE and (17+) ADD GENERATED AS IDENTITY. VALIDATE of a NOT VALID
+/// not-null constraint reaches the partitions.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_test]
+fn pg18_alter_constraint_lock_targets_match_the_locks_postgres_takes() {
+    Spi::run("SET LOCAL pg_migration_guard.lock_timeout_policy = off").unwrap();
+    Spi::run("SET LOCAL client_min_messages = error").unwrap();
+    Spi::run(
+        "SET LOCAL pg_migration_guard.mode = off; \
+         ALTER TABLE ONLY guard_fixture.inh_parent ADD CONSTRAINT inh_parent_a_nn NOT NULL a NO INHERIT; \
+         ALTER TABLE guard_fixture.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES guard_fixture.customers (id) NOT ENFORCED; \
+         ALTER TABLE guard_fixture.parted ADD CONSTRAINT parted_k_fk FOREIGN KEY (k) REFERENCES guard_fixture.customers (id); \
+         ALTER TABLE guard_fixture.parted ADD CONSTRAINT parted_v_nn NOT NULL v NOT VALID; \
+         ALTER TABLE guard_fixture.parted ALTER COLUMN k SET NOT NULL",
+    )
+    .unwrap();
+    // The locks PostgreSQL 18.6 takes for each (read from pg_locks after the statement, with
+    // the setup above committed beforehand: inside this test's one transaction the setup's
+    // own locks would hide them).
+    let f = |names: &[&str]| names.iter().map(|n| format!("guard_fixture.{n}")).collect::<Vec<_>>();
+    let cases: [(&str, Vec<String>); 7] = [
+        (
+            "ALTER TABLE guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT",
+            f(&["inh_child ACCESS EXCLUSIVE", "inh_parent ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE ONLY guard_fixture.inh_parent ALTER CONSTRAINT inh_parent_a_nn INHERIT",
+            f(&["inh_child ACCESS EXCLUSIVE", "inh_parent ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk ENFORCED",
+            f(&["customers SHARE ROW EXCLUSIVE", "orders ACCESS EXCLUSIVE"]),
+        ),
+        ("ALTER TABLE guard_fixture.orders ALTER CONSTRAINT orders_customer_fk NOT ENFORCED", f(&["orders ACCESS EXCLUSIVE"])),
+        (
+            "ALTER TABLE guard_fixture.parted ALTER CONSTRAINT parted_k_fk NOT ENFORCED",
+            f(&["customers ACCESS EXCLUSIVE", "parted ACCESS EXCLUSIVE", "parted_1 ACCESS EXCLUSIVE", "parted_2 ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE guard_fixture.parted ALTER CONSTRAINT parted_k_fk DEFERRABLE",
+            f(&["parted ACCESS EXCLUSIVE", "parted_1 ACCESS EXCLUSIVE", "parted_2 ACCESS EXCLUSIVE"]),
+        ),
+        (
+            "ALTER TABLE guard_fixture.parted ALTER COLUMN k ADD GENERATED ALWAYS AS IDENTITY",
+            f(&["parted ACCESS EXCLUSIVE", "parted_1 ACCESS EXCLUSIVE", "parted_2 ACCESS EXCLUSIVE"]),
+        ),
+    ];
+    for (sql, taken) in cases {
+        assert_eq!(predicted_locks(sql), taken, "{sql}");
+    }
+    assert_eq!(
+        all_predicted("ALTER TABLE guard_fixture.parted VALIDATE CONSTRAINT parted_v_nn"),
+        [
+            "guard_fixture.parted SHARE UPDATE EXCLUSIVE",
+            "guard_fixture.parted_1 SHARE UPDATE EXCLUSIVE",
+            "guard_fixture.parted_2 SHARE UPDATE EXCLUSIVE"
+        ]
+    );
+}
+
+/// PostgreSQL 16+: REINDEX DATABASE leaves the system catalogs out (REINDEX SYSTEM does them),
+/// so the guard measures only the tables it reindexes.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+#[pg_test]
+fn pg16_reindex_database_leaves_the_system_catalogs_out() {
+    let names = |sql: &str| match facts_of(sql) {
+        crate::model::Statement::Reindex(r) => r.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        other => panic!("{sql}: {other:?}"),
+    };
+    let database = names("REINDEX DATABASE");
+    assert!(database.iter().any(|n| n == "guard_fixture.orders"), "{database:?}");
+    assert!(!database.iter().any(|n| n.starts_with("pg_catalog.")), "{database:?}");
+    assert!(names("REINDEX SYSTEM").iter().any(|n| n == "pg_catalog.pg_class"));
+}
+
+#[pg_test]
+fn relations_size_measures_like_the_judging_and_skips_missing_names() {
+    let (found, bytes, rows) = Spi::get_three::<i32, i64, f64>(
+        "SELECT found, bytes, estimated_rows FROM pg_migration_guard.relations_size(\
+         ARRAY['guard_fixture.orders', 'guard_fixture.documents', 'guard_fixture.no_such_table'])",
+    )
+    .expect("SPI");
+    assert_eq!(found, Some(2));
+    // Main fork plus TOAST, as pg_relation_size of each fork: what the guard judges.
+    let expected = Spi::get_one::<i64>(
+        "SELECT sum(pg_relation_size(c.oid) + COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0))::int8 \
+         FROM pg_class c WHERE c.oid IN ('guard_fixture.orders'::regclass, 'guard_fixture.documents'::regclass)",
+    );
+    assert_eq!(bytes, expected.expect("SPI"));
+    let reltuples = Spi::get_one::<f64>(
+        "SELECT sum(greatest(reltuples, 0))::float8 FROM pg_class \
+         WHERE oid IN ('guard_fixture.orders'::regclass, 'guard_fixture.documents'::regclass) AND reltuples >= 0",
+    )
+    .expect("SPI");
+    assert_eq!(rows, reltuples);
+    assert_eq!(Spi::get_one::<i32>("SELECT found FROM pg_migration_guard.relations_size('{}')"), Ok(Some(0)));
+}
+
+/// Without Citus installed, citus_internal = trust changes nothing: a session that calls
+/// itself `citus_internal gpid=N` is judged as any other, and sizes are the local ones.
+#[pg_test]
+fn without_citus_an_internal_application_name_is_judged_as_any_other() {
+    allowed("SET LOCAL pg_migration_guard.citus_internal = trust");
+    allowed("SET LOCAL application_name = 'citus_internal gpid=10000000001'");
+    let f = rejected("CREATE INDEX orders_quantity_idx ON guard_fixture.orders (quantity)", "require-concurrent-index-creation");
+    assert!(!f.detail.contains("shard"), "{f:?}");
+    allowed("SET LOCAL application_name = 'citus_rebalancer gpid=10000000001'");
+    rejected("CREATE INDEX orders_quantity_idx ON guard_fixture.orders (quantity)", "require-concurrent-index-creation");
 }

@@ -177,17 +177,33 @@ pub struct Relation {
     pub size_bytes: u64,
     /// `pg_class.reltuples` (summed like `size_bytes`); `None` when never analyzed.
     pub estimated_rows: Option<f64>,
+    /// For a Citus distributed table (or one of its partitions, or a reference table) judged
+    /// on the coordinator: how many shards `size_bytes` and `estimated_rows` are summed over
+    /// (one placement of each shard, measured on the node that holds it; see `docs/citus.md`).
+    /// `None` for a relation whose data is all on this server.
+    pub shards: Option<u32>,
 }
 
 impl Relation {
-    /// `public.orders (68 MB, about 1000000 rows)`
+    /// `public.orders (68 MB, about 1000000 rows)`; for a distributed table
+    /// `public.orders (90 MB over 32 shards, about 1000000 rows)`, and
+    /// `public.orders (size unknown over 32 shards)` when its shards could not be measured
+    /// (`(size of its shards unknown)` when not even their number could be read).
     pub fn describe(&self) -> String {
+        let size = match self.shards {
+            Some(0) if self.size_bytes == UNMEASURED => return format!("{} (size of its shards unknown)", self.name),
+            Some(n) if self.size_bytes == UNMEASURED => {
+                return format!("{} (size unknown over {n} shard{})", self.name, if n == 1 { "" } else { "s" });
+            }
+            Some(n) => format!("{} over {n} shard{}", pretty_size(self.size_bytes), if n == 1 { "" } else { "s" }),
+            None => pretty_size(self.size_bytes),
+        };
         match self.estimated_rows {
             Some(rows) if rows >= 0.0 => {
                 let rows = rows.round() as u64;
-                format!("{} ({}, about {rows} row{})", self.name, pretty_size(self.size_bytes), if rows == 1 { "" } else { "s" })
+                format!("{} ({size}, about {rows} row{})", self.name, if rows == 1 { "" } else { "s" })
             }
-            _ => format!("{} ({})", self.name, pretty_size(self.size_bytes)),
+            _ => format!("{} ({size})", self.name),
         }
     }
 }
@@ -288,6 +304,55 @@ pub enum Statement {
         relations: Vec<Relation>,
     },
     Other,
+}
+
+impl Statement {
+    /// Every relation the facts describe, with the size and row estimate the rules used,
+    /// in the order the facts list them (a relation named twice, once). What
+    /// `pg_migration_guard.check()` reports in its `sizes` column.
+    pub fn relations(&self) -> Vec<&Relation> {
+        let mut out: Vec<&Relation> = Vec::new();
+        fn add<'a>(out: &mut Vec<&'a Relation>, r: &'a Relation) {
+            if !out.iter().any(|o| o.name == r.name) {
+                out.push(r);
+            }
+        }
+        fn alter<'a>(out: &mut Vec<&'a Relation>, at: &'a AlterTable) {
+            add(out, &at.table);
+            for cmd in &at.commands {
+                match cmd {
+                    AlterTableCmd::AddForeignKey { referenced: Some(r), .. } => add(out, r),
+                    AlterTableCmd::AttachPartition(a) => {
+                        for s in a.scans.iter().chain(&a.default_scans) {
+                            add(out, &s.relation);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match self {
+            Statement::CreateIndex(ci) => add(&mut out, &ci.table),
+            Statement::DropIndex(di) => di.indexes.iter().for_each(|i| add(&mut out, &i.table)),
+            Statement::AlterTable(at) => alter(&mut out, at),
+            Statement::Reindex(r) => r.table.iter().chain(&r.tables).for_each(|t| add(&mut out, t)),
+            Statement::VacuumFull { tables, .. } | Statement::DropTable { tables, .. } | Statement::TruncateCascade { tables } => {
+                tables.iter().for_each(|t| add(&mut out, t))
+            }
+            Statement::Cluster { table, clustered } => table.iter().chain(clustered).for_each(|t| add(&mut out, t)),
+            Statement::RefreshMatView { view, .. } => add(&mut out, view),
+            Statement::RenameColumn { table, .. } | Statement::RenameTable { table, .. } => add(&mut out, table),
+            Statement::AlterDomain(d) => d.uses.iter().for_each(|u| add(&mut out, &u.table)),
+            Statement::CreatePartition(cp) => {
+                add(&mut out, &cp.parent);
+                cp.default_scans.iter().for_each(|s| add(&mut out, &s.relation));
+            }
+            Statement::AlterCompositeType { tables, .. } => tables.iter().for_each(|at| alter(&mut out, at)),
+            Statement::MoveAllToTablespace { relations, .. } => relations.iter().for_each(|r| add(&mut out, r)),
+            Statement::Other => {}
+        }
+        out
+    }
 }
 
 /// `ALTER DOMAIN name { ADD CHECK ... | SET NOT NULL | VALIDATE CONSTRAINT c }`: each checks
@@ -679,10 +744,28 @@ mod tests {
             invisible_to_others: false,
             size_bytes: 8192,
             estimated_rows: Some(rows),
+            shards: None,
         };
         assert_eq!(rel(1.0).describe(), "public.t (8192 bytes, about 1 row)");
         assert_eq!(rel(2.0).describe(), "public.t (8192 bytes, about 2 rows)");
         assert_eq!(rel(0.0).describe(), "public.t (8192 bytes, about 0 rows)");
+    }
+
+    #[test]
+    fn a_distributed_table_is_described_with_its_shards() {
+        let rel = |size_bytes, rows, shards| super::Relation {
+            name: "public.orders".into(),
+            kind: super::RelKind::Table,
+            invisible_to_others: false,
+            size_bytes,
+            estimated_rows: rows,
+            shards: Some(shards),
+        };
+        assert_eq!(rel(94_371_840, Some(1e6), 32).describe(), "public.orders (90 MB over 32 shards, about 1000000 rows)");
+        assert_eq!(rel(8192, None, 1).describe(), "public.orders (8192 bytes over 1 shard)");
+        assert_eq!(rel(super::UNMEASURED, None, 32).describe(), "public.orders (size unknown over 32 shards)");
+        // Citus' catalog could not be read: not even the number of shards is known.
+        assert_eq!(rel(super::UNMEASURED, None, 0).describe(), "public.orders (size of its shards unknown)");
     }
 
     /// Values as PostgreSQL 15's pg_size_pretty(bigint) prints them.

@@ -28,7 +28,7 @@ use crate::audit::{Outcome, Session};
 use crate::decision::{self, Decision, JudgingFailure, Overrides, Verdict};
 use crate::judging::lock_targets as locks;
 use crate::judging::{self, facts, scanner};
-use crate::{audit, guc, lockqueue, overrides, sqltext, subxact};
+use crate::{audit, citus, guc, lockqueue, overrides, sqltext, subxact};
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -150,8 +150,19 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
         if !should_judge((*pstmt).utilityStmt) {
             return std::ptr::null_mut();
         }
+        // On a Citus node holding placements itself (a reference table's shard on the
+        // coordinator), Citus runs the shard's copy of a statement in this backend while the
+        // statement runs: judged and audited with the statement already.
+        if let Some((_, outer)) = (*std::ptr::addr_of!(PENDING)).last() {
+            let outer: Vec<pg_sys::Oid> = (**outer).event.locks.iter().map(|t| t.oid).collect();
+            if citus::local_placement_of((*pstmt).utilityStmt, &outer) {
+                return std::ptr::null_mut();
+            }
+        }
         let started_at = pg_sys::GetCurrentTimestamp();
-        let exemption = guc::exemption();
+        // Exempt sessions; then, on a Citus node, the shard DDL Citus itself sends for a
+        // statement its coordinator judged (`pg_migration_guard.citus_internal = trust`).
+        let exemption = guc::exemption().or_else(|| citus::internal_exemption((*pstmt).utilityStmt));
         let mut pending = judge(pstmt, query_string, exemption);
         pending.event.started_at = started_at;
         audit::log_decision(&mut pending.event);
@@ -361,14 +372,9 @@ unsafe fn statement_bounds<'a>(pstmt: *mut pg_sys::PlannedStmt, query_string: *c
             return (b"", 0);
         }
         let (location, len) = ((*pstmt).stmt_location, (*pstmt).stmt_len);
-        // PostgreSQL 18 starts a statement at its first token; the comments before it (where
-        // an annotation usually is) belong to it as on earlier versions.
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
         let (location, len) = match usize::try_from(location) {
             Ok(at) if at > 0 => {
-                let before = std::slice::from_raw_parts(query_string.cast::<u8>(), at);
-                let start = sqltext::start_after_previous_statement(before, at);
-                (start as i32, if len > 0 { len + (at - start) as i32 } else { len })
+                crate::judging::statement_with_leading_comments(std::slice::from_raw_parts(query_string.cast::<u8>(), at), len)
             }
             _ => (location, len),
         };

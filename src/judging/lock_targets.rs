@@ -48,7 +48,10 @@
 //! where the differential lock test (tests/integration/tests/locks_differential.rs) showed a
 //! difference: ADD CONSTRAINT's locking of every inheritor, and no AT_CheckNotNull. SET
 //! EXPRESSION (17+) recurses as ATSimpleRecursion does. PostgreSQL 17 (as of its branch
-//! point) recurses ADD CONSTRAINT as 15 does.
+//! point) recurses ADD CONSTRAINT as 15 does. The identity subcommands recurse to the
+//! partitions of a partitioned table from 17 on; 18's ALTER CONSTRAINT forms ([NOT]
+//! ENFORCED, [NO] INHERIT) and VALIDATE of a not-null constraint are followed as 18 takes
+//! their locks (see `alter_constraint`, `validate_constraint`).
 
 // The matches follow PostgreSQL's own switches (ATPrepCmd, ATExecCmd) one case per arm,
 // with the recursion test inside the arm as PostgreSQL has it.
@@ -410,6 +413,20 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                 #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
                 AT_SetExpression if recurse => t.add_inheritors(oid, mode),
                 AT_SetNotNull => set_not_null(t, oid, (*cmd).name, mode, recurse),
+                // Identity subcommands (PostgreSQL 17+, identity columns of partitioned tables)
+                // recurse to every partition, level by level (find_inheritance_children with the
+                // statement's mode): ATExecAddIdentity, ATExecDropIdentity, and ATExecSetIdentity
+                // for SET GENERATED only. Under ONLY PostgreSQL refuses them.
+                #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+                AT_AddIdentity | AT_DropIdentity if recurse && is_partitioned(oid) => t.add_inheritors(oid, mode),
+                #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+                AT_SetIdentity
+                    if recurse
+                        && is_partitioned(oid)
+                        && PgList::<pg_sys::DefElem>::from_pg(def.cast()).iter_ptr().any(|d| cstr((*d).defname) == "generated") =>
+                {
+                    t.add_inheritors(oid, mode)
+                }
                 AT_DropColumn => {
                     if composite {
                         // ATPrepDropColumn → ATTypedTableRecursion, each typed table with
@@ -432,6 +449,7 @@ unsafe fn alter_table(t: &mut Targets, stmt: *mut pg_sys::AlterTableStmt) {
                     }
                     add_constraint(t, oid, def.cast(), mode, recurse, None);
                 }
+                AT_AlterConstraint if !def.is_null() => alter_constraint(t, oid, def, mode),
                 AT_DropConstraint if !(*cmd).name.is_null() => drop_constraint(t, oid, (*cmd).name, mode, recurse),
                 AT_ValidateConstraint if !(*cmd).name.is_null() => validate_constraint(t, oid, (*cmd).name, mode, recurse),
                 // ATExecAddInherit: SHARE UPDATE EXCLUSIVE on the new parent; ACCESS SHARE on
@@ -686,7 +704,16 @@ struct ConstraintRow {
     convalidated: bool,
     coninhcount: i32,
     conislocal: bool,
+    /// `conenforced` (PostgreSQL 18); true before 18, where every constraint is enforced.
+    #[cfg_attr(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"), allow(dead_code))]
+    conenforced: bool,
 }
+
+/// pg_constraint's `conenforced` where it exists (PostgreSQL 18+).
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+const CONENFORCED: &str = "conenforced";
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+const CONENFORCED: &str = "true";
 
 /// The constraint named `name` of relation `oid` (what ATExecDropConstraint and
 /// ATExecValidateConstraint look up with ConstraintRelidTypidNameIndexId).
@@ -696,7 +723,7 @@ unsafe fn constraint(oid: pg_sys::Oid, name: *const std::ffi::c_char) -> Option<
     }
     let name = unsafe { cstr(name) };
     let sql = format!(
-        "SELECT contype::text, confrelid, connoinherit, convalidated, coninhcount, conislocal \
+        "SELECT contype::text, confrelid, connoinherit, convalidated, coninhcount, conislocal, {CONENFORCED} \
          FROM pg_catalog.pg_constraint WHERE conrelid = {} AND contypid = 0 AND conname = $1",
         u32::from(oid)
     );
@@ -713,6 +740,7 @@ unsafe fn constraint(oid: pg_sys::Oid, name: *const std::ffi::c_char) -> Option<
                         convalidated: row.get::<bool>(4)?.unwrap_or(true),
                         coninhcount: row.get::<i32>(5)?.unwrap_or(0),
                         conislocal: row.get::<bool>(6)?.unwrap_or(true),
+                        conenforced: row.get::<bool>(7)?.unwrap_or(true),
                     });
                 }
                 Ok::<_, pgrx::spi::Error>(out)
@@ -722,6 +750,60 @@ unsafe fn constraint(oid: pg_sys::Oid, name: *const std::ffi::c_char) -> Option<
     match found {
         Ok(Ok(row)) => row,
         _ => None,
+    }
+}
+
+/// ATExecAlterConstraint (ALTER CONSTRAINT name ...). A foreign key of a partitioned table is
+/// altered on every partition too, through its clones (pg_constraint.conparentid), each
+/// partition locked with the statement's mode: always for [NOT] DEFERRABLE, and on
+/// PostgreSQL 18 for NOT ENFORCED and for ENFORCED when the key is NOT ENFORCED now
+/// (ATExecAlterConstrEnforceability). Changing a foreign key's enforceability (18) creates
+/// its triggers (ENFORCED: SHARE ROW EXCLUSIVE on the referenced table and its partitions,
+/// CreateTrigger; the row check adds ROW SHARE) or drops them (NOT ENFORCED: ACCESS EXCLUSIVE
+/// on the referenced table and its partitions, RemoveTriggerById). [NO] INHERIT on a
+/// not-null constraint (18) that changes it locks the direct children with the statement's
+/// mode, also under ONLY (ATExecAlterConstrInheritability, find_inheritance_children).
+unsafe fn alter_constraint(t: &mut Targets, oid: pg_sys::Oid, def: *mut pg_sys::Node, mode: LockMode) {
+    unsafe {
+        // Before 18 the subcommand carries a Constraint node and alters deferrability only.
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+        let (name, deferrability, enforce, noinherit): (_, bool, Option<bool>, Option<bool>) = if is_a(def, pg_sys::NodeTag::T_Constraint) {
+            ((*(def as *mut pg_sys::Constraint)).conname, true, None, None)
+        } else {
+            return;
+        };
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+        let (name, deferrability, enforce, noinherit) = if is_a(def, pg_sys::NodeTag::T_ATAlterConstraint) {
+            let a = def as *mut pg_sys::ATAlterConstraint;
+            (
+                (*a).conname,
+                (*a).alterDeferrability,
+                (*a).alterEnforceability.then_some((*a).is_enforced),
+                (*a).alterInheritability.then_some((*a).noinherit),
+            )
+        } else {
+            return;
+        };
+        let Some(con) = constraint(oid, name) else { return };
+        if noinherit.is_some_and(|n| n != con.connoinherit) {
+            t.add_all(direct_children(oid), mode);
+        }
+        if con.contype != "f" {
+            return;
+        }
+        let (recurses, referenced) = match enforce {
+            Some(true) if !con.conenforced => (true, Some(LockMode::ShareRowExclusive)),
+            Some(true) => (false, None),
+            Some(false) => (true, con.conenforced.then_some(LockMode::AccessExclusive)),
+            None => (deferrability, None),
+        };
+        if recurses && is_partitioned(oid) {
+            t.add_inheritors(oid, mode);
+        }
+        if let Some(m) = referenced.filter(|_| con.confrelid != pg_sys::InvalidOid) {
+            t.add(con.confrelid, m);
+            t.add_partitions(con.confrelid, m);
+        }
     }
 }
 
@@ -776,8 +858,14 @@ unsafe fn validate_constraint(t: &mut Targets, oid: pg_sys::Oid, name: *const st
             "f" => {
                 t.add(con.confrelid, LockMode::RowShare);
                 t.add_partitions(con.confrelid, LockMode::AccessShare);
+                // A NOT VALID foreign key of a partitioned table (PostgreSQL 18) is validated
+                // on every partition, each locked with the statement's mode
+                // (QueueFKConstraintValidation).
+                t.add_partitions(oid, mode);
             }
-            "c" if !con.connoinherit && recurse => t.add_inheritors(oid, mode),
+            // A not-null constraint (PostgreSQL 18, QueueNNConstraintValidation) recurses as a
+            // CHECK does.
+            "c" | "n" if !con.connoinherit && recurse => t.add_inheritors(oid, mode),
             _ => {}
         }
     }

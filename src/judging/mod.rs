@@ -6,6 +6,7 @@
 pub mod facts;
 pub mod lock_targets;
 pub mod scanner;
+pub mod script;
 
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
@@ -179,10 +180,55 @@ pub unsafe fn verdict_for(
     }
 }
 
+/// Everything [`judge_fully`] found out about one statement.
+pub struct Judged {
+    pub verdict: Verdict,
+    pub targets: Vec<Target>,
+    /// The facts with measured sizes (what the `sizes` of `check()` report).
+    pub stmt: crate::model::Statement,
+    /// Whether the findings at the relations' measured sizes differ from those at the
+    /// largest size: the verdict depends on how big the relations are.
+    pub size_dependent: bool,
+}
+
+/// The judging path of [`verdict_for`] with the mode given, always measuring sizes and
+/// also reporting whether the verdict depends on them (`pg_migration_guard.check()`):
+/// both fact passes and the lock targets run in one rolled-back subtransaction.
+///
+/// # Safety
+/// `node` must be a valid utility parse tree; called inside a transaction.
+pub unsafe fn judge_fully(
+    node: *mut pg_sys::Node,
+    text: &facts::StatementText,
+    overrides: &Overrides,
+    mode: decision::Mode,
+) -> Result<Judged, Caught> {
+    unsafe {
+        pg_sys::AcceptInvalidationMessages();
+        let (largest, stmt, targets) = subxact::in_subtransaction(|| {
+            let _memo = lock_targets::Memo::new(node);
+            (
+                facts::statement_facts(node, text, facts::Sizes::Unmeasured),
+                facts::statement_facts(node, text, facts::Sizes::Measured),
+                lock_targets::lock_targets(node),
+            )
+        })?;
+        let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
+        let ctx = guc::context();
+        let at_largest = pure(|| rules::check_all(&largest, &requests, &ctx))?;
+        let findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
+        let ids = |f: &[rules::Finding]| f.iter().map(|f| f.rule.id).collect::<Vec<_>>();
+        let size_dependent = ids(&at_largest) != ids(&findings);
+        let levels = guc::rule_levels();
+        let verdict = pure(move || decision::decide(mode, &levels, findings, overrides))?;
+        Ok(Judged { verdict, targets, stmt, size_dependent })
+    }
+}
+
 /// Runs a pure (no PostgreSQL call) step of judging, turning a panic of the guard's own
 /// code into a judging failure instead of an ERROR that would leave the statement
 /// unaudited.
-fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+pub(crate) fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Caught {
         message: format!(
             "internal error: {}",
@@ -191,4 +237,20 @@ fn pure<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         hint: None,
     })
+}
+
+/// A statement's bounds (`stmt_location`, `stmt_len`) as PostgreSQL 17 and earlier give
+/// them, from the query text before its location (`before`, `stmt_location` bytes long) and
+/// its length. PostgreSQL 18 starts a statement at its first token; the comments before it
+/// (where an annotation usually is) belong to it as on earlier versions
+/// ([`crate::sqltext::start_after_previous_statement`]). Earlier versions: unchanged.
+pub fn statement_with_leading_comments(before: &[u8], len: i32) -> (i32, i32) {
+    let at = before.len();
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+    return (at as i32, len);
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+    {
+        let start = crate::sqltext::start_after_previous_statement(before, at);
+        (start as i32, if len > 0 { len + (at - start) as i32 } else { len })
+    }
 }

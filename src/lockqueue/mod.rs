@@ -102,6 +102,9 @@ enum Round {
     TimedOut(usize),
     /// Any other error: the guard's own failure.
     Failed(String),
+    /// Sessions on other nodes of a Citus cluster hold conflicting locks on the shards of
+    /// `targets[i]`: nothing was taken.
+    ShardsBusy(usize, Vec<crate::citus::ShardBlocker>),
 }
 
 /// Which of `targets` the guard takes ahead of the statement (`pg_migration_guard.lock_targets`
@@ -150,7 +153,26 @@ pub unsafe fn taken_ahead(targets: &[Target], command_tag: &str) -> Vec<bool> {
 pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let ahead = unsafe { taken_ahead(targets, command_tag) };
     let chosen: Vec<&Target> = targets.iter().zip(ahead).filter(|(_, a)| *a).map(|(t, _)| t).collect();
-    if chosen.is_empty() || unsafe { take_without_waiting(&chosen) } {
+    if chosen.is_empty() {
+        return;
+    }
+    // On a Citus coordinator: the shards of the distributed tables among the targets, whose
+    // locks each attempt also checks (`crate::citus::ShardWatch`). None elsewhere.
+    // Checked before each attempt, while this session holds no lock of the statement, so that
+    // the check (a round trip to every node) never holds up the table's readers.
+    let mut watch = unsafe { crate::citus::ShardWatch::new(&chosen) };
+    let shards_busy = match &watch {
+        None => false,
+        Some(w) => match unsafe { w.conflicts() } {
+            Ok(found) => !found.is_empty(),
+            Err(cause) => {
+                shards_unchecked(cause);
+                watch = None;
+                false
+            }
+        },
+    };
+    if !shards_busy && unsafe { take_without_waiting(&chosen) } {
         return;
     }
     let session_lock_timeout = unsafe { pg_sys::LockTimeout };
@@ -168,7 +190,19 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
     let mut cancelled = Cancelled::default();
     loop {
         attempts += 1;
-        match unsafe { round(&chosen, attempt) } {
+        match unsafe { round(&chosen, attempt, watch.as_ref()) } {
+            Round::ShardsBusy(i, found) => {
+                // Sessions on other nodes hold conflicting locks on the shards: the round took
+                // nothing, rather than hold the distributed table's lock while Citus' shard
+                // DDL waits. Nothing to wait for here: pause and attempt again.
+                let elapsed = start.elapsed();
+                if elapsed >= budget {
+                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound, &found) };
+                }
+                let sleep = pause.mul_f64(jitter()).min(budget.saturating_sub(elapsed));
+                unsafe { wait(sleep) };
+                pause = (pause * 2).min(MAX_PAUSE.max(attempt));
+            }
             Round::Acquired => {
                 unsafe { intent.withdraw() };
                 report_taken(command_tag, attempts, attempt, waited.len(), start.elapsed());
@@ -176,20 +210,14 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
             }
             Round::Failed(cause) => {
                 unsafe { intent.withdraw() };
-                pgrx::pg_sys::panic::ErrorReport::new(
-                    PgSqlErrorCode::ERRCODE_WARNING,
-                    format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
-                    "pg_migration_guard",
-                )
-                .set_detail(cause)
-                .report(PgLogLevel::WARNING);
+                unprotected(command_tag, cause);
                 return;
             }
             Round::TimedOut(i) => {
                 let holders = unsafe { cancel_blocking_autovacuum(chosen[i], &mut cancelled) };
                 let elapsed = start.elapsed();
                 if elapsed >= budget {
-                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound) };
+                    unsafe { exhausted(chosen[i], command_tag, attempts, attempt, elapsed, budget, bound, &[]) };
                 }
                 if holders.only_cancelled_autovacuum() && cancelled.recent() {
                     // Only autovacuum workers that have just been sent a cancel hold the
@@ -245,11 +273,33 @@ pub unsafe fn take_locks(targets: &[Target], command_tag: &str) {
                         .chain(to_wait.iter().map(|(j, _)| *j))
                         .find(|j| !unsafe { lock_holders(chosen[*j]) }.is_empty())
                         .unwrap_or(i);
-                    unsafe { exhausted(chosen[named], command_tag, attempts, attempt, elapsed, budget, bound) };
+                    unsafe { exhausted(chosen[named], command_tag, attempts, attempt, elapsed, budget, bound, &[]) };
                 }
             }
         }
     }
+}
+
+/// WARNING: the statement runs without (full) lock-queue protection, because of `cause`.
+fn unprotected(command_tag: &str, cause: String) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_WARNING,
+        format!("pg_migration_guard could not take the locks of this {command_tag} ahead of it; it runs without lock-queue protection"),
+        "pg_migration_guard",
+    )
+    .set_detail(cause)
+    .report(PgLogLevel::WARNING);
+}
+
+/// WARNING: the locks held on the shards could not be listed.
+fn shards_unchecked(cause: String) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_WARNING,
+        "pg_migration_guard could not list the locks held on the shards; the statement runs without lock-queue protection on the other nodes",
+        "pg_migration_guard",
+    )
+    .set_detail(cause)
+    .report(PgLogLevel::WARNING);
 }
 
 /// DEBUG1, once the locks are held after at least one attempt in the queue: how many
@@ -274,9 +324,18 @@ fn report_taken(command_tag: &str, attempts: u32, attempt: Duration, waited_for:
 }
 
 /// One round: every lock in order, each wait bounded by `attempt`, in an internal
-/// subtransaction that is committed when all were granted and rolled back otherwise.
-unsafe fn round(targets: &[&Target], attempt: Duration) -> Round {
+/// subtransaction that is committed when all were granted and rolled back otherwise. With
+/// `watch` (a Citus coordinator), the round first checks the locks held on the shards and
+/// takes nothing while a conflicting one is held there.
+unsafe fn round(targets: &[&Target], attempt: Duration, watch: Option<&crate::citus::ShardWatch>) -> Round {
     unsafe {
+        if let Some(w) = watch {
+            match w.conflicts() {
+                Ok(found) if !found.is_empty() => return Round::ShardsBusy(found[0].target, found),
+                Ok(_) => {}
+                Err(cause) => shards_unchecked(cause),
+            }
+        }
         let saved_lock_timeout = pg_sys::LockTimeout;
         let mut current = 0usize;
         let result = subxact::run(OnSuccess::Keep, || {
@@ -730,7 +789,10 @@ fn vxid_proc_number(vxid: &pg_sys::VirtualTransactionId) -> i32 {
     return vxid.procNumber;
 }
 
-/// ERROR 55P03 once the budget is spent, naming the blocking sessions.
+/// ERROR 55P03 once the budget is spent, naming the blocking sessions; on a Citus
+/// coordinator also those holding conflicting locks on the shards (`on_shards`, with the
+/// global pids Citus' `pg_cancel_backend(bigint)` accepts).
+#[allow(clippy::too_many_arguments)]
 unsafe fn exhausted(
     target: &Target,
     command_tag: &str,
@@ -739,6 +801,7 @@ unsafe fn exhausted(
     elapsed: Duration,
     budget: Duration,
     bound: Bound,
+    on_shards: &[crate::citus::ShardBlocker],
 ) -> ! {
     let found = unsafe { blockers(target) };
     let limit = match bound {
@@ -748,22 +811,43 @@ unsafe fn exhausted(
     let mode = target.request.mode;
     let message = format!("could not obtain {} lock on {} within {limit}", mode.with_article(), target.request.relation);
     let held_by = match &found {
+        Ok(b) if b.is_empty() && !on_shards.is_empty() => String::new(),
         Ok(b) if b.is_empty() => "No session holds a conflicting lock any more: the last one ended as the budget ran out.".to_string(),
         Ok(b) => format!("Conflicting locks held by: {}.", b.iter().map(Blocker::describe).collect::<Vec<_>>().join("; ")),
         Err(cause) => format!("The sessions holding conflicting locks could not be listed: {cause}."),
     };
-    let detail = format!(
-        "{command_tag} waited {attempts} time{} in the lock queue for {} lock on {} ({}), at most {} each time so that \
-         queries arriving behind it waited no longer than that, and between those waited outside the queue for the \
-         transactions holding conflicting locks to end; {:.1} s in all. {held_by}",
-        if attempts == 1 { "" } else { "s" },
-        mode.with_article(),
-        target.request.relation,
-        mode.effect(),
-        format_ms(attempt.as_millis() as u32),
-        elapsed.as_secs_f64(),
-    );
-    let pids: Vec<String> = match &found {
+    let detail = if on_shards.is_empty() {
+        format!(
+            "{command_tag} waited {attempts} time{} in the lock queue for {} lock on {} ({}), at most {} each time so that \
+             queries arriving behind it waited no longer than that, and between those waited outside the queue for the \
+             transactions holding conflicting locks to end; {:.1} s in all. {held_by}",
+            if attempts == 1 { "" } else { "s" },
+            mode.with_article(),
+            target.request.relation,
+            mode.effect(),
+            format_ms(attempt.as_millis() as u32),
+            elapsed.as_secs_f64(),
+        )
+    } else {
+        let mut shown: Vec<String> = on_shards.iter().take(10).map(crate::citus::ShardBlocker::describe).collect();
+        if on_shards.len() > 10 {
+            shown.push(format!("{} more", on_shards.len() - 10));
+        }
+        format!(
+            "{command_tag} attempted {attempts} time{} to take {} lock on {} ({}); each time sessions on the Citus nodes held \
+             conflicting locks on its shards, which Citus would have waited for while holding the lock on {}, so the guard \
+             did not take it; {:.1} s in all. Conflicting locks on its shards held by: {}.{}{held_by}",
+            if attempts == 1 { "" } else { "s" },
+            mode.with_article(),
+            target.request.relation,
+            mode.effect(),
+            target.request.relation,
+            elapsed.as_secs_f64(),
+            shown.join("; "),
+            if held_by.is_empty() { "" } else { " " },
+        )
+    };
+    let mut pids: Vec<String> = match &found {
         Ok(b) => b
             .iter()
             .filter_map(|b| {
@@ -777,6 +861,12 @@ unsafe fn exhausted(
             .collect(),
         Err(_) => vec![],
     };
+    // Citus' pg_cancel_backend(bigint) and pg_terminate_backend(bigint) take a global pid.
+    for call in on_shards.iter().filter_map(crate::citus::ShardBlocker::ending_call) {
+        if !pids.contains(&call) {
+            pids.push(call);
+        }
+    }
     let hint = if pids.is_empty() {
         "Run the statement again when the blocking transactions have ended.".to_string()
     } else {

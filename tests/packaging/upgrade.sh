@@ -9,7 +9,8 @@
 #     the server runs, then the server restarts: until ALTER EXTENSION ... UPDATE the new
 #     library runs with the previous version's SQL objects; DDL is judged and audited, the
 #     SQL functions work.
-#  3. ALTER EXTENSION pg_migration_guard UPDATE TO the new version: the rows, the reader's
+#  3. ALTER EXTENSION pg_migration_guard UPDATE TO the new version (through each upgrade
+#     script: 0.1.0 -> 0.2.0 -> 0.3.0): check() works; the rows, the reader's
 #     privileges, the absence of PUBLIC privileges on audit_log and the
 #     pg_extension_config_dump entry survive; the objects are those of a fresh install of the
 #     new version (tests/packaging/extension_objects.sql, compared line by line); DDL is
@@ -19,8 +20,9 @@
 #     primary key builds (as README says); with it, the restore is clean and keeps every
 #     audit row.
 #  5. Rolling the library back (the previous release's file, restart) with the new
-#     version's SQL objects in place: DDL is judged and audited (no SQL object changed
-#     between these two versions; see sql/pg_migration_guard--0.1.0--0.2.0.sql).
+#     version's SQL objects in place: DDL is judged and audited; check() and
+#     relations_size(), which 0.3.0 added, fail with PostgreSQL's "could not find function"
+#     (sql/pg_migration_guard--0.2.0--0.3.0.sql).
 #
 # Usage: tests/packaging/upgrade.sh   (builds and installs the extension with install_extension)
 # Environment: PGMG_OLD_LIB=/path/to/pg_migration_guard.so of the previous release, instead
@@ -91,14 +93,21 @@ privileges() {  # privileges PORT DB: who may do what on the audit table and vie
 step "libraries: $NEW_VERSION (install_extension) and $OLD_VERSION"
 # install_extension writes the control file and scripts into SHAREDIR/extension, shared with
 # every other tree of the project: put back what was there at the end.
-for f in pg_migration_guard.control "pg_migration_guard--$NEW_VERSION.sql" "pg_migration_guard--$OLD_VERSION--$NEW_VERSION.sql" "pg_migration_guard--$OLD_VERSION.sql"; do
+# The update goes through every sql/pg_migration_guard--<from>--<to>.sql from OLD_VERSION on
+# (0.1.0 -> 0.2.0 -> 0.3.0).
+UPDATE_SCRIPTS=$(cd sql && ls pg_migration_guard--*--*.sql)
+for f in pg_migration_guard.control "pg_migration_guard--$NEW_VERSION.sql" $UPDATE_SCRIPTS "pg_migration_guard--$OLD_VERSION.sql" "pg_migration_guard--0.2.0.sql"; do
   save_shared "$SHAREDIR_EXT/$f"
 done
 install_extension
 NEW_SO=$GUARD_LIB_DIR/pg_migration_guard.so
 old_library
 put_shared sql/pg_migration_guard--$OLD_VERSION.sql "$SHAREDIR_EXT/pg_migration_guard--$OLD_VERSION.sql"
-[ -f "$SHAREDIR_EXT/pg_migration_guard--$OLD_VERSION--$NEW_VERSION.sql" ] || fail "install_extension did not install the upgrade script"
+# 0.2.0's install script too: a database created at 0.2.0 is updated to the new version below.
+put_shared sql/pg_migration_guard--0.2.0.sql "$SHAREDIR_EXT/pg_migration_guard--0.2.0.sql"
+for f in $UPDATE_SCRIPTS; do
+  [ -f "$SHAREDIR_EXT/$f" ] || fail "install_extension did not install the upgrade script $f"
+done
 ok "old $OLD_SO, new $NEW_SO"
 
 step "1. the cluster runs $OLD_VERSION (library and SQL)"
@@ -159,6 +168,11 @@ q "$PORT" fresh "CREATE EXTENSION pg_migration_guard VERSION '$NEW_VERSION'"
 "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d fresh -f "$OBJECTS_SQL" >"$DIR/objects-fresh.txt"
 diff -u "$DIR/objects-fresh.txt" "$DIR/objects-updated.txt" >&2 || fail "updated objects differ from a fresh $NEW_VERSION install (- fresh, + updated)"
 ok "updated objects = a fresh $NEW_VERSION install ($(wc -l <"$DIR/objects-fresh.txt") lines: members, definitions, comments, privileges, config)"
+q "$PORT" postgres "CREATE DATABASE from020"
+q "$PORT" from020 "CREATE EXTENSION pg_migration_guard VERSION '0.2.0'" "ALTER EXTENSION pg_migration_guard UPDATE TO '$NEW_VERSION'"
+"$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres -d from020 -f "$OBJECTS_SQL" >"$DIR/objects-from020.txt"
+diff -u "$DIR/objects-fresh.txt" "$DIR/objects-from020.txt" >&2 || fail "objects updated from 0.2.0 differ from a fresh $NEW_VERSION install (- fresh, + updated)"
+ok "a database created at 0.2.0 and updated has the objects of a fresh $NEW_VERSION install"
 before=$(q "$PORT" postgres "SELECT count(*) FROM pg_migration_guard.audit_log")
 expect_error "$PORT" postgres "ALTER TABLE big ADD CONSTRAINT big_payload_check CHECK (payload <> '')" constraint-missing-not-valid >/dev/null
 q "$PORT" postgres "ALTER TABLE big ADD CONSTRAINT big_payload_check CHECK (payload <> '') NOT VALID"
@@ -167,6 +181,9 @@ expect_eq "after UPDATE: DDL judged and audited, the reader reads the view" \
   "$("$PSQL_BIN" -X -At -h /tmp -p "$PORT" -U auditor -d postgres -c "SELECT string_agg(decision || ' ' || coalesce(transaction_status, '-'), ', ' ORDER BY id) FROM (SELECT * FROM pg_migration_guard.audit ORDER BY id DESC LIMIT 2) l")" \
   "rejected aborted, allowed committed"
 expect_eq "purge_audit_log" "$(q "$PORT" postgres "SELECT pg_migration_guard.purge_audit_log('100 years')")" "0"
+expect_eq "after UPDATE: check() (added in 0.3.0) judges a script, as another role too" \
+  "$("$PSQL_BIN" -X -At -h /tmp -p "$PORT" -U app -d postgres -c "SELECT string_agg(decision, ',' ORDER BY statement_no) FROM pg_migration_guard.check('CREATE TABLE t (id int); CREATE INDEX ON t (id)')")|$(q "$PORT" postgres "SELECT decision || ' ' || array_to_string(rules, ',') FROM pg_migration_guard.check('CREATE INDEX ON big (remark)')")" \
+  "allowed,allowed|rejected require-concurrent-index-creation"
 grep -E 'PANIC|terminated by signal|could not judge' "$DIR/server.log" && fail "server log of the upgraded cluster"
 
 step "4. pg_dump, pg_restore into a cluster that preloads the guard"
@@ -204,5 +221,7 @@ expect_eq "$OLD_VERSION library, $NEW_VERSION SQL: DDL judged and audited, funct
   "$(q "$PORT" postgres "SELECT string_agg(decision || ' ' || command_tag, ', ' ORDER BY id) FROM (SELECT * FROM pg_migration_guard.audit_log ORDER BY id DESC LIMIT 2) l" \
        "SELECT count(*) FROM pg_migration_guard.lock_targets('ALTER TABLE big ADD COLUMN y integer')" | paste -sd'|')" \
   "rejected CREATE INDEX, allowed ALTER TABLE|1"
+# check() came with 0.3.0: the older library has no check_wrapper, and says so.
+ok "check() with the $OLD_VERSION library: $(expect_error "$PORT" postgres "SELECT * FROM pg_migration_guard.check('SELECT 1')" 'could not find function "check_wrapper"')"
 grep -E 'PANIC|terminated by signal|could not judge' "$DIR/server.log" && fail "server log after the rollback"
 echo "upgrade: passed"

@@ -38,41 +38,46 @@ pub fn adding_not_nullable_field(at: &AlterTable, cmd: &AlterTableCmd, ctx: &Con
     let t = &at.table.name;
     // PostgreSQL 18 catalogues not-null constraints: one NOT VALID + VALIDATE pair makes the
     // column NOT NULL. Before 18, a validated CHECK lets SET NOT NULL skip its scan.
-    let (route, recipe) = if ctx.server_version_num >= 180000 {
-        (
-            "a NOT NULL constraint added NOT VALID and validated under a SHARE UPDATE EXCLUSIVE lock, which blocks \
-             neither reads nor writes (the validated constraint makes the column NOT NULL, PostgreSQL 18+)",
-            format!(
-                "ALTER TABLE {t} ADD CONSTRAINT {c} NOT NULL {column} NOT VALID;\n\
-                 ALTER TABLE {t} VALIDATE CONSTRAINT {c};"
-            ),
+    let v18 = ctx.server_version_num >= 180000;
+    let recipe = if v18 {
+        format!(
+            "ALTER TABLE {t} ADD CONSTRAINT {c} NOT NULL {column} NOT VALID;\n\
+             ALTER TABLE {t} VALIDATE CONSTRAINT {c};"
         )
     } else {
-        (
-            "a CHECK constraint validated without blocking (SET NOT NULL then skips the scan, PostgreSQL 12+)",
-            format!(
-                "ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
-                 ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
-                 ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
-                 ALTER TABLE {t} DROP CONSTRAINT {c};"
-            ),
+        format!(
+            "ALTER TABLE {t} ADD CONSTRAINT {c} CHECK ({column} IS NOT NULL) NOT VALID;\n\
+             ALTER TABLE {t} VALIDATE CONSTRAINT {c};\n\
+             ALTER TABLE {t} ALTER COLUMN {column} SET NOT NULL;\n\
+             ALTER TABLE {t} DROP CONSTRAINT {c};"
         )
     };
+    const NOT_NULL_ROUTE: &str = "a NOT NULL constraint added NOT VALID and validated under a SHARE UPDATE EXCLUSIVE lock, which \
+                                  blocks neither reads nor writes (the validated constraint makes the column NOT NULL, PostgreSQL 18+)";
     let (message, activity, hint) = match primary_key {
         None => (
             format!("SET NOT NULL on {t}.{column} would scan the table under {} lock", at.lock.with_article()),
             format!("it scans every row for NULLs in {column}"),
             format!(
-                "Prove there are no NULLs with {route}. Run the ADD in its own transaction: VALIDATE in the same one \
-                 would scan under the ADD's lock.\n{recipe}"
+                "Prove there are no NULLs with {}. Run the ADD in its own transaction: VALIDATE in the same one would scan \
+                 under the ADD's lock.\n{recipe}",
+                if v18 {
+                    NOT_NULL_ROUTE
+                } else {
+                    "a CHECK constraint validated without blocking; SET NOT NULL then skips the scan (PostgreSQL 12+)"
+                }
             ),
         ),
         Some(pk) => (
             format!("adding PRIMARY KEY {pk} would scan {t} under {} lock to set {column} NOT NULL", at.lock.with_article()),
             format!("it scans every row for NULLs in {column}: a primary key sets its columns NOT NULL, even USING INDEX"),
             format!(
-                "Make {column} NOT NULL first, through {route}, each statement in its own transaction, then add the \
-                 primary key:\n{recipe}"
+                "Make {column} NOT NULL first, through {}, each statement in its own transaction, then add the primary key:\n{recipe}",
+                if v18 {
+                    NOT_NULL_ROUTE
+                } else {
+                    "a CHECK constraint validated without blocking (SET NOT NULL then skips the scan, PostgreSQL 12+)"
+                }
             ),
         ),
     };

@@ -73,7 +73,8 @@ unsafe fn pg_class_rows(keys: &[(u32, u32, pg_sys::Datum)]) -> Vec<pg_sys::FormD
 /// REINDEX SCHEMA / DATABASE / SYSTEM `name`: the tables and materialized views
 /// ReindexMultipleTables (src/backend/commands/indexcmds.c) selects, without its permission
 /// checks: relkind r or m, not another session's temporary table, for SYSTEM only system
-/// catalogs (IsSystemClass), a shared catalog only for its owner. `None` when PostgreSQL will
+/// catalogs (IsSystemClass), for DATABASE no system catalogs from PostgreSQL 16 on, a shared
+/// catalog only for its owner. `None` when PostgreSQL will
 /// refuse the statement itself: a schema that does not exist (3F000), a database other than
 /// the current one (0A000).
 ///
@@ -109,6 +110,12 @@ pub(super) unsafe fn reindexed_tables(target: ReindexTarget, name: *const c_char
             }
             let mut form = row;
             if target == ReindexTarget::System && !pg_sys::IsSystemClass(row.oid, &mut form) {
+                continue;
+            }
+            // REINDEX DATABASE leaves the system catalogs out since PostgreSQL 16
+            // (ReindexMultipleTables: IsCatalogRelationOid); REINDEX SYSTEM does them.
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+            if target == ReindexTarget::Database && pg_sys::IsCatalogRelationOid(row.oid) {
                 continue;
             }
             if row.relisshared && !may_maintain(row.oid, user) {

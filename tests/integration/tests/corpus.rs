@@ -236,16 +236,40 @@ fn corpus_verdicts_are_all_right() {
     assert!(rows >= 1_000_000);
     let major = server_version_num(&mut c) / 10000;
     let mut wrong = Vec::new();
+    let mut check_wrong = Vec::new();
+    let mut check_unknown = Vec::new();
     let mut transcript = String::from(EXPECTED_HEADER);
     for case in cases.iter().filter(|case| case.since.is_none_or(|since| major >= since)) {
         notices.lock().unwrap().clear();
+        // check() on the whole case as a script, before any of it runs: the last statement
+        // gets the expected verdict, or `unknown` where it depends on what the script's
+        // earlier statements do that the catalog cannot show yet.
+        let script = format!("{}{};\n", if case.autocommit { "" } else { "BEGIN;\n" }, case.statements.join(";\n"));
+        let rows = check(&mut c, &script);
+        if let Some(unknown) = rows.iter().find(|r| r.decision == "unknown") {
+            check_unknown.push(format!("line {}: {}", case.line, unknown.message.as_deref().unwrap_or("")));
+        } else if !case.expect.matches(&rows) {
+            check_wrong.push(format!("line {}: expected {:?}, check() of the case said {rows:?}", case.line, case.expect));
+        }
         if !case.autocommit {
             c.batch_execute("BEGIN").unwrap();
         }
         transcript.push_str(&format!("\n-- line {}: {}\n", case.line, case.expect_text));
         let mut warnings = Vec::new();
         let mut run = |stmt: &str| {
+            // check() of the statement alone, in the state the live run is in, must reach the
+            // decision the live run reaches.
+            let checked = check(&mut c, stmt).pop().expect("check() returned no row");
+            let before = warning_messages(&notices).len();
             let result = c.batch_execute(stmt);
+            let live = &warning_messages(&notices)[before..];
+            if !checked.agrees_with(&result, live) {
+                check_wrong.push(format!(
+                    "line {}: {stmt}: live {:?} with warnings {live:?}, check() said {checked:?}",
+                    case.line,
+                    result.as_ref().map_err(|e| e.to_string())
+                ));
+            }
             warnings.extend(warning_messages(&notices));
             transcript.push_str(&format!("{stmt};\n"));
             transcript.push_str(&drain(&notices));
@@ -300,7 +324,77 @@ fn corpus_verdicts_are_all_right() {
     }
     let messages = check_expected_output(&normalise(&transcript), major);
     assert!(wrong.is_empty(), "{} wrong verdicts out of {}:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
+    eprintln!("check() of the {} cases as scripts: {} unknown:\n{}", cases.len(), check_unknown.len(), check_unknown.join("\n"));
+    assert!(check_wrong.is_empty(), "{} decisions of check() differ from the live run:\n{}", check_wrong.len(), check_wrong.join("\n"));
     messages.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// One row of `pg_migration_guard.check()`, as far as the comparison needs it.
+#[derive(Debug)]
+#[allow(dead_code)] // statement and message are read through Debug in failure messages
+struct Checked {
+    statement: String,
+    decision: String,
+    rules: Vec<String>,
+    sqlstate: Option<String>,
+    message: Option<String>,
+}
+
+fn check(c: &mut postgres::Client, script: &str) -> Vec<Checked> {
+    c.query("SELECT statement, decision, rules, sqlstate, message FROM pg_migration_guard.check($1)", &[&script])
+        .unwrap_or_else(|e| panic!("check() of {script:?}: {e}"))
+        .iter()
+        .map(|r| Checked { statement: r.get(0), decision: r.get(1), rules: r.get(2), sqlstate: r.get(3), message: r.get(4) })
+        .collect()
+}
+
+impl Checked {
+    /// Whether the live run of the statement (its result and the guard's WARNINGs) reached
+    /// this decision: rejected by the guard (55000, the rule first in the message), warned or
+    /// overridden (a WARNING), allowed (no WARNING); PostgreSQL's own error after the guard
+    /// let the statement through is `allowed`, or `rejected` with the same SQLSTATE when
+    /// check() foresees it.
+    fn agrees_with(&self, result: &Result<(), postgres::Error>, warnings: &[String]) -> bool {
+        let guard_warned = warnings
+            .iter()
+            .any(|w| self.rules.iter().any(|r| w.starts_with(&format!("{r}: ")) || w.starts_with(&format!("{r} overridden"))));
+        match result {
+            Ok(()) => match self.decision.as_str() {
+                "allowed" => warnings.is_empty(),
+                "warned" | "overridden" => guard_warned,
+                _ => false,
+            },
+            Err(e) => {
+                let Some(db) = e.as_db_error() else { return false };
+                if db.code() == &SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE && db.message().contains(": ") {
+                    self.decision == "rejected" && self.message.as_deref() == Some(db.message())
+                } else {
+                    self.decision == "allowed" || (self.decision == "rejected" && self.sqlstate.as_deref() == Some(db.code().code()))
+                }
+            }
+        }
+    }
+}
+
+impl Expect {
+    /// Whether check()'s rows for the case say what the case expects of its live run: the
+    /// last statement's decision, and the WARNINGs of all of them (as the live run collects
+    /// them).
+    fn matches(&self, rows: &[Checked]) -> bool {
+        let Some(row) = rows.last() else { return false };
+        let warned =
+            |rule: Option<&str>| rows.iter().any(|r| r.decision == "warned" && rule.is_none_or(|rule| r.rules.iter().any(|x| x == rule)));
+        let message_rule = |rule: &str| row.message.as_deref().is_some_and(|m| m.starts_with(&format!("{rule}: ")));
+        match self {
+            Expect::Allowed => row.decision == "allowed" && !warned(None),
+            Expect::Warned(rule) => matches!(row.decision.as_str(), "allowed" | "warned") && warned(Some(rule)),
+            Expect::Rejected(rule) => row.decision == "rejected" && message_rule(rule),
+            Expect::Error(code) => {
+                !warned(None)
+                    && (row.decision == "allowed" || (row.decision == "rejected" && row.sqlstate.as_deref() == Some(code.as_str())))
+            }
+        }
+    }
 }
 
 #[test]
