@@ -7,6 +7,7 @@ output files, event Ir). Every figure is a difference between the N2 and the N1 
 same workload and configuration divided by N2 - N1: the cost of one more transaction, with
 startup (dynamic linking, _PG_init, relcache initialisation) and shutdown cancelled out.
 """
+import os
 import re
 import sys
 from collections import defaultdict
@@ -107,6 +108,20 @@ def main():
         own = sum(per_txn(a.self_cost[f], b.self_cost[f], n) for f in b.self_cost if guard_obj(f))
         print(f"| {w} | {t['none']:,.0f} | {t['guard']:,.0f} | {t['guard'] - t['none']:+,.0f} "
               f"| {(t['guard'] / t['none'] - 1) * 100:+.3f} % | {own:,.0f} | {raw['guard'] - raw['none']:+,.0f} |")
+
+    peers = [c for c in os.environ.get("PEERS", "").split() if all(os.path.exists(f"{d}/{w}.{c}.{k}.cg") for w in workloads for k in (n1, n2))]
+    if peers:
+        print("\nThe peers (PEERS), the same way:\n")
+        print("| workload | configuration | Ir/txn | - none | % |")
+        print("|---|---|---|---|---|")
+        for w in workloads:
+            base = per_txn(prof[(w, "none", n1)].work(), prof[(w, "none", n2)].work(), n)
+            for c in ["guard"] + peers:
+                if c == "guard":
+                    t = per_txn(prof[(w, c, n1)].work(), prof[(w, c, n2)].work(), n)
+                else:
+                    t = per_txn(Profile(f"{d}/{w}.{c}.{n1}.cg").work(), Profile(f"{d}/{w}.{c}.{n2}.cg").work(), n)
+                print(f"| {w} | {c} | {t:,.0f} | {t - base:+,.0f} | {(t / base - 1) * 100:+.3f} % |")
 
     for w in workloads:
         a, b = prof[(w, "guard", n1)], prof[(w, "guard", n2)]

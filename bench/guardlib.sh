@@ -17,16 +17,18 @@
 # EXTENSION is needed.
 #   GUARD_SO=/path/to/pg_migration_guard.so   library to copy (default: the one
 #                                             install_extension installed, $GUARD_LIB_DIR)
+#   GUARD_LIB_COPIES=/tmp/pgmg-bench-lib      where the copies go
 guard_lib_copy() {
   local src=${GUARD_SO:-${GUARD_LIB_DIR:-}/pg_migration_guard.so}
   [ -r "$src" ] || { echo "guard library not found: $src (set GUARD_SO)" >&2; return 1; }
   local tmp sum
-  install -d -m 755 /tmp/pgmg-bench-lib
+  local root=${GUARD_LIB_COPIES:-/tmp/pgmg-bench-lib}
+  install -d -m 755 "$root"
   # Copy first, then checksum the copy: the source may be rewritten at any moment.
-  tmp=$(mktemp /tmp/pgmg-bench-lib/copy.XXXXXX)
+  tmp=$(mktemp "$root/copy.XXXXXX")
   cp -p "$src" "$tmp"
   sum=$(sha256sum "$tmp" | cut -c1-12)
-  GUARD_LIB_DIR=/tmp/pgmg-bench-lib/$sum
+  GUARD_LIB_DIR=$root/$sum
   install -d -m 755 "$GUARD_LIB_DIR"
   if [ -f "$GUARD_LIB_DIR/pg_migration_guard.so" ]; then
     rm -f "$tmp"

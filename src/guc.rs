@@ -66,6 +66,23 @@ pub fn on_judging_error() -> crate::decision::OnJudgingError {
     }
 }
 
+/// `pg_migration_guard.log_decisions`: which decisions get a LOG line in the server log.
+/// The audit table records every decision whatever the setting.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogDecisions {
+    /// Every decision (the default): the server log alone reconstructs every decision,
+    /// as pgaudit's log does every DDL statement.
+    #[name = c"all"]
+    All,
+    /// Warned, rejected, overridden and exempt decisions; an allowed one only when its
+    /// audit record cannot be queued (no audit table in the database, a hot standby, the
+    /// queue full), so that every decision is in the audit table or the server log.
+    #[name = c"flagged"]
+    Flagged,
+}
+
+pub static LOG_DECISIONS: GucSetting<LogDecisions> = GucSetting::<LogDecisions>::new(LogDecisions::All);
+
 /// `pg_migration_guard.lock_attempt_timeout`, in ms: the longest single wait in the lock queue.
 pub static LOCK_ATTEMPT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(50);
 
@@ -122,32 +139,93 @@ pub static AUDIT_QUEUE_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// Inside a transaction (role lookups read the catalog).
 pub unsafe fn exemption() -> Option<String> {
     unsafe {
-        if let Some(roles) = EXEMPT_ROLES.get() {
-            if !roles.to_bytes().is_empty() {
-                let listed: Vec<(String, pg_sys::Oid)> =
-                    split_identifiers(&roles).into_iter().filter_map(|name| role_oid(&name).map(|oid| (name, oid))).collect();
-                if let Some(role) = exempting_role(pg_sys::GetSessionUserId(), &listed.iter().map(|(_, oid)| *oid).collect::<Vec<_>>()) {
-                    let name = listed.iter().find(|(_, oid)| *oid == role).map_or("", |(n, _)| n.as_str());
-                    return Some(format!(
-                        "the session user is a member of \"{name}\", listed in pg_migration_guard.exempt_roles, through grants by superusers"
-                    ));
-                }
+        if let Some(roles) = current_str(&EXEMPT_ROLES).filter(|r| !r.to_bytes().is_empty()) {
+            if let Some(reason) = exempt_by_role(roles) {
+                return Some(reason);
             }
         }
-        if let Some(pattern) = APPLICATION_NAME_PATTERN.get() {
+        if let Some(pattern) = current_str(&APPLICATION_NAME_PATTERN).filter(|p| !p.to_bytes().is_empty()) {
             let pattern = pattern.to_string_lossy();
-            if !pattern.is_empty() {
-                let app = if pg_sys::application_name.is_null() {
-                    String::new()
-                } else {
-                    CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
-                };
-                if !application_name_matches(&pattern, &app) {
-                    return Some(format!("application_name \"{app}\" does not match pg_migration_guard.application_name_pattern"));
-                }
+            let app = if pg_sys::application_name.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
+            };
+            if !application_name_matches(&pattern, &app) {
+                return Some(format!("application_name \"{app}\" does not match pg_migration_guard.application_name_pattern"));
             }
         }
         None
+    }
+}
+
+/// The current value of a string setting, read in place (`GucSetting::get` copies it).
+fn current_str(setting: &GucSetting<Option<CString>>) -> Option<&CStr> {
+    // SAFETY: the setting's variable points to PostgreSQL's current value (or is null); it
+    // is replaced, never modified, when the setting changes, and read here before anything
+    // can change it.
+    unsafe {
+        let p = *setting.as_ptr();
+        (!p.is_null()).then(|| CStr::from_ptr(p))
+    }
+}
+
+/// The `exempt_roles` part of [`exemption`]: why the session user is exempt through a role
+/// of `roles` (the setting's value), or `None`. The answer is kept for the backend, keyed by
+/// the value and the session user, until a change to pg_authid (a role created, dropped,
+/// renamed, or its superuser status changed) or pg_auth_members (a membership granted or
+/// revoked) invalidates it (`exemption_cache`): the lookups it saves read those two
+/// catalogs only, through the same catalog caches whose invalidations clear it.
+unsafe fn exempt_by_role(roles: &CStr) -> Option<String> {
+    unsafe {
+        exemption_cache::register();
+        let session_user = pg_sys::GetSessionUserId();
+        let cache = &mut *std::ptr::addr_of_mut!(exemption_cache::CACHE);
+        if let Some((value, user, answer)) = cache.as_ref() {
+            if *user == session_user && value.as_c_str() == roles {
+                return answer.clone();
+            }
+        }
+        let listed: Vec<(String, pg_sys::Oid)> =
+            split_identifiers(roles).into_iter().filter_map(|name| role_oid(&name).map(|oid| (name, oid))).collect();
+        let answer = exempting_role(session_user, &listed.iter().map(|(_, oid)| *oid).collect::<Vec<_>>()).map(|role| {
+            let name = listed.iter().find(|(_, oid)| *oid == role).map_or("", |(n, _)| n.as_str());
+            format!("the session user is a member of \"{name}\", listed in pg_migration_guard.exempt_roles, through grants by superusers")
+        });
+        *cache = Some((roles.to_owned(), session_user, answer.clone()));
+        answer
+    }
+}
+
+/// The last answer of [`exempt_by_role`] and the syscache invalidation callbacks
+/// (src/backend/utils/cache/inval.c) that forget it.
+mod exemption_cache {
+    use std::ffi::CString;
+
+    use pgrx::pg_sys;
+
+    /// (exempt_roles value, session user, answer).
+    pub(super) static mut CACHE: Option<(CString, pg_sys::Oid, Option<String>)> = None;
+    static mut REGISTERED: bool = false;
+
+    pub(super) unsafe fn register() {
+        unsafe {
+            if REGISTERED {
+                return;
+            }
+            REGISTERED = true;
+            for cache in [
+                pg_sys::SysCacheIdentifier::AUTHOID,
+                pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
+                pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+            ] {
+                pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(forget), pg_sys::Datum::from(0));
+            }
+        }
+    }
+
+    unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+        unsafe { *std::ptr::addr_of_mut!(CACHE) = None }
     }
 }
 
@@ -330,9 +408,25 @@ fn split_identifiers(list: &CStr) -> Vec<String> {
     out
 }
 
-/// The current per-rule levels. The value was validated when it was set.
+/// The current per-rule levels. The value was validated when it was set. Parsed once per
+/// value: the last value and its levels are kept for the backend and compared with the
+/// current value (a few bytes) on each call.
 pub fn rule_levels() -> RuleLevels {
-    RULE_LEVELS.get().and_then(|c| c.to_str().ok().and_then(|s| RuleLevels::parse(s).ok())).unwrap_or_default()
+    thread_local! {
+        static PARSED: std::cell::RefCell<Option<(CString, RuleLevels)>> = const { std::cell::RefCell::new(None) };
+    }
+    let Some(value) = current_str(&RULE_LEVELS) else { return RuleLevels::default() };
+    PARSED.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some((v, levels)) = p.as_ref() {
+            if v.as_c_str() == value {
+                return levels.clone();
+            }
+        }
+        let levels = value.to_str().ok().and_then(|s| RuleLevels::parse(s).ok()).unwrap_or_default();
+        *p = Some((value.to_owned(), levels.clone()));
+        levels
+    })
 }
 
 /// The rules' context from the current settings.
@@ -499,6 +593,17 @@ reading the catalog, or a fact could not be decided without waiting for another 
 as rejected; allow lets it run unjudged with a WARNING naming the cause and audits it as allowed. \
 In mode warn a statement that could not be judged always runs, with the WARNING. Only superusers can change it.",
         &ON_JUDGING_ERROR,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_migration_guard.log_decisions",
+        c"Which of pg_migration_guard's decisions are written to the server log: all or flagged.",
+        c"all (default) writes one LOG line per decision, as pgaudit does per DDL statement. flagged writes the lines of \
+warned, rejected, overridden and exempt decisions only; an allowed decision then goes to the audit table only \
+(pg_migration_guard.audit_log), unless its record cannot be queued there (no audit table in the database, a hot \
+standby, the audit queue full), in which case its line is written after all. Only superusers can change it.",
+        &LOG_DECISIONS,
         GucContext::Suset,
         GucFlags::default(),
     );

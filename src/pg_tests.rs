@@ -1170,6 +1170,51 @@ fn facts_of(sql: &str) -> crate::model::Statement {
     }
 }
 
+/// Statements judged without a subtransaction (`judging::reads_catalog` false) have no facts
+/// and no lock targets, so judging them without reading the catalog decides what reading it
+/// would; a CREATE TABLE that names another relation or type reads it.
+#[pg_test]
+fn catalog_free_statements_have_no_facts_and_no_locks() {
+    let parse = |sql: &str| {
+        let c = std::ffi::CString::new(sql).unwrap();
+        unsafe {
+            let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+            (*pgrx::PgList::<pg_sys::RawStmt>::from_pg(list).get_ptr(0).expect("one statement")).stmt
+        }
+    };
+    for sql in [
+        "CREATE TABLE guard_fixture.plain (id bigint PRIMARY KEY, name text UNIQUE, n int CHECK (n > 0) DEFAULT 1)",
+        "CREATE TABLE guard_fixture.orders (id int)",
+        "CREATE SCHEMA guard_other",
+        "CREATE VIEW guard_fixture.v AS SELECT * FROM guard_fixture.orders",
+        "CREATE FUNCTION guard_fixture.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE SEQUENCE guard_fixture.s",
+        "ALTER SEQUENCE guard_fixture.s RESTART",
+        "CREATE TYPE guard_fixture.t AS (a int)",
+        "GRANT SELECT ON guard_fixture.orders TO guard_app_user",
+        "CREATE EXTENSION IF NOT EXISTS plpgsql",
+        "CREATE MATERIALIZED VIEW guard_fixture.mv AS SELECT 1",
+        "ALTER TYPE guard_fixture.positive_int OWNER TO guard_app_user",
+    ] {
+        let node = parse(sql);
+        assert!(!unsafe { crate::judging::reads_catalog(node) }, "{sql}");
+        assert!(matches!(facts_of(sql), crate::model::Statement::Other), "{sql}");
+        let targets = unsafe { crate::subxact::in_subtransaction(|| crate::judging::lock_targets::lock_targets(node)) }.unwrap();
+        assert!(targets.is_empty(), "{sql}: {targets:?}");
+    }
+    for sql in [
+        "CREATE TABLE guard_fixture.p2 PARTITION OF guard_fixture.parts FOR VALUES FROM (100) TO (200)",
+        "CREATE TABLE guard_fixture.child () INHERITS (guard_fixture.orders)",
+        "CREATE TABLE guard_fixture.l (LIKE guard_fixture.orders)",
+        "CREATE TABLE guard_fixture.fk (o bigint REFERENCES guard_fixture.orders)",
+        "CREATE TABLE guard_fixture.fk2 (o bigint, FOREIGN KEY (o) REFERENCES guard_fixture.orders)",
+        "COMMENT ON TABLE guard_fixture.orders IS 'x'",
+        "ALTER TABLE guard_fixture.orders ADD COLUMN x int",
+    ] {
+        assert!(unsafe { crate::judging::reads_catalog(parse(sql)) }, "{sql}");
+    }
+}
+
 /// The subcommands of an ALTER TABLE's facts.
 fn alter_commands(sql: &str) -> Vec<crate::model::AlterTableCmd> {
     match facts_of(sql) {

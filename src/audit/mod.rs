@@ -37,7 +37,6 @@ use std::borrow::Cow;
 use std::fmt::Write;
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::AsPgCStr;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -65,12 +64,29 @@ pub struct Event {
     pub audited: bool,
     /// When judging started (GetCurrentTimestamp).
     pub started_at: pg_sys::TimestampTz,
+    /// Whether its LOG line was written ([`log_decision`]).
+    pub logged: bool,
 }
 
 impl Event {
     /// The message the audit row and the LOG line carry.
     pub fn message(&self) -> Option<&str> {
         self.verdict.report.as_ref().map(|r| r.message.as_str()).or(self.exemption.as_deref())
+    }
+}
+
+/// Writes the decision's LOG line ([`log_line`]) unless `pg_migration_guard.log_decisions`
+/// is `flagged` and the decision is an allowed one with no message whose audit record will
+/// be queued (`audited`): with `flagged`, such a decision is in the audit table only, and
+/// [`record`] writes its line after all if the record cannot be queued.
+pub fn log_decision(j: &mut Event) {
+    let quiet = crate::guc::LOG_DECISIONS.get() == crate::guc::LogDecisions::Flagged
+        && j.audited
+        && j.verdict.decision == crate::decision::Decision::Allowed
+        && j.message().is_none();
+    if !quiet {
+        log_line(j);
+        j.logged = true;
     }
 }
 
@@ -95,36 +111,42 @@ impl Event {
 /// server log and cannot imitate the lines that follow it.
 pub fn log_line(j: &Event) {
     let decision = j.verdict.decision.as_str();
-    let line = match j.message() {
-        Some(message) if !message.is_empty() => {
-            format!("pg_migration_guard: {decision} {}: {message}; statement: {}", j.command_tag, j.statement)
-        }
-        _ => format!("pg_migration_guard: {decision} {}; statement: {}", j.command_tag, j.statement),
-    };
-    let line = match escape_log_text(&line) {
-        Cow::Borrowed(_) => line,
-        Cow::Owned(escaped) => escaped,
-    };
+    let message = j.message().filter(|m| !m.is_empty());
+    // The line built in one buffer, NUL-terminated, in the order it reads.
+    let mut line = String::with_capacity(64 + j.command_tag.len() + message.map_or(0, str::len) + j.statement.len());
+    line.push_str("pg_migration_guard: ");
+    line.push_str(decision);
+    line.push(' ');
+    line.push_str(&j.command_tag);
+    if let Some(message) = message {
+        line.push_str(": ");
+        line.push_str(message);
+    }
+    line.push_str("; statement: ");
+    line.push_str(&j.statement);
+    if let Cow::Owned(escaped) = escape_log_text(&line) {
+        line = escaped;
+    }
+    // (an interior NUL, impossible in statement text PostgreSQL received as a C string,
+    // would end the line there)
+    line.push('\0');
     // ereport() by hand: errstart and errfinish are not in pgrx's bindings, and pgrx's
-    // ErrorReport has no errhidestmt. Only raw pointers to palloc'd copies are live while
-    // PostgreSQL's functions run: an ERROR inside errfinish (out of memory) would longjmp
-    // over this frame, which must then own nothing with a destructor.
+    // ErrorReport has no errhidestmt. No value with a destructor is live while PostgreSQL's
+    // functions run: an ERROR inside errfinish (out of memory) would longjmp over this
+    // frame (the line is then leaked, not freed).
     unsafe extern "C-unwind" {
         fn errstart(elevel: std::ffi::c_int, domain: *const std::ffi::c_char) -> bool;
         fn errfinish(filename: *const std::ffi::c_char, lineno: std::ffi::c_int, funcname: *const std::ffi::c_char);
     }
+    let line = std::mem::ManuallyDrop::new(line);
     unsafe {
-        // (an interior NUL, impossible in statement text PostgreSQL received as a C
-        // string, would end the copy)
-        let line_c = line.as_pg_cstr();
-        drop(line);
         if errstart(pg_sys::LOG as _, c"pg_migration_guard".as_ptr()) {
-            pg_sys::errmsg_internal(c"%s".as_ptr(), line_c);
+            pg_sys::errmsg_internal(c"%s".as_ptr(), line.as_ptr());
             pg_sys::errhidestmt(true);
             errfinish(c"src/audit.rs".as_ptr(), line!() as _, c"log_line".as_ptr());
         }
-        pg_sys::pfree(line_c.cast());
     }
+    drop(std::mem::ManuallyDrop::into_inner(line));
 }
 
 /// `text` with the characters that could end a server-log line or forge another escaped,
@@ -160,6 +182,10 @@ pub fn escape_log_text(text: &str) -> Cow<'_, str> {
 /// Whether [`escape_log_text`] changes `b` (UTF-8): a C0 control, DEL or backslash, a C1
 /// control (0xC2 0x80..0x9F) or U+2028/U+2029 (0xE2 0x80 0xA8/0xA9).
 fn needs_escape(b: &[u8]) -> bool {
+    // Printable ASCII other than backslash, nearly every statement: one branch-free pass.
+    if b.iter().fold(true, |plain, &c| plain & (0x20..0x7f).contains(&c) & (c != b'\\')) {
+        return false;
+    }
     b.iter().enumerate().any(|(i, &c)| match c {
         0..=0x1f | 0x7f | b'\\' => true,
         0xc2 => matches!(b.get(i + 1), Some(0x80..=0x9f)),
@@ -170,9 +196,28 @@ fn needs_escape(b: &[u8]) -> bool {
 
 /// The audit table's oid, when the extension is installed in this database.
 ///
+/// Looked up by name (`pg_migration_guard.audit_log`) once and kept for the backend until an
+/// invalidation could change the answer ([`lookups`]): any relcache invalidation while no
+/// table is known (a CREATE TABLE sends one for the new relation), one of the table itself
+/// (dropped, renamed, moved to another schema), any change to a schema (renamed, dropped),
+/// or a cache reset. These are processed exactly when the catalog caches the lookup reads
+/// are refreshed, so the answer is the one the lookup would give.
+///
 /// # Safety
 /// Inside a valid transaction (syscache lookups).
 pub unsafe fn audit_table() -> Option<pg_sys::Oid> {
+    unsafe {
+        lookups::register();
+        if let Some(known) = lookups::AUDIT_TABLE {
+            return known;
+        }
+        let found = audit_table_by_name();
+        lookups::AUDIT_TABLE = Some(found);
+        found
+    }
+}
+
+unsafe fn audit_table_by_name() -> Option<pg_sys::Oid> {
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"pg_migration_guard".as_ptr(), true);
         if nsp == pg_sys::InvalidOid {
@@ -180,6 +225,85 @@ pub unsafe fn audit_table() -> Option<pg_sys::Oid> {
         }
         let rel = pg_sys::get_relname_relid(c"audit_log".as_ptr(), nsp);
         (rel != pg_sys::InvalidOid).then_some(rel)
+    }
+}
+
+/// A role's name, as `GetUserNameFromId(oid, true)` gives it, or `oid N` for a role that
+/// does not exist; the names of the last two roles asked for are kept until a change to
+/// pg_authid invalidates them ([`lookups`]).
+///
+/// # Safety
+/// Inside a valid transaction.
+unsafe fn role_name(oid: pg_sys::Oid) -> String {
+    unsafe {
+        lookups::register();
+        let cache = &mut *std::ptr::addr_of_mut!(lookups::ROLE_NAMES);
+        if let Some((_, name)) = cache.iter().find(|(o, _)| *o == oid) {
+            return name.clone();
+        }
+        let p = pg_sys::GetUserNameFromId(oid, true);
+        let name = if p.is_null() { format!("oid {}", oid.to_u32()) } else { lossy(std::ffi::CStr::from_ptr(p).to_bytes()) };
+        if cache.len() >= 2 {
+            cache.remove(0);
+        }
+        cache.push((oid, name.clone()));
+        name
+    }
+}
+
+/// `bytes` as a String, invalid UTF-8 replaced (String::from_utf8_lossy), checked with the
+/// faster `str::from_utf8` first: names and statements are nearly always valid.
+pub fn lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Per-backend results of catalog lookups made for every judged statement, and the cache
+/// invalidation callbacks (src/backend/utils/cache/inval.c) that forget them.
+mod lookups {
+    use pgrx::pg_sys;
+
+    /// `Some(answer)` once looked up; `None` when unknown.
+    pub(super) static mut AUDIT_TABLE: Option<Option<pg_sys::Oid>> = None;
+    /// (role oid, name) of the last roles looked up, at most two.
+    pub(super) static mut ROLE_NAMES: Vec<(pg_sys::Oid, String)> = Vec::new();
+    static mut REGISTERED: bool = false;
+
+    /// Registers the callbacks, once per process (PostgreSQL keeps them for its life).
+    pub(super) unsafe fn register() {
+        unsafe {
+            if REGISTERED {
+                return;
+            }
+            REGISTERED = true;
+            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0));
+            pg_sys::CacheRegisterSyscacheCallback(
+                pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+                Some(schema_changed),
+                pg_sys::Datum::from(0),
+            );
+            pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as i32, Some(role_changed), pg_sys::Datum::from(0));
+        }
+    }
+
+    /// A relation's relcache entry was invalidated (`relid`), or all of them (InvalidOid).
+    unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+        unsafe {
+            match AUDIT_TABLE {
+                Some(Some(oid)) if oid != relid && relid != pg_sys::InvalidOid => {}
+                _ => AUDIT_TABLE = None,
+            }
+        }
+    }
+
+    unsafe extern "C-unwind" fn schema_changed(_arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+        unsafe { AUDIT_TABLE = None }
+    }
+
+    unsafe extern "C-unwind" fn role_changed(_arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+        unsafe { (*std::ptr::addr_of_mut!(ROLE_NAMES)).clear() }
     }
 }
 
@@ -199,26 +323,18 @@ impl Session {
     /// Inside a valid transaction.
     pub unsafe fn current() -> Session {
         unsafe {
-            let name = |oid: pg_sys::Oid| {
-                let p = pg_sys::GetUserNameFromId(oid, true);
-                if p.is_null() {
-                    format!("oid {}", oid.to_u32())
-                } else {
-                    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-                }
-            };
             // The client address cannot change during a connection: looked up once.
             thread_local! {
                 static CLIENT_ADDR: std::cell::OnceCell<Option<String>> = const { std::cell::OnceCell::new() };
             }
             let client_addr = CLIENT_ADDR.with(|c| c.get_or_init(|| client_addr()).clone());
             Session {
-                session_role: name(pg_sys::GetSessionUserId()),
-                effective_role: name(pg_sys::GetUserId()),
+                session_role: role_name(pg_sys::GetSessionUserId()),
+                effective_role: role_name(pg_sys::GetUserId()),
                 application_name: if pg_sys::application_name.is_null() {
                     String::new()
                 } else {
-                    std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
+                    lossy(std::ffi::CStr::from_ptr(pg_sys::application_name).to_bytes())
                 },
                 client_addr,
                 backend_pid: pg_sys::MyProcPid,
@@ -443,7 +559,9 @@ fn encode_record(u: Unbounded<'_>, max_payload: usize) -> Option<Vec<u8>> {
         locks: u.locks.map(bound_locks),
         error_sqlstate: u.error_sqlstate,
     };
-    let payload = postcard::to_allocvec(&rec).ok()?;
+    // Sized for the record at once: postcard's to_allocvec grows its vector as it goes.
+    let capacity = 512 + u.statement.len() + rec.message.as_ref().map_or(0, |m| m.len()) + rec.locks.as_ref().map_or(0, |l| 64 * l.len());
+    let payload = postcard::to_extend(&rec, Vec::with_capacity(capacity.min(max_payload + 64))).ok()?;
     if payload.len() <= max_payload {
         return Some(payload);
     }
@@ -545,6 +663,11 @@ pub unsafe fn record(j: &Event, outcome: Outcome, wait: bool) {
         Some(payload) => unsafe { queue::enqueue(pg_sys::MyDatabaseId, &payload, wait) }.map(|_| ()),
         None => Err(EnqueueError::TooLarge),
     };
+    if outcome.is_err() && !j.logged {
+        // log_decisions = flagged left this decision to the audit table, which will not
+        // have it: the server log gets it after all.
+        log_line(j);
+    }
     let detail = match outcome {
         Ok(()) | Err(EnqueueError::NoQueue) => return,
         Err(EnqueueError::Full) => {

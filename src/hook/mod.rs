@@ -165,7 +165,7 @@ unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt, query_string
         let exemption = guc::exemption().or_else(|| citus::internal_exemption((*pstmt).utilityStmt));
         let mut pending = judge(pstmt, query_string, exemption);
         pending.event.started_at = started_at;
-        audit::log_line(&pending.event);
+        audit::log_decision(&mut pending.event);
         if pending.event.verdict.decision == Decision::Rejected {
             // The rejection aborts the transaction (unless an exception block catches it):
             // give it an xid so the audit view can tell which.
@@ -396,8 +396,8 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
     unsafe {
         let node = (*pstmt).utilityStmt;
         let (text_bytes, start) = statement_bounds(pstmt, query_string);
-        let statement = String::from_utf8_lossy(text_bytes).into_owned();
-        let command_tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).to_string_lossy().into_owned();
+        let statement = audit::lossy(text_bytes);
+        let command_tag = audit::lossy(CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).to_bytes());
         let mut j = Pending {
             event: audit::Event {
                 statement,
@@ -411,6 +411,7 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
                 // record queued there would wait in shared memory until promotion.
                 audited: !pg_sys::RecoveryInProgress() && audit::audit_table().is_some(),
                 started_at: 0,
+                logged: false,
             },
             failure_code: None,
             relfilenodes: vec![],
@@ -450,7 +451,7 @@ unsafe fn judge(pstmt: *mut pg_sys::PlannedStmt, query_string: *const std::ffi::
                 // A malformed annotation is the user's error, reported as such (22023).
                 j.event.verdict = Verdict { decision: Decision::Rejected, ..Verdict::allowed() };
                 j.event.exemption = Some(message.clone());
-                audit::log_line(&j.event);
+                audit::log_decision(&mut j.event);
                 if !pg_sys::RecoveryInProgress() {
                     pg_sys::GetTopTransactionId();
                 }

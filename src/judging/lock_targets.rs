@@ -57,6 +57,8 @@
 // with the recursion test inside the arm as PostgreSQL has it.
 #![allow(clippy::collapsible_match)]
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{c_void, CString};
 
 use pgrx::pg_sys;
@@ -91,13 +93,25 @@ unsafe fn partition_parent(partition: pg_sys::Oid) -> pg_sys::Oid {
 /// Every partition and inheritance child of `oid` at every level, as `find_all_inheritors`
 /// lists them, without `oid` itself; nothing when the relation never had children
 /// (`relhassubclass`, the test ATSimpleRecursion makes first).
+/// While a [`Memo`] is alive, each relation's list is looked up once (the facts and the
+/// lock targets of a statement on a partitioned table both need it).
 unsafe fn inheritors(oid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    unsafe {
+    let memoized = MEMO.with(|m| m.borrow().as_ref().and_then(|memo| memo.inheritors.get(&oid).cloned()));
+    if let Some(list) = memoized {
+        return list;
+    }
+    let list: Vec<pg_sys::Oid> = unsafe {
         if !OpenRel::new(oid).is_some_and(|r| r.form().relhassubclass) {
             return vec![];
         }
         PgList::<c_void>::from_pg(find_all_inheritors(oid)).iter_oid().filter(|c| *c != oid).collect()
-    }
+    };
+    MEMO.with(|m| {
+        if let Some(memo) = m.borrow_mut().as_mut() {
+            memo.inheritors.insert(oid, list.clone());
+        }
+    });
+    list
 }
 
 fn relkind(oid: pg_sys::Oid) -> u8 {
@@ -129,19 +143,52 @@ pub struct Target {
 }
 
 /// The targets in the order PostgreSQL takes them; one entry per relation, with the
-/// strongest mode asked for.
+/// strongest mode asked for. Beyond [`Targets::SCAN_MAX`] entries an index (oid → entry)
+/// finds a relation's entry in constant time: a statement on a parent of thousands of
+/// partitions adds each of them, and a scan per addition would make that quadratic.
 #[derive(Default)]
-struct Targets(Vec<Target>);
+struct Targets(Vec<Target>, HashMap<pg_sys::Oid, usize>, Option<(pg_sys::Oid, Option<String>)>);
 
 impl Targets {
+    /// Up to this many entries, an entry is found by scanning them (no index to build).
+    const SCAN_MAX: usize = 16;
+
     unsafe fn add(&mut self, oid: pg_sys::Oid, mode: LockMode) {
-        if let Some(t) = self.0.iter_mut().find(|t| t.oid == oid) {
+        let found = if self.1.is_empty() { self.0.iter().position(|t| t.oid == oid) } else { self.1.get(&oid).copied() };
+        if let Some(i) = found {
+            let t = &mut self.0[i];
             t.request.mode = t.request.mode.max(mode);
             return;
         }
         let Some(rel) = (unsafe { OpenRel::new(oid) }) else { return };
-        let request = LockRequest { relation: rel.qualified_name(), mode, invisible_to_others: rel.invisible_to_others() };
+        let request = LockRequest { relation: self.qualified_name(&rel), mode, invisible_to_others: rel.invisible_to_others() };
         self.0.push(Target { oid, request });
+        if !self.1.is_empty() {
+            self.1.insert(oid, self.0.len() - 1);
+        } else if self.0.len() > Self::SCAN_MAX {
+            self.1 = self.0.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+        }
+    }
+
+    /// `rel`'s name as [`OpenRel::qualified_name`] gives it (`quote_qualified_identifier`:
+    /// the quoted schema name, a dot, the quoted relation name), with the quoted name of the
+    /// last schema kept: the partitions of a table are usually all in one schema.
+    fn qualified_name(&mut self, rel: &OpenRel) -> String {
+        let nsp = rel.form().relnamespace;
+        if !matches!(&self.2, Some((n, _)) if *n == nsp) {
+            // SAFETY: a syscache lookup and PostgreSQL's quoting, inside the transaction.
+            let quoted = unsafe {
+                let name = pg_sys::get_namespace_name(nsp);
+                (!name.is_null()).then(|| cstr(pg_sys::quote_identifier(name)))
+            };
+            self.2 = Some((nsp, quoted));
+        }
+        // SAFETY: relname is a NUL-terminated name in the relation's pg_class row.
+        let relname = unsafe { cstr(pg_sys::quote_identifier(rel.form().relname.data.as_ptr())) };
+        match &self.2 {
+            Some((_, Some(schema))) => format!("{schema}.{relname}"),
+            _ => relname,
+        }
     }
 
     unsafe fn add_all(&mut self, oids: impl IntoIterator<Item = pg_sys::Oid>, mode: LockMode) {
@@ -189,6 +236,63 @@ impl Targets {
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
 pub unsafe fn lock_targets(node: *mut pg_sys::Node) -> Vec<Target> {
+    let memoized = MEMO.with(|m| match m.borrow().as_ref() {
+        Some(memo) if memo.node == node as usize => memo.targets.clone(),
+        _ => None,
+    });
+    if let Some(targets) = memoized {
+        return targets;
+    }
+    let targets = unsafe { compute(node) };
+    MEMO.with(|m| {
+        if let Some(memo) = m.borrow_mut().as_mut() {
+            if memo.node == node as usize {
+                memo.targets = Some(targets.clone());
+            }
+        }
+    });
+    targets
+}
+
+/// What a [`Memo`] keeps.
+struct Memoized {
+    /// The statement (its parse node's address).
+    node: usize,
+    /// Its lock targets, once computed.
+    targets: Option<Vec<Target>>,
+    /// [`inheritors`] of each relation asked for.
+    inheritors: HashMap<pg_sys::Oid, Vec<pg_sys::Oid>>,
+}
+
+thread_local! {
+    /// While a [`Memo`] is alive: what it keeps.
+    static MEMO: RefCell<Option<Memoized>> = const { RefCell::new(None) };
+}
+
+/// Keeps the lock targets of one statement, and the partitions and inheritance children of
+/// each relation looked up ([`inheritors`]), while it lives, so that judging computes them
+/// once: the facts of a statement that recurses to partitions or inheritance children need
+/// them too ([`reached_inheritors`]), before the lock-queue protection does, and a second
+/// judging pass (measured sizes) needs them again. Judging reads the catalog without
+/// changing it, so the targets stay what a new computation would give; dropped at the end
+/// of judging (also when an error unwinds it).
+pub struct Memo(());
+
+impl Memo {
+    /// Starts keeping the targets of `node`.
+    pub fn new(node: *mut pg_sys::Node) -> Memo {
+        MEMO.with(|m| *m.borrow_mut() = Some(Memoized { node: node as usize, targets: None, inheritors: HashMap::new() }));
+        Memo(())
+    }
+}
+
+impl Drop for Memo {
+    fn drop(&mut self) {
+        MEMO.with(|m| *m.borrow_mut() = None);
+    }
+}
+
+unsafe fn compute(node: *mut pg_sys::Node) -> Vec<Target> {
     use pg_sys::NodeTag::*;
     use LockMode::*;
     let mut t = Targets::default();
@@ -246,6 +350,7 @@ pub unsafe fn reached_inheritors(node: *mut pg_sys::Node, oid: pg_sys::Oid) -> V
         if all.is_empty() {
             return all;
         }
+        let all: HashSet<pg_sys::Oid> = all.into_iter().collect();
         lock_targets(node).into_iter().map(|t| t.oid).filter(|o| all.contains(o)).collect()
     }
 }

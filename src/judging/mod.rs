@@ -67,10 +67,80 @@ pub unsafe fn is_judged_statement(node: *mut pg_sys::Node) -> bool {
     }
 }
 
+/// Whether judging `node` reads the catalog: whether [`facts::statement_facts`] or
+/// [`lock_targets::lock_targets`] looks anything up for it. False for the statements neither
+/// dispatches on (CREATE SCHEMA, CREATE FUNCTION, CREATE VIEW, GRANT, ...: their facts are
+/// `Statement::Other` and they have no lock targets) and for a CREATE TABLE that names no
+/// other relation or type (no PARTITION OF, INHERITS, OF, LIKE or FOREIGN KEY): for those,
+/// judging cannot raise a PostgreSQL error and takes nothing, so [`verdict_for`] runs it
+/// without a subtransaction. Must name every tag the two dispatchers handle
+/// (`pg_tests::catalog_free_statements_have_no_facts_and_no_locks`).
+///
+/// # Safety
+/// `node` must be a valid utility parse tree.
+pub unsafe fn reads_catalog(node: *mut pg_sys::Node) -> bool {
+    use pg_sys::NodeTag::*;
+    unsafe {
+        match (*node).type_ {
+            T_CreateStmt => !create_table_is_self_contained(node.cast()),
+            T_AlterTableStmt
+            | T_IndexStmt
+            | T_DropStmt
+            | T_RenameStmt
+            | T_CreateTrigStmt
+            | T_CreatePolicyStmt
+            | T_AlterPolicyStmt
+            | T_RuleStmt
+            | T_ReindexStmt
+            | T_VacuumStmt
+            | T_ClusterStmt
+            | T_RefreshMatViewStmt
+            | T_TruncateStmt
+            | T_AlterDomainStmt
+            | T_AlterObjectSchemaStmt
+            | T_CommentStmt
+            | T_AlterTableMoveAllStmt => true,
+            _ => false,
+        }
+    }
+}
+
+/// A CREATE TABLE that names no other relation or type: not a partition, no INHERITS, no
+/// OF type, no LIKE, no FOREIGN KEY (column or table constraint). `facts::statement_facts`
+/// looks up only partitions, and `lock_targets` only what these name.
+unsafe fn create_table_is_self_contained(stmt: *mut pg_sys::CreateStmt) -> bool {
+    use pgrx::{is_a, PgList};
+    unsafe {
+        if !(*stmt).partbound.is_null() || !(*stmt).inhRelations.is_null() || !(*stmt).ofTypename.is_null() {
+            return false;
+        }
+        let foreign = |con: *mut pg_sys::Constraint| (*con).contype == pg_sys::ConstrType::CONSTR_FOREIGN;
+        for elt in PgList::<pg_sys::Node>::from_pg((*stmt).tableElts)
+            .iter_ptr()
+            .chain(PgList::<pg_sys::Node>::from_pg((*stmt).constraints).iter_ptr())
+        {
+            if is_a(elt, pg_sys::NodeTag::T_Constraint) {
+                if foreign(elt.cast()) {
+                    return false;
+                }
+            } else if is_a(elt, pg_sys::NodeTag::T_ColumnDef) {
+                if PgList::<pg_sys::Constraint>::from_pg((*(elt as *mut pg_sys::ColumnDef)).constraints).iter_ptr().any(foreign) {
+                    return false;
+                }
+            } else {
+                // TableLikeClause, or anything else: judged the general way.
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// The judging path without acting on the verdict or auditing it: facts and lock targets
-/// (in a rolled-back subtransaction), rules, decision. `Err` carries why the statement could
-/// not be judged: an error while its facts were read (PostgreSQL's message and SQLSTATE),
-/// a fact that could not be decided without waiting, or a panic of the guard's own code.
+/// (in a rolled-back subtransaction, unless the statement's judging reads no catalog:
+/// [`reads_catalog`]), rules, decision. `Err` carries why the statement could not be
+/// judged: an error while its facts were read (PostgreSQL's message and SQLSTATE), a fact
+/// that could not be decided without waiting, or a panic of the guard's own code.
 ///
 /// # Safety
 /// `node` must be a valid utility parse tree; called inside a transaction.
@@ -80,20 +150,30 @@ pub unsafe fn verdict_for(
     overrides: &Overrides,
 ) -> Result<(Verdict, Vec<Target>), Caught> {
     unsafe {
-        // Catalog lookups take no lock: read the invalidations other sessions committed.
-        pg_sys::AcceptInvalidationMessages();
-        // First pass without sizes (the largest size makes every size-dependent rule fire,
-        // facts::Sizes); only when something fired, a second with the real sizes.
-        let (stmt, targets) = subxact::in_subtransaction(|| {
-            (facts::statement_facts(node, text, facts::Sizes::Unmeasured), lock_targets::lock_targets(node))
-        })?;
-        let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
         let ctx = guc::context();
-        let mut findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
-        if !findings.is_empty() {
-            let stmt = subxact::in_subtransaction(|| facts::statement_facts(node, text, facts::Sizes::Measured))?;
-            findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
-        }
+        let (findings, targets) = if reads_catalog(node) {
+            // Catalog lookups take no lock: read the invalidations other sessions committed.
+            pg_sys::AcceptInvalidationMessages();
+            // One subtransaction for both passes: the first without sizes (the largest size
+            // makes every size-dependent rule fire, facts::Sizes); only when something fired,
+            // a second with the real sizes.
+            subxact::in_subtransaction(|| -> Result<_, Caught> {
+                // Lock targets computed once for the facts (partitions reached) and for
+                // the lock-queue protection.
+                let _memo = lock_targets::Memo::new(node);
+                let stmt = facts::statement_facts(node, text, facts::Sizes::Unmeasured);
+                let targets = lock_targets::lock_targets(node);
+                let requests: Vec<_> = targets.iter().map(|t| t.request.clone()).collect();
+                let mut findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
+                if !findings.is_empty() {
+                    let stmt = facts::statement_facts(node, text, facts::Sizes::Measured);
+                    findings = pure(|| rules::check_all(&stmt, &requests, &ctx))?;
+                }
+                Ok((findings, targets))
+            })??
+        } else {
+            (pure(|| rules::check_all(&crate::model::Statement::Other, &[], &ctx))?, Vec::new())
+        };
         let (mode, levels) = (guc::mode(), guc::rule_levels());
         let verdict = pure(move || decision::decide(mode, &levels, findings, overrides))?;
         Ok((verdict, targets))
@@ -126,6 +206,7 @@ pub unsafe fn judge_fully(
     unsafe {
         pg_sys::AcceptInvalidationMessages();
         let (largest, stmt, targets) = subxact::in_subtransaction(|| {
+            let _memo = lock_targets::Memo::new(node);
             (
                 facts::statement_facts(node, text, facts::Sizes::Unmeasured),
                 facts::statement_facts(node, text, facts::Sizes::Measured),

@@ -391,6 +391,82 @@ fn every_decision_is_one_audit_row_and_one_log_line() {
     }
 }
 
+/// The LOG lines of cluster A's server log that name `marker` and start with
+/// `LOG:  pg_migration_guard: <decision> `, counted after the writer had time to insert and
+/// the log to be written.
+fn guard_log_lines(decision: &str, marker: &str) -> usize {
+    let head = format!("LOG:  pg_migration_guard: {decision} ");
+    server_log_entries("A").iter().filter(|e| e.head.starts_with(&head) && e.head.contains(marker)).count()
+}
+
+/// With `log_decisions = flagged`, an allowed statement has its audit row and no LOG line;
+/// a warned and a rejected one have both. In a database without the audit table, an allowed
+/// statement is logged after all (nothing else would record it). Only superusers may set it.
+#[test]
+fn log_decisions_flagged_leaves_allowed_decisions_to_the_audit_table() {
+    let mut admin = connect("A");
+    setup(&mut admin);
+    let tag = unique_tag();
+    let app = format!("audit-flagged-{tag}");
+    let (mut c, _) = connect_as("A", "postgres", &app);
+    c.batch_execute("SET pg_migration_guard.log_decisions = flagged").unwrap();
+
+    let allowed = format!("flagmark_al_{tag}");
+    c.batch_execute(&format!("CREATE TABLE audit_t.{allowed} (a int)")).unwrap();
+    let warned = format!("flagmark_wa_{tag}");
+    c.batch_execute(&format!("ALTER TABLE audit_t.small RENAME COLUMN a TO {warned}")).unwrap();
+    let rejected = format!("flagmark_re_{tag}");
+    expect_rejected(c.batch_execute(&format!("CREATE INDEX {rejected} ON audit_t.big (v)")), INDEX_RULE);
+
+    for (marker, decision) in [(&allowed, "allowed"), (&warned, "warned"), (&rejected, "rejected")] {
+        let pattern = format!("%{marker}%");
+        let rows = wait_for_audit(&mut admin, "application_name = $1 AND statement LIKE $2", &[&app, &pattern], 1);
+        assert_eq!(rows[0].decision, decision, "{:#?}", rows[0]);
+    }
+    let start = Instant::now();
+    while guard_log_lines("rejected", &rejected) == 0 && start.elapsed() < Duration::from_secs(10) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(guard_log_lines("allowed", &allowed), 0, "flagged: an allowed decision goes to the audit table only");
+    assert_eq!(guard_log_lines("warned", &warned), 1);
+    assert_eq!(guard_log_lines("rejected", &rejected), 1);
+
+    // The same session with the default setting logs its allowed decisions.
+    c.batch_execute("RESET pg_migration_guard.log_decisions").unwrap();
+    let logged = format!("flagmark_all_{tag}");
+    c.batch_execute(&format!("CREATE TABLE audit_t.{logged} (a int)")).unwrap();
+    let start = Instant::now();
+    while guard_log_lines("allowed", &logged) == 0 && start.elapsed() < Duration::from_secs(10) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(guard_log_lines("allowed", &logged), 1, "log_decisions = all (the default) logs every decision");
+
+    // A database without the extension has no audit table: the line is the only record.
+    let db = format!("audit_noext_{tag}");
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut cleanup = Cleanup::new("A");
+    cleanup.push(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    {
+        let (mut other, _) = connect_db("A", &db, "postgres", &app);
+        other.batch_execute("SET pg_migration_guard.log_decisions = flagged").unwrap();
+        let unaudited = format!("flagmark_noext_{tag}");
+        other.batch_execute(&format!("CREATE TABLE {unaudited} (a int)")).unwrap();
+        let start = Instant::now();
+        while guard_log_lines("allowed", &unaudited) == 0 && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(guard_log_lines("allowed", &unaudited), 1, "without an audit table the allowed decision is logged after all");
+    }
+
+    // SUSET: a role without superuser cannot change it.
+    ensure_role(&mut admin, "audit_flag_nosuper", "NOLOGIN");
+    c.batch_execute("SET ROLE audit_flag_nosuper").unwrap();
+    let e = expect_db_error(c.batch_execute("SET pg_migration_guard.log_decisions = flagged"));
+    assert_eq!(e.code(), &SqlState::INSUFFICIENT_PRIVILEGE, "{e:?}");
+    c.batch_execute("RESET ROLE").unwrap();
+}
+
 /// `purge_audit_log(older_than)` deletes exactly the rows logged before now() - older_than,
 /// returns how many it deleted, and keeps newer rows.
 #[test]
