@@ -58,7 +58,11 @@ psql_as() { local role=$1 port=$2 db=$3; shift 3; "$PSQL_BIN" -X -q -At -v ON_ER
 if want repack || want partman || want cron; then
   step "a cluster preloading pg_cron, pg_partman_bgw, pg_migration_guard"
   cluster_init "$DIR" "$SYSTEM_PG_BIN"
-  cluster_start "$DIR" "$PORT" "shared_preload_libraries = 'pg_cron,pg_partman_bgw,pg_migration_guard'" "$GUARD_PATH" \
+  # pg_partman_bgw starts its first maintenance run at server start, as its role: the role
+  # must exist by then (else the worker exits and comes back only after its restart delay).
+  cluster_start "$DIR" "$PORT" "$GUARD_PATH"
+  q "$PORT" postgres "CREATE ROLE partman_maint LOGIN"
+  cluster_restart "$DIR" "$PORT" "shared_preload_libraries = 'pg_cron,pg_partman_bgw,pg_migration_guard'" "$GUARD_PATH" \
     "cron.database_name = 'postgres'" "cron.host = '/tmp'" \
     "pg_partman_bgw.dbname = 'postgres'" "pg_partman_bgw.role = 'partman_maint'" "pg_partman_bgw.interval = 2"
   q "$PORT" postgres "CREATE EXTENSION pg_migration_guard"
@@ -136,7 +140,7 @@ fi
 
 if want partman; then
   step "2. pg_partman: create_parent, run_maintenance(), pg_partman_bgw"
-  q "$PORT" postgres "CREATE ROLE partman_maint LOGIN" "CREATE SCHEMA partman" "CREATE EXTENSION pg_partman SCHEMA partman" \
+  q "$PORT" postgres "CREATE SCHEMA partman" "CREATE EXTENSION pg_partman SCHEMA partman" \
     "GRANT ALL ON SCHEMA partman TO partman_maint" "GRANT ALL ON ALL TABLES IN SCHEMA partman TO partman_maint" \
     "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA partman TO partman_maint" "GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA partman TO partman_maint" \
     "GRANT CREATE ON SCHEMA public TO partman_maint"
