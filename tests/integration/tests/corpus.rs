@@ -132,9 +132,10 @@ impl Message {
     }
 }
 
-/// Replaces the data-dependent figures described in [`EXPECTED_HEADER`]: the row count in
-/// `public.shop_daily_sales (<size>, about <count> rows)`.
-fn normalise(text: &str) -> String {
+/// `text` with what follows each `public.shop_daily_sales (` edited: `edit` gets the text
+/// after it and returns the replacement of a prefix of it and that prefix's length, or `None`
+/// to leave it as it is.
+fn edit_after_view(text: &str, edit: impl Fn(&str) -> Option<(String, usize)>) -> String {
     const VIEW: &str = "public.shop_daily_sales (";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -142,21 +143,25 @@ fn normalise(text: &str) -> String {
         let (before, from_view) = rest.split_at(at + VIEW.len());
         out.push_str(before);
         rest = from_view;
-        let Some(close) = rest.find(')') else { continue };
-        let inside = &rest[..close];
-        if let Some(about) = inside.find(", about ") {
-            let digits_start = about + ", about ".len();
-            let digits_len = inside[digits_start..].chars().take_while(char::is_ascii_digit).count();
-            if digits_len > 0 && &inside[digits_start + digits_len..] == " rows" {
-                out.push_str(&inside[..digits_start]);
-                out.push('N');
-                out.push_str(" rows");
-                rest = &rest[close..];
-            }
+        if let Some((replacement, len)) = edit(rest) {
+            out.push_str(&replacement);
+            rest = &rest[len..];
         }
     }
     out.push_str(rest);
     out
+}
+
+/// Replaces the data-dependent figures described in [`EXPECTED_HEADER`]: the row count in
+/// `public.shop_daily_sales (<size>, about <count> rows)`.
+fn normalise(text: &str) -> String {
+    edit_after_view(text, |rest| {
+        let close = rest.find(')')?;
+        let inside = &rest[..close];
+        let digits_start = inside.find(", about ")? + ", about ".len();
+        let digits_len = inside[digits_start..].chars().take_while(char::is_ascii_digit).count();
+        (digits_len > 0 && &inside[digits_start + digits_len..] == " rows").then(|| (format!("{}N rows", &inside[..digits_start]), close))
+    })
 }
 
 /// `text` with the size of public.shop_daily_sales written SIZE, for the comparison only:
@@ -164,20 +169,9 @@ fn normalise(text: &str) -> String {
 /// in 21 MB, 18 in 21.5 MB, shown as 22), where its one row per minute of the seed's run
 /// can move it either way. The expected file keeps the size the blessing server reported.
 fn without_view_size(text: &str) -> String {
-    const VIEW: &str = "public.shop_daily_sales (";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(VIEW) {
-        let (before, from_view) = rest.split_at(at + VIEW.len());
-        out.push_str(before);
-        rest = from_view;
-        if let Some(comma) = rest.find(", about ").filter(|&c| rest[..c].ends_with(" MB") && !rest[..c].contains(')')) {
-            out.push_str("SIZE");
-            rest = &rest[comma..];
-        }
-    }
-    out.push_str(rest);
-    out
+    edit_after_view(text, |rest| {
+        rest.find(", about ").filter(|&c| rest[..c].ends_with(" MB") && !rest[..c].contains(')')).map(|c| ("SIZE".to_string(), c))
+    })
 }
 
 /// The messages received since the last call, rendered, in the order they came.
